@@ -1,0 +1,58 @@
+# Canvas-Verse backend — the commands people type. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+
+help: ## Show this help
+	@awk 'BEGIN{FS=":.*## "} /^[a-zA-Z_-]+:.*## /{printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## Create .venv and install the project with its dev tools
+
+run: $(STAMP) ## Run the whole system locally (SQLite + the project's own Redis); Ctrl-C stops it
+	$(PY) -m devtools.run
+
+migrate: $(STAMP) ## Apply the database migrations (AUTH_DATABASE_URL / CANVAS_DATABASE_URL)
+	$(PY) -m devtools.migrate
+
+test: $(STAMP) ## Run the test suite on SQLite, then on PostgreSQL when it is reachable
+	$(PY) -m pytest
+	@TEST_DB=postgres $(PY) -m devtools.pgcheck; rc=$$?; \
+	if [ $$rc -eq 0 ]; then TEST_DB=postgres $(PY) -m pytest -m "not sqlite_only"; \
+	elif [ $$rc -eq 2 ]; then exit 2; \
+	else echo "PostgreSQL not reachable: skipped the PostgreSQL run (REQUIRE_POSTGRES=1 makes this fail)"; fi
+
+test-sqlite: $(STAMP) ## Run the test suite on SQLite only
+	$(PY) -m pytest
+
+test-postgres: $(STAMP) ## Run the test suite on PostgreSQL only (TEST_POSTGRES_URL)
+	TEST_DB=postgres $(PY) -m pytest -m "not sqlite_only"
+
+test-resilience: $(STAMP) ## Run only the resilience and security suite
+	$(PY) -m pytest -m resilience
+
+lint: $(STAMP) ## Ruff (lint + format check) and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(STAMP) ## Format and auto-fix with ruff
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: $(STAMP) ## Run the benchmarks and write bench/REPORT.md
+	$(PY) -m bench
+
+clean: ## Remove the virtualenv, caches and local data
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data
+
+.PHONY: help install run migrate test test-sqlite test-postgres test-resilience lint format bench clean

@@ -1,0 +1,122 @@
+"""Start and stop the project's real processes (used by `make run` and the end-to-end tests)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def uvicorn_cmd(app: str, port: int, *, workers: int = 1) -> list[str]:
+    """The command that serves an ASGI app, as in the container images."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--timeout-graceful-shutdown",
+        "10",
+    ]
+
+
+class Process:
+    """One child process with its own environment; its output goes to `log_path`."""
+
+    def __init__(
+        self,
+        name: str,
+        cmd: Sequence[str],
+        env: Mapping[str, str],
+        log_path: Path,
+        health_url: str | None = None,
+    ) -> None:
+        self.name = name
+        self.cmd = list(cmd)
+        self.env = {**os.environ, **env}
+        self.log_path = log_path
+        self.health_url = health_url
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait: float = 30.0) -> Process:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            self.cmd,
+            env=self.env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C in a terminal reaches only the supervisor
+        )
+        log.close()
+        if self.health_url:
+            self.wait_healthy(wait)
+        return self
+
+    def wait_healthy(self, timeout: float = 30.0, url: str | None = None) -> None:
+        url = url or self.health_url
+        assert url
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc and self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n{self.tail()}")
+            try:
+                with urllib.request.urlopen(url, timeout=1) as resp:  # noqa: S310 - loopback URL
+                    if resp.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name} not healthy at {url} after {timeout}s:\n{self.tail()}")
+
+    def tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def send_signal(self, sig: int) -> None:
+        if self.running:
+            assert self.proc
+            os.killpg(self.proc.pid, sig)
+
+    def stop(self, timeout: float = 15.0, sig: int = signal.SIGTERM) -> int | None:
+        """Graceful stop (SIGTERM), then SIGKILL after `timeout`. Returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.send_signal(signal.SIGKILL)
+                self.proc.wait()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """Abrupt death (SIGKILL): no shutdown hooks run."""
+        self.send_signal(signal.SIGKILL)
+        if self.proc:
+            self.proc.wait()

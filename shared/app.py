@@ -1,0 +1,56 @@
+"""The one way every service builds its Litestar app: errors, logging, request ids, metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+from litestar import Litestar
+from litestar.config.app import AppConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.types import ControllerRouterHandler
+
+from shared.auth_middleware import internal_auth_middleware
+from shared.errors import EXCEPTION_HANDLERS, problem_details_plugin
+from shared.logging import configure_logging
+from shared.ops import ReadyCheck, ops_router, prometheus_config
+from shared.request_id import RequestIdMiddleware
+from shared.settings import CommonSettings
+
+
+def create_service_app(
+    *,
+    name: str,
+    settings: CommonSettings,
+    route_handlers: Sequence[ControllerRouterHandler],
+    lifespan: Sequence[Callable[[Litestar], AbstractAsyncContextManager[Any]]] = (),
+    ready_checks: Mapping[str, ReadyCheck],
+    request_max_body_size: int = 2 * 1024 * 1024,
+    **config: Any,
+) -> Litestar:
+    """An internal service: every route but the ops routes needs the signed internal credential."""
+    configure_logging(name, json=settings.json_logs, level=settings.log_level)
+    prometheus = prometheus_config(name)
+    app = Litestar(
+        route_handlers=[ops_router(ready_checks), *route_handlers],
+        lifespan=list(lifespan),
+        middleware=[prometheus.middleware, internal_auth_middleware(settings.secret)],
+        plugins=[problem_details_plugin()],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        openapi_config=OpenAPIConfig(title=f"canvas-verse {name}", version="1.0.0", path="/schema"),
+        request_max_body_size=request_max_body_size,
+        debug=False,
+        **config,
+    )
+    wrap_outermost(app)
+    return app
+
+
+def wrap_outermost(app: Litestar) -> None:
+    # Litestar's app-level middleware runs only for matched routes; the request id must also
+    # reach 404/405 answers, so it wraps the whole ASGI handler.
+    app.asgi_handler = RequestIdMiddleware(app.asgi_handler)
+
+
+__all__ = ["AppConfig", "create_service_app", "wrap_outermost"]

@@ -1,0 +1,49 @@
+"""Litestar middleware that admits only internal calls carrying a valid signed credential."""
+
+from __future__ import annotations
+
+import structlog
+from litestar.connection import ASGIConnection
+from litestar.exceptions import NotAuthorizedException
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from litestar.middleware.base import DefineMiddleware
+
+from shared import internal_auth
+from shared.internal_auth import InternalCredential
+
+OPEN_PATHS = {"/health", "/ready", "/metrics", "/schema"}
+
+
+class InternalAuthMiddleware(AbstractAuthenticationMiddleware):
+    """Sets `request.user` to the caller's InternalCredential; 401 when missing or invalid."""
+
+    def __init__(self, app, secret: bytes, max_age: float, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(app, **kwargs)
+        self.secret = secret
+        self.max_age = max_age
+
+    async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
+        try:
+            cred = internal_auth.verify(
+                self.secret, connection.headers.get(internal_auth.HEADER), max_age=self.max_age
+            )
+        except internal_auth.InvalidCredential as exc:
+            raise NotAuthorizedException(str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
+        if cred.uid:
+            structlog.contextvars.bind_contextvars(user_id=cred.uid)
+        return AuthenticationResult(user=cred, auth=cred)
+
+
+def internal_auth_middleware(
+    secret: bytes, max_age: float = internal_auth.DEFAULT_MAX_AGE
+) -> DefineMiddleware:
+    return DefineMiddleware(
+        InternalAuthMiddleware,
+        secret=secret,
+        max_age=max_age,
+        exclude=[f"^{p}" for p in OPEN_PATHS],
+    )
+
+
+def caller_of(connection: ASGIConnection) -> InternalCredential:
+    return connection.user  # type: ignore[no-any-return]

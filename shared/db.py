@@ -1,0 +1,167 @@
+"""Database engines for Piccolo: persistent SQLite connections, or a PostgreSQL pool.
+
+Piccolo's stock SQLiteEngine opens a new connection (and thread) for every query. `SQLiteEngine`
+here keeps two connections open for the life of the process: one for reads outside transactions
+(WAL lets it read while another connection writes) and one for writes and transactions, serialised
+by an asyncio lock. A busy timeout covers writers in other processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import urlparse
+
+import aiosqlite
+from piccolo.engine.base import Engine
+from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.sqlite import SQLiteEngine as _PiccoloSQLiteEngine
+from piccolo.engine.sqlite import SQLiteTransaction, TransactionType, dict_factory
+
+BUSY_TIMEOUT_MS = 10_000
+_READ_PREFIXES = ("SELECT", "WITH", "PRAGMA", "EXPLAIN")
+
+
+class _WriterTransaction(SQLiteTransaction):
+    """A transaction on the engine's single writer connection, holding the write lock throughout."""
+
+    engine: SQLiteEngine
+
+    async def __aenter__(self) -> SQLiteTransaction:
+        if self._parent is not None:
+            return self._parent
+        await self.engine.write_lock.acquire()
+        try:
+            return await super().__aenter__()
+        except BaseException:
+            self.engine.write_lock.release()
+            raise
+
+    async def get_connection(self) -> aiosqlite.Connection:
+        return await self.engine.writer()
+
+    async def __aexit__(self, exception_type: Any, exception: Any, traceback: Any) -> bool:
+        if self._parent:
+            return exception is None
+        try:
+            if exception:
+                if not self._rolled_back:
+                    await self.rollback()
+            elif not self._committed and not self._rolled_back:
+                await self.commit()
+        finally:
+            self.engine.current_transaction.reset(self.context)
+            self.engine.write_lock.release()
+        return exception is None
+
+
+class SQLiteEngine(_PiccoloSQLiteEngine):
+    """Piccolo's SQLite engine on two persistent connections (reader + serialised writer), WAL mode."""
+
+    def __init__(self, path: str, **kwargs: Any) -> None:
+        super().__init__(path=path, timeout=BUSY_TIMEOUT_MS / 1000, **kwargs)
+        self._reader: aiosqlite.Connection | None = None
+        self._writer: aiosqlite.Connection | None = None
+        self._open_lock: asyncio.Lock | None = None
+        self.write_lock = asyncio.Lock()
+
+    async def _open(self) -> aiosqlite.Connection:
+        conn = await aiosqlite.connect(**self.connection_kwargs)
+        conn.row_factory = dict_factory  # type: ignore[assignment]
+        for pragma in (
+            "PRAGMA journal_mode = WAL",
+            f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
+            "PRAGMA synchronous = NORMAL",
+            "PRAGMA foreign_keys = 1",
+        ):
+            await conn.execute(pragma)
+        return conn
+
+    async def reader(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            self._open_lock = self._open_lock or asyncio.Lock()
+            async with self._open_lock:
+                if self._reader is None:
+                    self._reader = await self._open()
+        return self._reader
+
+    async def writer(self) -> aiosqlite.Connection:
+        if self._writer is None:
+            self._writer = await self._open()
+        return self._writer
+
+    async def start(self) -> None:
+        await self.reader()
+        await self.writer()
+
+    async def close(self) -> None:
+        for conn in (self._reader, self._writer):
+            if conn is not None:
+                await conn.close()
+        self._reader = self._writer = None
+
+    async def _run_in_new_connection(
+        self,
+        query: str,
+        args: list[Any] | None = None,
+        query_type: str = "generic",
+        table: Any = None,
+    ) -> list[dict[str, Any]]:
+        args = args or []
+        if query.lstrip()[:7].upper().startswith(_READ_PREFIXES):
+            conn = await self.reader()
+            async with conn.execute(query, args) as cursor:
+                return [dict(row) for row in await cursor.fetchall()]
+        async with self.write_lock:
+            conn = await self.writer()
+            async with conn.execute(query, args) as cursor:
+                return [dict(row) for row in await cursor.fetchall()]
+
+    def transaction(
+        self,
+        transaction_type: TransactionType = TransactionType.immediate,
+        allow_nested: bool = True,
+    ) -> SQLiteTransaction:
+        return _WriterTransaction(engine=self, transaction_type=transaction_type, allow_nested=allow_nested)
+
+
+def make_engine(url: str) -> Engine[Any]:
+    """`sqlite:///path/to/file.db` or `postgresql://user@host:port/db`."""
+    parsed = urlparse(url)
+    if parsed.scheme == "sqlite":
+        path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else parsed.path
+        return SQLiteEngine(path=path, detect_types=sqlite3.PARSE_DECLTYPES | sqlite3.PARSE_COLNAMES)
+    if parsed.scheme in ("postgres", "postgresql"):
+        return PostgresEngine(config={"dsn": url})
+    raise ValueError(f"unsupported database URL scheme: {parsed.scheme!r}")
+
+
+async def open_engine(engine: Engine[Any], pool_size: int = 10) -> None:
+    if isinstance(engine, SQLiteEngine):
+        await engine.start()
+    elif isinstance(engine, PostgresEngine):
+        await engine.start_connection_pool(min_size=1, max_size=pool_size)
+
+
+async def close_engine(engine: Engine[Any]) -> None:
+    if isinstance(engine, SQLiteEngine):
+        await engine.close()
+    elif isinstance(engine, PostgresEngine):
+        await engine.close_connection_pool()
+
+
+@asynccontextmanager
+async def engine_lifespan(engine: Engine[Any], pool_size: int = 10) -> AsyncIterator[None]:
+    await open_engine(engine, pool_size)
+    try:
+        yield
+    finally:
+        await close_engine(engine)
+
+
+async def ping(engine: Engine[Any]) -> None:
+    """Raise if the database does not answer a trivial query."""
+    await engine.run_ddl("SELECT 1")

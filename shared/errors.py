@@ -1,0 +1,141 @@
+"""The one error mapper: every error leaves as RFC 9457 problem details (DESIGN.md decision 7)."""
+
+from __future__ import annotations
+
+import re
+from http import HTTPStatus
+from typing import Any
+
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
+from litestar.plugins.problem_details import (
+    ProblemDetailsConfig,
+    ProblemDetailsException,
+    ProblemDetailsPlugin,
+)
+
+log = structlog.get_logger()
+
+
+class AppError(Exception):
+    """A domain error with its HTTP status; raise a subclass from service modules."""
+
+    status_code = 400
+    title: str | None = None
+
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers or {}
+        self.extra = extra
+
+
+class BadRequest(AppError):
+    status_code = 400
+
+
+class Unauthorized(AppError):
+    status_code = 401
+
+    def __init__(self, detail: str = "Authentication required", **kwargs: Any) -> None:
+        super().__init__(detail, **kwargs)
+        self.headers.setdefault("WWW-Authenticate", "Bearer")
+
+
+class Forbidden(AppError):
+    status_code = 403
+
+
+class NotFound(AppError):
+    status_code = 404
+
+
+class Conflict(AppError):
+    status_code = 409
+
+
+class Invalid(AppError):
+    """422 naming the offending field."""
+
+    status_code = 422
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}", errors=[{"field": field, "message": message}])
+
+
+class TooManyRequests(AppError):
+    status_code = 429
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))})
+
+
+class Unavailable(AppError):
+    status_code = 503
+
+    def __init__(self, detail: str, retry_after: int = 5, **extra: Any) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)}, **extra)
+
+
+def problem(
+    status: int, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> ProblemDetailsException:
+    return ProblemDetailsException(
+        status_code=status,
+        title=HTTPStatus(status).phrase,
+        detail=detail,
+        headers=headers,
+        extra=extra or None,
+    )
+
+
+def _field_of(error: dict[str, Any]) -> str:
+    """The offending field: msgspec's `$.field` path, or the name in "... field `name`"."""
+    key = str(error.get("key") or "").removeprefix("$.")
+    if key and key != "data":
+        return key
+    named = re.search(r"field `([^`]+)`", str(error.get("message", "")))
+    return named.group(1) if named else "body"
+
+
+def _from_validation(exc: ValidationException) -> ProblemDetailsException:
+    raw = exc.extra if isinstance(exc.extra, list) else []
+    errors = [
+        {"field": _field_of(e), "message": str(e.get("message", ""))} for e in raw if isinstance(e, dict)
+    ]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or str(exc.detail)
+    status = exc.status_code if exc.status_code != 400 else 422
+    if "JSON" in str(exc.detail) or "decode" in str(exc.detail).lower():
+        status = 400 if not errors else status
+    return problem(status, detail, headers=exc.headers, errors=errors)
+
+
+def _from_http(exc: HTTPException) -> ProblemDetailsException:
+    if isinstance(exc, ValidationException):
+        return _from_validation(exc)
+    headers = dict(exc.headers or {})
+    if isinstance(exc, NotAuthorizedException) or exc.status_code == 401:
+        headers.setdefault("WWW-Authenticate", "Bearer")
+    extra = exc.extra if isinstance(exc.extra, dict) else {}
+    return problem(exc.status_code, str(exc.detail), headers=headers, **extra)
+
+
+def _from_app_error(exc: AppError) -> ProblemDetailsException:
+    return problem(exc.status_code, exc.detail, headers=exc.headers, **exc.extra)
+
+
+def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled_error", path=request.url.path, error=type(exc).__name__)
+    return problem(500, "Internal server error").to_response(request)
+
+
+def problem_details_plugin() -> ProblemDetailsPlugin:
+    return ProblemDetailsPlugin(
+        ProblemDetailsConfig(
+            exception_to_problem_detail_map={HTTPException: _from_http, AppError: _from_app_error},
+        )
+    )
+
+
+EXCEPTION_HANDLERS = {Exception: _internal_error}

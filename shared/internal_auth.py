@@ -1,0 +1,91 @@
+"""The signed, short-lived internal credential (DESIGN.md decision 4).
+
+The gateway (and any service calling another) sends `X-Internal-Auth: v1.<payload>.<mac>` where
+payload is base64url(JSON {uid, sid, rid, ip, iat}) and mac is base64url(HMAC-SHA256(secret, payload)).
+A receiver rejects it when missing, malformed, tampered, or older than `max_age` seconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+
+import msgspec
+
+HEADER = "x-internal-auth"
+VERSION = "v1"
+DEFAULT_MAX_AGE = 30.0
+CLOCK_SKEW = 5.0
+
+
+class InternalCredential(msgspec.Struct, frozen=True, omit_defaults=True):
+    """Who is calling: the end user (if any), their session, the request id and the signing time."""
+
+    iat: float
+    uid: str | None = None
+    sid: str | None = None
+    rid: str | None = None
+    ip: str | None = None  # the client's address as the gateway saw it (for per-client limits)
+
+
+class InvalidCredential(Exception):
+    """The credential is missing, malformed, tampered or expired."""
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(InternalCredential)
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _mac(secret: bytes, payload: str) -> str:
+    return _b64(hmac.new(secret, payload.encode(), hashlib.sha256).digest())
+
+
+def sign(
+    secret: bytes,
+    *,
+    user_id: str | None = None,
+    session_id: str | None = None,
+    request_id: str | None = None,
+    client_ip: str | None = None,
+    now: float | None = None,
+) -> str:
+    cred = InternalCredential(
+        iat=time.time() if now is None else now,
+        uid=user_id,
+        sid=session_id,
+        rid=request_id,
+        ip=client_ip,
+    )
+    payload = _b64(_encoder.encode(cred))
+    return f"{VERSION}.{payload}.{_mac(secret, payload)}"
+
+
+def verify(
+    secret: bytes, value: str | None, *, max_age: float = DEFAULT_MAX_AGE, now: float | None = None
+) -> InternalCredential:
+    if not value:
+        raise InvalidCredential("missing internal credential")
+    parts = value.split(".")
+    if len(parts) != 3 or parts[0] != VERSION:
+        raise InvalidCredential("malformed internal credential")
+    _, payload, mac = parts
+    if not hmac.compare_digest(mac, _mac(secret, payload)):
+        raise InvalidCredential("bad internal credential signature")
+    try:
+        cred = _decoder.decode(_unb64(payload))
+    except (ValueError, msgspec.DecodeError) as exc:
+        raise InvalidCredential("malformed internal credential") from exc
+    age = (time.time() if now is None else now) - cred.iat
+    if age > max_age or age < -CLOCK_SKEW:
+        raise InvalidCredential("expired internal credential")
+    return cred

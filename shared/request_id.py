@@ -1,0 +1,48 @@
+"""X-Request-Id: accept a well-formed client id or make one; echo it and bind it for logging."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import structlog
+from litestar.datastructures import MutableScopeHeaders
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+HEADER = "x-request-id"
+_VALID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+def valid_request_id(value: str | None) -> str:
+    """The client's id when it is 1..128 characters of [A-Za-z0-9._-], else a new UUID."""
+    return value if value and _VALID.fullmatch(value) else str(uuid.uuid4())
+
+
+def request_id_of(scope: Scope) -> str:
+    return str(scope.get("state", {}).get("request_id", ""))
+
+
+class RequestIdMiddleware:
+    """Pure ASGI middleware, so that even routing errors (404/405) carry the header."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
+        rid = valid_request_id(raw.decode("latin-1"))
+        scope.setdefault("state", {})["request_id"] = rid  # type: ignore[typeddict-item]
+        structlog.contextvars.bind_contextvars(request_id=rid)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableScopeHeaders.from_message(message)["X-Request-Id"] = rid
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id", "user_id")

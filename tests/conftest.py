@@ -1,0 +1,108 @@
+"""Test environment: the project's own Redis, fresh databases (SQLite, or PostgreSQL with TEST_DB=postgres).
+
+Everything is set up in `pytest_configure`, before any service module is imported, because each
+service reads its settings (and binds its Piccolo tables to an engine) once at import time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from devtools.migrate import APPS, migrate
+from devtools.processes import ROOT
+from devtools.redis_server import RedisServer
+
+TEST_POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+_state: dict[str, object] = {}
+
+
+def _postgres_admin(sql: list[str]) -> None:
+    import asyncpg
+
+    async def run() -> None:
+        conn = await asyncpg.connect(TEST_POSTGRES_URL, timeout=5)
+        try:
+            for statement in sql:
+                await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+def _database_urls(run_id: str, data_dir: Path) -> dict[str, str]:
+    if os.environ.get("TEST_DB", "sqlite") != "postgres":
+        return {f"{app.upper()}_DATABASE_URL": f"sqlite:///{data_dir}/{app}.db" for app in APPS}
+    names = {app: f"cv_test_{run_id}_{app}" for app in APPS}
+    _postgres_admin([f'CREATE DATABASE "{name}"' for name in names.values()])
+    _state["pg_databases"] = list(names.values())
+    base = TEST_POSTGRES_URL.rsplit("/", 1)[0]
+    return {f"{app.upper()}_DATABASE_URL": f"{base}/{name}" for app, name in names.items()}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):
+        return
+    run_id = uuid.uuid4().hex[:12]
+    data_dir = Path(tempfile.mkdtemp(prefix=f"cv-test-{run_id}-"))
+    _state["data_dir"] = data_dir
+    redis_server = RedisServer(data_dir / "redis").start()
+    _state["redis"] = redis_server
+    env = {
+        "APP_ENV": "development",
+        "REDIS_URL": redis_server.url,
+        "INTERNAL_SECRET": secrets.token_urlsafe(32),
+        "LOG_LEVEL": "WARNING",
+        **_database_urls(run_id, data_dir),
+    }
+    os.environ.update(env)
+    present = [app for app, conf in APPS.items() if (ROOT / (conf.replace(".", "/") + ".py")).exists()]
+    migrate(present)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    server = _state.pop("redis", None)
+    if isinstance(server, RedisServer):
+        server.stop()
+    databases = _state.pop("pg_databases", None)
+    if isinstance(databases, list):
+        _postgres_admin([f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in databases])
+    data_dir = _state.pop("data_dir", None)
+    if isinstance(data_dir, Path):
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> RedisServer:
+    server = _state["redis"]
+    assert isinstance(server, RedisServer)
+    return server
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    path = _state["data_dir"]
+    assert isinstance(path, Path)
+    return path
+
+
+@pytest.fixture
+async def redis(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_server.url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def unique_email() -> str:
+    return f"user-{secrets.token_hex(6)}@example.com"
