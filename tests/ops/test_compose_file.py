@@ -1,0 +1,90 @@
+"""docker-compose.yml agrees with the code: services, commands, variables, health checks."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import msgspec
+import pytest
+
+from tests.ops.compose import load, variables
+
+APP_SERVICES = ("migrate", "auth", "relay", "canvas", "gateway")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return load()
+
+
+def _module_of(command: list[str]) -> str:
+    if command[0] == "uvicorn":
+        return command[1].split(":")[0]
+    assert command[:2] == ["python", "-m"], command
+    return command[2]
+
+
+def test_every_service_is_present(compose: dict) -> None:
+    assert set(compose["services"]) == {"postgres", "redis", *APP_SERVICES}
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_commands_start_real_modules(compose: dict, name: str) -> None:
+    command = compose["services"][name]["command"]
+    module = _module_of(command)
+    assert importlib.util.find_spec(module) is not None, f"{name} runs {module}, which does not exist"
+    if command[0] == "uvicorn":
+        attr = command[1].split(":")[1]
+        assert hasattr(importlib.import_module(module), attr)
+
+
+def test_only_the_gateway_publishes_a_port(compose: dict) -> None:
+    published = {name for name, svc in compose["services"].items() if svc.get("ports")}
+    assert published == {"gateway"}
+
+
+def test_scaled_services_have_no_fixed_names_or_ports(compose: dict) -> None:
+    for name in ("auth", "canvas"):
+        svc = compose["services"][name]
+        assert "container_name" not in svc
+        assert "ports" not in svc
+
+
+def test_secrets_are_required_not_defaulted(compose: dict) -> None:
+    env = compose["x-app"]["environment"]
+    assert ("INTERNAL_SECRET", "?") in variables(env["INTERNAL_SECRET"])
+    assert ("POSTGRES_PASSWORD", "?") in variables(env["AUTH_DATABASE_URL"])
+    assert env["APP_ENV"] == "production"
+
+
+def test_every_variable_is_a_real_setting(compose: dict) -> None:
+    from gateway.settings import GatewaySettings
+    from services.auth.settings import AuthSettings
+    from services.canvas.settings import CanvasSettings
+
+    known: set[str] = set()
+    for cls, prefix in ((AuthSettings, "AUTH_"), (CanvasSettings, "CANVAS_"), (GatewaySettings, "GATEWAY_")):
+        shared = getattr(cls, "__shared_fields__", frozenset())
+        for field in msgspec.structs.fields(cls):
+            known.add(field.name.upper() if field.name in shared else f"{prefix}{field.name}".upper())
+    for name in compose["x-app"]["environment"]:
+        assert name in known, f"docker-compose.yml sets {name}, which no settings object reads"
+
+
+def test_dependencies_wait_for_health_and_migrations(compose: dict) -> None:
+    services = compose["services"]
+    for name in ("auth", "relay", "canvas"):
+        deps = services[name]["depends_on"]
+        assert deps["migrate"]["condition"] == "service_completed_successfully"
+        assert deps["redis"]["condition"] == "service_healthy"
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for dep in services["gateway"]["depends_on"].values():
+        assert dep["condition"] == "service_healthy"
+    for name in ("postgres", "redis", "auth", "canvas", "gateway"):
+        assert services[name]["healthcheck"]["test"]
+
+
+def test_redis_persists_the_stream(compose: dict) -> None:
+    command = compose["services"]["redis"]["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert any(v.endswith(":/data") for v in compose["services"]["redis"]["volumes"])
