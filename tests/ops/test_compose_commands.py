@@ -34,10 +34,9 @@ def _compose_env(ports: dict[str, int]) -> dict[str, str]:
     for name in ("AUTH_DATABASE_URL", "CANVAS_DATABASE_URL"):
         env[name] = os.environ[name]  # this run's fresh databases instead of the postgres container
     compose_ports = {"auth": 8001, "canvas": 8002, "gateway": 8000}
-    for key, value in env.items():
-        for svc, port in ports.items():
-            value = value.replace(f"http://{svc}:{compose_ports[svc]}", f"http://127.0.0.1:{port}")
-        env[key] = value
+    for svc, port in ports.items():
+        old, new = f"http://{svc}:{compose_ports[svc]}", f"http://127.0.0.1:{port}"
+        env = {key: value.replace(old, new) for key, value in env.items()}
     env["LOG_LEVEL"] = "WARNING"
     return env
 
@@ -60,7 +59,8 @@ def compose_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ports = {svc: free_port() for svc in ("auth", "canvas", "gateway")}
     env = _compose_env(ports)
     migrate = Process("migrate", _command("migrate", None), env, logs / "migrate.log").start()
-    assert migrate.proc and migrate.proc.wait(120) == 0, migrate.tail()
+    assert migrate.proc is not None
+    assert migrate.proc.wait(120) == 0, migrate.tail()
     procs = []
     try:
         for svc in SERVICES:
