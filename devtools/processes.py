@@ -32,6 +32,7 @@ def uvicorn_cmd(app: str, port: int, *, workers: int = 1) -> list[str]:
         "--http",
         "httptools",
         "--no-access-log",
+        "--no-proxy-headers",  # X-Forwarded-For is the gateway's to judge (GATEWAY_TRUSTED_PROXIES)
         "--timeout-graceful-shutdown",
         "10",
     ]

@@ -1,0 +1,109 @@
+"""The gateway's Litestar app: the /api proxy mount, the merged OpenAPI document, ops routes.
+
+Built from the shared parts (problem details, logging, request ids, ops routes) but not with
+`create_service_app`: the gateway is the public edge, so it has no internal-credential middleware
+and adds CORS and the rate limit instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, asgi
+from litestar.config.cors import CORSConfig
+from litestar.middleware.rate_limit import DURATION_VALUES
+
+from gateway.openapi import SchemaCache, schema_router
+from gateway.proxy import Proxy
+from gateway.rate_limit import STORE_NAME, RateCountStore, rate_limit_config
+from gateway.redis_guard import RedisGuard, make_redis
+from gateway.sessions import SessionValidator
+from gateway.settings import GatewaySettings
+from gateway.settings import settings as default_settings
+from shared.app import wrap_outermost
+from shared.errors import EXCEPTION_HANDLERS, problem_details_plugin
+from shared.logging import configure_logging
+from shared.ops import ReadyCheck, ops_router, prometheus_config
+
+SKIP_LITESTAR_METRICS = "skip_litestar_metrics"  # the proxy records its own, per public route
+
+
+def _cors(settings: GatewaySettings) -> CORSConfig | None:
+    if not settings.allowed_origins:
+        return None
+    return CORSConfig(
+        allow_origins=settings.allowed_origins,
+        allow_credentials=True,
+        allow_methods=["GET", "HEAD", "POST", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=["Content-Type", "Authorization", "X-Request-Id"],
+        expose_headers=[
+            "X-Request-Id",
+            "Retry-After",
+            "RateLimit-Limit",
+            "RateLimit-Remaining",
+            "RateLimit-Reset",
+        ],
+    )
+
+
+def create_app(settings: GatewaySettings | None = None) -> Litestar:
+    settings = settings or default_settings
+    configure_logging("gateway", json=settings.json_logs, level=settings.log_level)
+    proxy = Proxy(settings)
+    schema = SchemaCache(proxy.upstreams, proxy.table, settings.secret, settings.schema_ttl)
+    redis = make_redis(settings.redis_url, settings.redis_timeout)
+    guard = RedisGuard(settings.redis_cooldown)
+
+    @asynccontextmanager
+    async def clients(app: Litestar) -> AsyncIterator[None]:
+        for upstream in proxy.upstreams.values():
+            await upstream.start()
+        proxy.validator = SessionValidator(redis, guard, proxy.upstreams["auth"], settings.secret)
+        counts = RateCountStore(redis, guard, DURATION_VALUES[settings.rate_limit_unit])
+        app.stores.register(STORE_NAME, counts, allow_override=True)
+        app.state.redis = redis
+        app.state.proxy = proxy
+        sync = asyncio.create_task(counts.run())
+        try:
+            yield
+        finally:
+            sync.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sync
+            for upstream in proxy.upstreams.values():
+                await upstream.close()
+            await redis.aclose()
+
+    middleware = []
+    if settings.rate_limit > 0:
+        limit = rate_limit_config(settings.rate_limit, settings.rate_limit_unit, settings.trusted_proxies)
+        middleware.append(limit.middleware)
+    api = asgi(
+        "/api", is_mount=True, copy_scope=False, middleware=middleware, opt={SKIP_LITESTAR_METRICS: True}
+    )(proxy.handle)
+    ready_checks: dict[str, ReadyCheck] = {
+        "redis": redis.ping,
+        "auth": proxy.upstreams["auth"].ready,
+        "canvas": proxy.upstreams["canvas"].ready,
+    }
+    prometheus = dataclasses.replace(prometheus_config("gateway"), exclude_opt_key=SKIP_LITESTAR_METRICS)
+    app = Litestar(
+        route_handlers=[ops_router(ready_checks), schema_router(schema), api],
+        lifespan=[clients],
+        middleware=[prometheus.middleware],
+        plugins=[problem_details_plugin()],
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        cors_config=_cors(settings),
+        openapi_config=None,
+        request_max_body_size=settings.body_limit,
+        debug=False,
+    )
+    wrap_outermost(app)
+    return app
+
+
+app = create_app()

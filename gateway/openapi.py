@@ -1,0 +1,208 @@
+"""One OpenAPI 3.1 document for the public API, merged from the services' own Litestar schemas.
+
+Why merged rather than declared here: each service generates its schema from the very Structs and
+handlers that serve the requests, so the merged document cannot drift from what they do, and the
+gateway imports no service code. The gateway keeps only the paths it routes (no /internal), and adds
+what it does itself: the two ways to authenticate, and the error answers produced by the gateway or by
+the error mapper every service shares (all errors are application/problem+json; X-Request-Id on every
+answer). The merged document is cached for `ttl` seconds; a stale copy is served while a service
+is unreachable, 503 before the first successful fetch.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.router import Router
+
+from gateway.routes import SAFE_METHODS, Access, Endpoint, RouteTable
+from gateway.upstreams import Upstream
+from shared import internal_auth
+from shared.errors import problem
+
+SERVICE_SCHEMA_PATH = "/schema/openapi.json"
+OPENAPI_MEDIA_TYPE = "application/vnd.oai.openapi+json"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+_PROBLEM_SCHEMA = {
+    "type": "object",
+    "description": "RFC 9457 problem details",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+    "required": ["title", "status", "detail"],
+}
+_SECURITY_SCHEMES = {
+    "bearerAuth": {"type": "http", "scheme": "bearer", "description": "The session token"},
+    "sessionCookie": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "session",
+        "description": "The session token",
+    },
+}
+_REQUEST_ID = {
+    "description": "The client's X-Request-Id when well formed, else a new UUID",
+    "required": True,
+    "schema": {"type": "string"},
+}
+_RETRY_AFTER = {"description": "Seconds to wait", "required": True, "schema": {"type": "string"}}
+_WWW_AUTHENTICATE = {"required": True, "schema": {"type": "string", "const": "Bearer"}}
+_SET_COOKIE = {
+    "description": "The `session` cookie (HttpOnly, SameSite=Lax, Path=/, Secure)",
+    "required": True,
+    "schema": {"type": "string"},
+}
+
+
+def _errors_for(endpoint: Endpoint, op: dict[str, Any]) -> dict[str, str]:
+    """Error statuses this operation can answer beyond what its service declares."""
+    errors = {
+        "429": "Too many requests from this client",
+        "502": "The owning service could not be reached",
+        "503": "A dependency is unavailable",
+        "504": "The owning service did not answer in time",
+    }
+    if endpoint.access is not Access.PUBLIC:
+        errors["401"] = "No valid session (missing, malformed, expired or revoked token)"
+    if endpoint.method not in SAFE_METHODS:
+        errors["403"] = "Origin not allowed (CSRF), or the action is forbidden"
+    if "requestBody" in op:
+        errors |= {"400": "Malformed JSON", "413": "Request body too large", "422": "Invalid body"}
+    if op.get("parameters"):
+        errors |= {"400": "Malformed parameter", "404": "Not found", "422": "Invalid parameter"}
+    return errors
+
+
+def _template(path: str) -> str:
+    """`/api/canvases/{canvas_id}` → `/api/canvases/{id}`, the gateway's route template."""
+    return "/".join("{id}" if p.startswith("{") and p.endswith("}") else p for p in path.split("/"))
+
+
+def _rename_refs(node: Any, renames: dict[str, str]) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+            name = ref.rsplit("/", 1)[1]
+            if name in renames:
+                return {**node, "$ref": f"#/components/schemas/{renames[name]}"}
+        return {k: _rename_refs(v, renames) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_rename_refs(v, renames) for v in node]
+    return node
+
+
+def _document_operation(endpoint: Endpoint, op: dict[str, Any]) -> dict[str, Any]:
+    op = copy.deepcopy(op)
+    responses: dict[str, Any] = op.setdefault("responses", {})
+    for status, description in _errors_for(endpoint, op).items():
+        responses.setdefault(status, {"description": description})
+    for status, response in responses.items():
+        headers = response.setdefault("headers", {})
+        headers["X-Request-Id"] = _REQUEST_ID
+        if status[0] in "45":
+            response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        if status in ("429", "503"):
+            headers["Retry-After"] = {**_RETRY_AFTER, "required": status == "429"}
+        if status == "401":
+            headers["WWW-Authenticate"] = _WWW_AUTHENTICATE
+        if endpoint.starts_session and status in ("200", "201"):
+            headers["Set-Cookie"] = _SET_COOKIE
+    session: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"sessionCookie": []}]
+    op["security"] = {Access.PUBLIC: [], Access.OPTIONAL: [{}, *session], Access.SESSION: session}[
+        endpoint.access
+    ]
+    return op
+
+
+def merge(docs: dict[str, dict[str, Any]], table: RouteTable, *, version: str = "1.0.0") -> dict[str, Any]:
+    """The public document from each service's document (keyed by upstream name)."""
+    endpoints = {(ep.template, ep.method.lower()): ep for r in table.routes for ep in r.endpoints.values()}
+    paths: dict[str, dict[str, Any]] = {}
+    schemas: dict[str, Any] = {"Problem": _PROBLEM_SCHEMA}
+    for service, original in docs.items():
+        own = original.get("components", {}).get("schemas", {})
+        renames = {n: f"{service.title()}{n}" for n, s in own.items() if n in schemas and schemas[n] != s}
+        doc = _rename_refs(original, renames)
+        for name, schema in doc.get("components", {}).get("schemas", {}).items():
+            schemas[renames.get(name, name)] = schema
+        for path, item in doc.get("paths", {}).items():
+            for method, op in item.items():
+                endpoint = endpoints.get((_template(path), method))
+                if endpoint is not None and endpoint.upstream == service:
+                    paths.setdefault(path, {})[method] = _document_operation(endpoint, op)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Canvas-Verse API",
+            "version": version,
+            "description": "The public API, served by the gateway. Authenticate with the `session` "
+            "cookie or `Authorization: Bearer <token>`.",
+        },
+        "servers": [{"url": "/"}],
+        "paths": dict(sorted(paths.items())),
+        "components": {"schemas": schemas, "securitySchemes": _SECURITY_SCHEMES},
+    }
+
+
+class SchemaCache:
+    def __init__(self, upstreams: dict[str, Upstream], table: RouteTable, secret: bytes, ttl: float) -> None:
+        self.upstreams = upstreams
+        self.table = table
+        self.secret = secret
+        self.ttl = ttl
+        self._doc: dict[str, Any] | None = None
+        self._fetched_at = 0.0
+
+    async def document(self) -> dict[str, Any]:
+        if self._doc is not None and time.monotonic() - self._fetched_at < self.ttl:
+            return self._doc
+        try:
+            docs = {name: await self._fetch(upstream) for name, upstream in self.upstreams.items()}
+        except Exception as exc:
+            if self._doc is not None:
+                return self._doc
+            raise problem(
+                503, "The API description is not available yet", headers={"Retry-After": "5"}
+            ) from exc
+        self._doc = merge(docs, self.table)
+        self._fetched_at = time.monotonic()
+        return self._doc
+
+    async def _fetch(self, upstream: Upstream) -> dict[str, Any]:
+        headers = {internal_auth.HEADER: internal_auth.sign(self.secret)}
+        status, body = await upstream.json("GET", SERVICE_SCHEMA_PATH, headers=headers)
+        if status != 200:
+            raise RuntimeError(f"{upstream.name} schema: {status}")
+        doc: dict[str, Any] = msgspec.json.decode(body)
+        return doc
+
+
+def schema_router(cache: SchemaCache) -> Router:
+    swagger = SwaggerRenderPlugin()
+
+    @get("/openapi.json", include_in_schema=False)
+    async def openapi_json() -> Response[dict[str, Any]]:
+        return Response(await cache.document(), media_type=OPENAPI_MEDIA_TYPE)
+
+    @get("/", include_in_schema=False, media_type="text/html")
+    async def interactive_docs(request: Request[Any, Any, Any]) -> bytes:
+        return swagger.render(request, await cache.document())
+
+    return Router(path="/schema", route_handlers=[openapi_json, interactive_docs])

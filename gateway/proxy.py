@@ -1,0 +1,274 @@
+"""The /api mount: route, authenticate, forward to the owning service, answer.
+
+Served as a Litestar ASGI mount so a proxied request skips Litestar's request parsing, while every
+error still leaves through Litestar's problem-details handler (raised before any byte is sent).
+Order per request: route (404/405) → body size (413) → CSRF Origin (403) → session (401/503) →
+forward with the signed credential → answer (cookies set, re-sent or cleared).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import msgspec
+import structlog
+from litestar.exceptions import MethodNotAllowedException, NotFoundException
+from litestar.types import HTTPScope, Receive, Send
+from prometheus_client import Counter, Histogram
+
+from gateway.client_ip import client_ip
+from gateway.routes import SAFE_METHODS, Access, Endpoint, RouteTable
+from gateway.sessions import Session, SessionValidator, session_id_of
+from gateway.settings import GatewaySettings
+from gateway.tokens import MalformedToken, cleared_cookie, presented_token, session_cookie
+from gateway.upstreams import Upstream
+from shared import internal_auth
+from shared.errors import problem
+
+log = structlog.get_logger()
+
+REQUESTS = Counter("canvasverse_gateway_requests_total", "Public API requests", ["route", "method", "status"])
+LATENCY = Histogram(
+    "canvasverse_gateway_request_duration_seconds",
+    "Time in the gateway per public API request, upstream included",
+    ["route", "upstream"],
+)
+
+# Request headers a service may see besides the gateway's own; everything else (cookies, tokens,
+# identity and forwarding headers) stays at the gateway.
+_FORWARDED = {b"content-type": "content-type", b"accept": "accept", b"if-none-match": "if-none-match"}
+# Response headers that are the gateway's business or hop-by-hop.
+_DROPPED = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"transfer-encoding",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"proxy-connection",
+        b"date",
+        b"server",
+        b"x-request-id",
+        b"x-session-ended",
+        b"set-cookie",
+    }
+)
+_BUFFERED_MAX = 256 * 1024  # answers up to this size are read whole; larger ones stream through
+_CHUNK = 64 * 1024
+_SAFE_PATH = "/:@!$&'()*+,;=-._~"
+_SAFE_QUERY = _SAFE_PATH + "?%"
+
+
+class _Issued(msgspec.Struct, rename="camel"):
+    token: str
+    expires_at: datetime
+
+
+_issued_decoder = msgspec.json.Decoder(_Issued)
+
+
+class Proxy:
+    def __init__(self, settings: GatewaySettings, table: RouteTable | None = None) -> None:
+        self.settings = settings
+        self.table = table or RouteTable()
+        self.secret = settings.secret
+        self.allowed_origins = frozenset(o.encode() for o in settings.allowed_origins)
+        self.trusted_proxies = frozenset(settings.trusted_proxies)
+        self.secure = settings.cookie_secure
+        self.body_limit = settings.body_limit
+        self.upstreams = {
+            "auth": Upstream.from_settings("auth", settings.auth_url, settings),
+            "canvas": Upstream.from_settings("canvas", settings.canvas_url, settings),
+        }
+        self.validator: SessionValidator | None = None
+
+    async def handle(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        template, upstream, status = "unmatched", "none", 500
+        method = scope["method"]
+        try:
+            path = _public_path(scope["path"])
+            route = self.table.match(path)
+            if route is None:
+                raise NotFoundException
+            template = route.template
+            endpoint = route.endpoints.get(method)
+            if endpoint is None:
+                if method == "OPTIONS":
+                    status = 204
+                    await _send_empty(send, 204, [(b"allow", route.allow.encode())])
+                    return
+                raise MethodNotAllowedException(headers={"Allow": route.allow})
+            upstream = endpoint.upstream
+            status = await self._forward(scope, receive, send, endpoint, path)
+        except Exception as exc:
+            status = getattr(exc, "status_code", 500)
+            raise
+        finally:
+            REQUESTS.labels(template, method, str(status)).inc()
+            LATENCY.labels(template, upstream).observe(time.perf_counter() - started)
+
+    async def _forward(
+        self, scope: HTTPScope, receive: Receive, send: Send, endpoint: Endpoint, path: str
+    ) -> int:
+        headers = dict(scope["headers"])
+        method = endpoint.method
+        length = headers.get(b"content-length")
+        if length is not None and _int(length) > self.body_limit:
+            raise _too_large(self.body_limit)
+        rid: str = scope["state"]["request_id"]  # type: ignore[index]
+        token, from_cookie, session = await self._authenticate(endpoint, headers, rid)
+        body = None if method in SAFE_METHODS else await _read_body(receive, self.body_limit)
+        forwarded = {name: v.decode("latin-1") for k, name in _FORWARDED.items() if (v := headers.get(k))}
+        forwarded["x-request-id"] = rid
+        forwarded[internal_auth.HEADER] = internal_auth.sign(
+            self.secret,
+            user_id=session.user_id if session else None,
+            session_id=session.session_id if session else None,
+            request_id=rid,
+            client_ip=client_ip(scope, self.trusted_proxies),
+        )
+        upstream = self.upstreams[endpoint.upstream]
+        resp = await upstream.request(method, _path_qs(path, scope), headers=forwarded, body=body)
+        try:
+            cookie_token = token if from_cookie else None
+            return await self._answer(
+                send, upstream, resp, endpoint=endpoint, cookie_token=cookie_token, session=session
+            )
+        finally:
+            resp.release()
+
+    async def _authenticate(
+        self, endpoint: Endpoint, headers: dict[bytes, bytes], rid: str
+    ) -> tuple[str | None, bool, Session | None]:
+        origin = headers.get(b"origin")
+        if endpoint.access is Access.PUBLIC:
+            if origin is not None and origin not in self.allowed_origins:
+                raise problem(403, "Origin not allowed")
+            return None, False, None
+        try:
+            token, from_cookie = presented_token(headers.get(b"authorization"), headers.get(b"cookie"))
+        except MalformedToken as exc:
+            raise self._unauthorized("Malformed session token", clear=exc.from_cookie) from exc
+        if token is None:
+            if endpoint.access is Access.SESSION:
+                raise self._unauthorized("Authentication required", clear=False)
+            return None, False, None
+        if from_cookie and endpoint.method not in SAFE_METHODS and origin not in self.allowed_origins:
+            raise problem(403, "Cookie-authenticated changes need an allowed Origin")
+        assert self.validator is not None
+        session = await self.validator.validate(session_id_of(token), rid)
+        if session is None:
+            raise self._unauthorized("Invalid or expired session", clear=from_cookie)
+        return token, from_cookie, session
+
+    def _unauthorized(self, detail: str, *, clear: bool) -> Exception:
+        headers = {"WWW-Authenticate": "Bearer"}
+        if clear:
+            headers["Set-Cookie"] = cleared_cookie(secure=self.secure)
+        return problem(401, detail, headers=headers)
+
+    async def _answer(
+        self,
+        send: Send,
+        upstream: Upstream,
+        resp: aiohttp.ClientResponse,
+        *,
+        endpoint: Endpoint,
+        cookie_token: str | None,
+        session: Session | None,
+    ) -> int:
+        status = resp.status
+        headers: list[tuple[bytes, bytes]] = []
+        session_ended = False
+        for key, value in resp.raw_headers:
+            name = key.lower()
+            if name in _DROPPED:
+                session_ended = session_ended or name == b"x-session-ended"
+                continue
+            headers.append((name, value))
+        body: bytes | None = None
+        cookie: str | None = None
+        if endpoint.starts_session and status in (200, 201):
+            body = await upstream.read(resp)
+            cookie = self._issued_cookie(body)
+        elif session_ended and status == 204:
+            cookie = cleared_cookie(secure=self.secure)
+        elif cookie_token is not None and session is not None and session.renewed:
+            cookie = session_cookie(cookie_token, session.expires_at, secure=self.secure)
+        if cookie is not None:
+            headers.append((b"set-cookie", cookie.encode()))
+        if endpoint.method == "HEAD":
+            await _send_empty(send, status, headers)
+            return status
+        if body is None and (resp.content_length or 0) <= _BUFFERED_MAX and resp.content_length is not None:
+            body = await upstream.read(resp)
+        if body is not None:
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+            return status
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        async for chunk in resp.content.iter_chunked(_CHUNK):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return status
+
+    def _issued_cookie(self, body: bytes) -> str | None:
+        try:
+            issued = _issued_decoder.decode(body)
+        except msgspec.DecodeError:
+            log.error("session_response_unreadable")
+            return None
+        return session_cookie(issued.token, issued.expires_at, secure=self.secure)
+
+
+def _public_path(mount_rest: str) -> str:
+    """The full normalised path from what the /api mount left in scope["path"] (e.g. "/canvases/")."""
+    if not mount_rest.startswith("/"):  # "/apifoo" also reaches the mount
+        return ""
+    return "/api" + mount_rest.rstrip("/")
+
+
+def _path_qs(path: str, scope: HTTPScope) -> str:
+    qs: bytes = scope["query_string"]
+    quoted = quote(path, safe=_SAFE_PATH)
+    if not qs:
+        return quoted
+    return f"{quoted}?{quote(qs.decode('latin-1'), safe=_SAFE_QUERY)}"
+
+
+def _int(value: bytes) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise problem(400, "Invalid Content-Length") from None
+
+
+def _too_large(limit: int) -> Exception:
+    return problem(413, f"Request body larger than {limit} bytes")
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message: Any = await receive()
+        if message["type"] == "http.disconnect":
+            raise problem(400, "Client disconnected")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _send_empty(send: Send, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -1,0 +1,45 @@
+"""The gateway's settings: GATEWAY_* variables plus the shared ones (REDIS_URL, INTERNAL_SECRET, ...)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from shared.settings import CommonSettings, SettingsError, from_env
+
+MIB = 1024 * 1024
+
+
+class GatewaySettings(CommonSettings, kw_only=True):
+    auth_url: str = "http://127.0.0.1:8001"
+    canvas_url: str = "http://127.0.0.1:8002"
+    # Origins allowed for CORS and for cookie-authenticated state changes (CSRF), e.g.
+    # GATEWAY_ALLOWED_ORIGINS='["https://app.example.com"]'.
+    allowed_origins: list[str] = []
+    cookie_secure: bool = True  # false only for local HTTP
+    body_limit: int = 2 * MIB
+    # Upstream HTTP clients
+    connect_timeout: float = 2.0
+    read_timeout: float = 15.0  # covers password hashing under load
+    pool_size: int = 128  # keep-alive connections per upstream
+    circuit_failures: int = 5  # consecutive failures that mark an upstream down
+    circuit_cooldown: float = 5.0  # seconds an upstream stays marked down (the Retry-After)
+    # Redis (session cache, rate limit): a slow Redis must not stall requests
+    redis_timeout: float = 0.15
+    redis_cooldown: float = 1.0  # seconds to bypass Redis after it failed
+    # General per-client rate limit; 0 turns it off
+    rate_limit: int = 10_000
+    rate_limit_unit: Literal["second", "minute", "hour", "day"] = "minute"
+    # Peers whose X-Forwarded-For is believed (the client is its last untrusted address)
+    trusted_proxies: list[str] = []
+    schema_ttl: float = 300.0  # seconds the merged OpenAPI document is cached
+
+    def check(self) -> None:
+        super().check()
+        for origin in self.allowed_origins:
+            if origin == "*" or origin.endswith("/") or "://" not in origin:
+                raise SettingsError(f"GATEWAY_ALLOWED_ORIGINS: {origin!r} is not an origin like https://host")
+        if self.body_limit <= 0 or self.pool_size <= 0 or self.circuit_failures <= 0:
+            raise SettingsError("GATEWAY_BODY_LIMIT, _POOL_SIZE and _CIRCUIT_FAILURES must be > 0")
+
+
+settings = from_env(GatewaySettings, prefix="GATEWAY_")

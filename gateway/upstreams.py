@@ -1,0 +1,163 @@
+"""One long-lived HTTP client per upstream service, with a circuit breaker.
+
+aiohttp's ClientSession (keep-alive pool, explicit connect and read timeouts) costs a fraction of
+httpx's CPU per proxied request (issue 4). Failures map to the statuses DESIGN.md decision 7 names:
+refused → 502, timed out → 504, marked down after `failures` consecutive failures → 503 with
+Retry-After for `cooldown` seconds, after which requests probe it again. aiohttp never retries a
+POST; it retries an idempotent request once only when a pooled keep-alive connection turns out closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import structlog
+from yarl import URL
+
+from shared.errors import problem
+
+log = structlog.get_logger()
+
+# Failures of the connection itself (not HTTP error statuses, which are answers).
+_REFUSED = (aiohttp.ClientConnectionError, OSError)
+_TIMEOUT = (asyncio.TimeoutError, aiohttp.ServerTimeoutError)
+
+
+@functools.lru_cache(maxsize=4096)
+def _url(base_url: str, path_qs: str) -> URL:
+    return URL(base_url + path_qs, encoded=True)  # parsing costs more than the cache lookup on hot paths
+
+
+class Upstream:
+    def __init__(
+        self,
+        name: str,
+        base_url: str,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        pool_size: int,
+        failures: int,
+        cooldown: float,
+    ) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
+        self.pool_size = pool_size
+        self.max_failures = failures
+        self.cooldown = cooldown
+        self.failures = 0
+        self.down_until = 0.0
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=self.pool_size, keepalive_timeout=30, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self.timeout,
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        assert self._session is not None, f"upstream {self.name} is not started"
+        return self._session
+
+    def url(self, path_qs: str) -> URL:
+        return _url(self.base_url, path_qs)
+
+    def check_available(self) -> None:
+        """Raise 503 while the upstream is marked down."""
+        if self.down_until and time.monotonic() < self.down_until:
+            retry = max(1, math.ceil(self.down_until - time.monotonic()))
+            raise problem(
+                503,
+                f"The {self.name} service is unavailable",
+                headers={"Retry-After": str(retry)},
+            )
+
+    async def request(
+        self, method: str, path_qs: str, *, headers: Mapping[str, str], body: bytes | None = None
+    ) -> aiohttp.ClientResponse:
+        """Send the request and return the response with its headers read (body not yet read).
+
+        The caller must release the response. Raises problem details 502/503/504 on failure.
+        """
+        self.check_available()
+        try:
+            resp = await self.session.request(
+                method, self.url(path_qs), headers=headers, data=body, allow_redirects=False
+            )
+        except _TIMEOUT as exc:
+            self.failed(exc)
+            raise problem(504, f"The {self.name} service did not answer in time") from exc
+        except _REFUSED as exc:
+            self.failed(exc)
+            raise problem(502, f"The {self.name} service could not be reached") from exc
+        self.succeeded()
+        return resp
+
+    async def json(
+        self, method: str, path: str, *, headers: Mapping[str, str], body: bytes | None = None
+    ) -> tuple[int, bytes]:
+        """A small internal call: status and whole body."""
+        resp = await self.request(method, path, headers=headers, body=body)
+        try:
+            return resp.status, await self.read(resp)
+        finally:
+            resp.release()
+
+    async def read(self, resp: aiohttp.ClientResponse) -> bytes:
+        """The whole body; a read that times out or breaks counts as a failure (504/502)."""
+        try:
+            return await resp.read()
+        except _TIMEOUT as exc:
+            self.failed(exc)
+            raise problem(504, f"The {self.name} service did not answer in time") from exc
+        except _REFUSED as exc:
+            self.failed(exc)
+            raise problem(502, f"The {self.name} service broke off its answer") from exc
+
+    async def ready(self) -> None:
+        """Raise unless the upstream's /ready answers 200 (for the gateway's own /ready)."""
+        async with self.session.get(self.url("/ready")) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"{self.name} not ready: {resp.status}")
+
+    def failed(self, exc: BaseException) -> None:
+        self.failures += 1
+        log.warning("upstream_failed", upstream=self.name, error=type(exc).__name__, failures=self.failures)
+        if self.failures >= self.max_failures:
+            if not self.down_until or time.monotonic() >= self.down_until:
+                log.error("upstream_marked_down", upstream=self.name, seconds=self.cooldown)
+            self.down_until = time.monotonic() + self.cooldown
+
+    def succeeded(self) -> None:
+        if self.failures:
+            self.failures = 0
+            self.down_until = 0.0
+
+    @classmethod
+    def from_settings(cls, name: str, base_url: str, settings: Any) -> Upstream:
+        return cls(
+            name,
+            base_url,
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+            pool_size=settings.pool_size,
+            failures=settings.circuit_failures,
+            cooldown=settings.circuit_cooldown,
+        )
