@@ -69,7 +69,11 @@ class SQLiteEngine(_PiccoloSQLiteEngine):
         self.write_lock = asyncio.Lock()
 
     async def _open(self) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(**self.connection_kwargs)
+        pending = aiosqlite.connect(**self.connection_kwargs)
+        # A process that never closes the engine (the piccolo CLI running migrations) must still
+        # exit: the connection's worker thread must not hold the interpreter open.
+        pending._thread.daemon = True
+        conn = await pending
         conn.row_factory = dict_factory  # type: ignore[assignment]
         for pragma in (
             "PRAGMA journal_mode = WAL",
