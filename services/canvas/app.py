@@ -1,0 +1,61 @@
+"""The canvas service (port 8002): `services.canvas.app:app`, or `create_app()` for tests and tools."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+
+import aiohttp
+from litestar import Litestar
+from litestar.datastructures import State
+from redis.asyncio import Redis
+
+from services.canvas.auth_client import AuthClient
+from services.canvas.background import Background
+from services.canvas.controllers import CanvasController, MyCanvasController
+from services.canvas.db import DB
+from services.canvas.settings import CanvasSettings, settings
+from services.canvas.views import ViewCounter
+from shared.app import create_service_app
+from shared.db import engine_lifespan, ping
+
+
+@asynccontextmanager
+async def lifespan(config: CanvasSettings, app: Litestar) -> AsyncIterator[None]:
+    """Database, Redis, the auth client and the background loops; on the way out a final view flush."""
+    async with engine_lifespan(DB, config.db_pool_size):
+        redis = Redis.from_url(config.redis_url, socket_timeout=5, socket_connect_timeout=2)
+        http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=config.auth_timeout))
+        app.state.redis = redis
+        app.state.views = ViewCounter(redis, batch_retention=config.view_batch_retention)
+        app.state.auth = AuthClient(http, config.auth_url, config.secret)
+        background = Background(config, redis, app.state.views, app.state.auth)
+        if config.run_background:
+            background.start()
+        try:
+            yield
+        finally:
+            await background.stop()
+            await http.close()
+            await redis.aclose()
+
+
+async def _redis_ready(state: State) -> None:
+    await state.redis.ping()
+
+
+def create_app(config: CanvasSettings = settings) -> Litestar:
+    state = State()
+    return create_service_app(
+        name="canvas",
+        settings=config,
+        route_handlers=[CanvasController, MyCanvasController],
+        lifespan=[partial(lifespan, config)],
+        ready_checks={"database": partial(ping, DB), "redis": partial(_redis_ready, state)},
+        request_max_body_size=config.body_max_bytes,
+        state=state,
+    )
+
+
+app = create_app()

@@ -1,0 +1,200 @@
+"""Canvases: create, read (counting a view), change, delete, and the keyset-paginated listings.
+
+Visibility (API.md): a private canvas exists only for its owner (404 to anyone else, so neither its
+existence nor its views leak); a public canvas is readable by anyone and writable by its owner only
+(403 to others). `uid` is the caller's user id from the internal credential, None when anonymous.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from msgspec import UNSET
+
+from services.canvas import schemas
+from services.canvas.cursors import CursorCodec, Position, filter_digest
+from services.canvas.db import DB
+from services.canvas.settings import settings
+from services.canvas.tables import Canvas, CanvasTag, DeletedUser
+from services.canvas.views import ViewCounter
+from shared.errors import Forbidden, Invalid, NotFound
+from shared.timeutil import rfc3339, utcnow
+
+cursors = CursorCodec(settings.secret)
+SUMMARY_COLUMNS = [column for column in Canvas._meta.columns if column is not Canvas.code]
+
+
+def _fields(row: dict[str, Any], views: int) -> dict[str, Any]:
+    return {
+        "id": str(row["id"]),
+        "title": row["title"],
+        "type": row["type"],
+        "description": row["description"],
+        "tags": list(row["tags"]),
+        "user_id": str(row["user_id"]),
+        "is_public": bool(row["is_public"]),
+        "views": views,
+        "created_at": rfc3339(row["created_at"]),
+        "updated_at": rfc3339(row["updated_at"]),
+    }
+
+
+def _canvas(row: dict[str, Any], views: int) -> schemas.Canvas:
+    return schemas.Canvas(code=row["code"], **_fields(row, views))
+
+
+def _check_code(code: str) -> None:
+    if len(code.encode()) > settings.code_max_bytes:
+        raise Invalid("code", f"must be at most {settings.code_max_bytes} bytes in UTF-8")
+
+
+def _unique(tags: list[str]) -> list[str]:
+    return list(dict.fromkeys(tags))
+
+
+async def _visible(canvas_id: uuid.UUID, uid: uuid.UUID | None) -> dict[str, Any]:
+    row = await Canvas.select().where(Canvas.id == canvas_id).first().run()
+    if row is None or not (row["is_public"] or str(row["user_id"]) == str(uid)):
+        raise NotFound("canvas not found")
+    return row
+
+
+async def _owned(canvas_id: uuid.UUID, uid: uuid.UUID) -> dict[str, Any]:
+    row = await _visible(canvas_id, uid)
+    if str(row["user_id"]) != str(uid):
+        raise Forbidden("only the owner may change this canvas")
+    return row
+
+
+async def create(uid: uuid.UUID, data: schemas.CanvasCreate) -> schemas.Canvas:
+    _check_code(data.code)
+    now = utcnow()
+    row = Canvas(
+        id=uuid.uuid4(),
+        title=data.title,
+        type=data.type,
+        code=data.code,
+        description=data.description,
+        tags=_unique(data.tags),
+        user_id=uid,
+        is_public=data.is_public,
+        views=0,
+        created_at=now,
+        updated_at=now,
+    )
+    async with DB.transaction():
+        if await DeletedUser.exists().where(DeletedUser.user_id == uid).run():
+            raise Forbidden("this user has been deleted")
+        await Canvas.insert(row).run()
+        await _insert_tags(row.id, row.tags)
+    return _canvas(row.to_dict(), 0)
+
+
+async def _insert_tags(canvas_id: uuid.UUID, tags: list[str]) -> None:
+    if tags:
+        await CanvasTag.insert(*(CanvasTag(canvas=canvas_id, tag=tag) for tag in tags)).run()
+
+
+async def read(views: ViewCounter, canvas_id: uuid.UUID, uid: uuid.UUID | None) -> schemas.Canvas:
+    """GET: the canvas with one more view counted."""
+    row = await _visible(canvas_id, uid)
+    count = await views.count_view(canvas_id)
+    if count is None:  # deleted since we read it
+        raise NotFound("canvas not found")
+    return _canvas(row, count)
+
+
+async def check_visible(canvas_id: uuid.UUID, uid: uuid.UUID | None) -> None:
+    """HEAD: 200 or 404 as GET would answer, counting nothing."""
+    await _visible(canvas_id, uid)
+
+
+async def update(
+    views: ViewCounter, canvas_id: uuid.UUID, uid: uuid.UUID, data: schemas.CanvasUpdate
+) -> schemas.Canvas:
+    changes: dict[str, Any] = {
+        name: value for name in data.__struct_fields__ if (value := getattr(data, name)) is not UNSET
+    }
+    if data.code is not UNSET:
+        _check_code(data.code)
+    if data.tags is not UNSET:
+        changes["tags"] = _unique(data.tags)
+    async with DB.transaction():
+        row = await _owned(canvas_id, uid)
+        if changes:
+            changes["updated_at"] = utcnow()
+            await Canvas.update(**changes).where(Canvas.id == canvas_id).run()
+            row.update(changes)
+        if data.tags is not UNSET:
+            await CanvasTag.delete().where(CanvasTag.canvas == canvas_id).run()
+            await _insert_tags(canvas_id, row["tags"])
+    current = await views.current([canvas_id])
+    return _canvas(row, current.get(str(canvas_id), row["views"]))
+
+
+async def delete(canvas_id: uuid.UUID, uid: uuid.UUID) -> None:
+    async with DB.transaction():
+        await _owned(canvas_id, uid)
+        await Canvas.delete().where(Canvas.id == canvas_id).run()
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Which canvases a listing shows; `public_only` is false only for the owner's own listing."""
+
+    public_only: bool
+    owner: uuid.UUID | None = None
+    type: str | None = None
+    tag: str | None = None
+
+    def digest(self) -> str:
+        return filter_digest(
+            public_only="1" if self.public_only else None,
+            owner=str(self.owner) if self.owner else None,
+            type=self.type,
+            tag=self.tag,
+        )
+
+    def conditions(self) -> list[Any]:
+        found: list[Any] = []
+        if self.public_only:
+            found.append(Canvas.is_public.eq(True))
+        if self.owner is not None:
+            found.append(Canvas.user_id == self.owner)
+        if self.type is not None:
+            found.append(Canvas.type == self.type)
+        if self.tag is not None:
+            found.append(Canvas.id.is_in(CanvasTag.select(CanvasTag.canvas).where(CanvasTag.tag == self.tag)))
+        return found
+
+
+async def list_canvases(
+    views: ViewCounter, listing: Listing, *, limit: int, cursor: str | None
+) -> schemas.CanvasPage:
+    """Newest first by (createdAt, id); one page after the cursor's position."""
+    digest = listing.digest()
+    query = Canvas.select(*SUMMARY_COLUMNS).order_by(Canvas.created_at, Canvas.id, ascending=False)
+    for condition in listing.conditions():
+        query = query.where(condition)
+    if cursor is not None:
+        after = cursors.decode(cursor, digest)
+        # `created_at <= c` bounds the index range; the OR breaks ties on id.
+        query = query.where(
+            (Canvas.created_at <= after.created_at)
+            & ((Canvas.created_at < after.created_at) | (Canvas.id < after.id))
+        )
+    rows = await query.limit(limit + 1).run()
+    page = rows[:limit]
+    counts = await views.current([row["id"] for row in page])
+    next_cursor = None
+    if len(rows) > limit:
+        last = page[-1]
+        next_cursor = cursors.encode(Position(last["created_at"], uuid.UUID(str(last["id"])), digest))
+    return schemas.CanvasPage(
+        items=[
+            schemas.CanvasSummary(**_fields(row, counts.get(str(row["id"]), row["views"]))) for row in page
+        ],
+        next_cursor=next_cursor,
+    )

@@ -1,0 +1,98 @@
+"""The user-deletion cascade: a deleted user's canvases are deleted, idempotently.
+
+`user.deleted` events arrive on the `user-events` stream (group `canvas`, shared/streams.py does the
+delivery, retries and dead letters). The reconciliation sweep (reconcile.py) uses the same deletion
+for owners the auth service no longer knows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import msgspec
+import structlog
+
+from services.canvas.db import DB
+from services.canvas.tables import Canvas, DeletedUser, ProcessedEvent
+from shared.events import decode_event
+from shared.streams import Fields, Handler, PoisonMessage
+from shared.timeutil import utcnow
+
+log = structlog.get_logger()
+
+CONSUMER_GROUP = "canvas"
+
+
+@dataclass(frozen=True)
+class Deletion:
+    canvases: int = 0
+    batches: int = 0
+    already_done: bool = False
+
+
+async def delete_user(user_id: uuid.UUID, *, batch_size: int, event_id: str | None = None) -> Deletion:
+    """Delete the user's canvases `batch_size` per transaction.
+
+    The transaction that finds nothing more to delete also records the user as deleted (so creates
+    for them are refused from then on) and the event as processed; a crash before that leaves both
+    unrecorded and the redelivered event simply continues. An already processed event changes nothing.
+    """
+    if event_id and await ProcessedEvent.exists().where(ProcessedEvent.event_id == event_id).run():
+        return Deletion(already_done=True)
+    canvases = batches = 0
+    while True:
+        async with DB.transaction():
+            deleted = (
+                await Canvas.delete()
+                .where(
+                    Canvas.id.is_in(
+                        Canvas.select(Canvas.id).where(Canvas.user_id == user_id).limit(batch_size)
+                    )
+                )
+                .returning(Canvas.id)
+                .run()
+            )
+            if len(deleted) < batch_size:
+                await _record(user_id, event_id)
+        canvases += len(deleted)
+        batches += 1 if deleted else 0
+        if len(deleted) < batch_size:
+            return Deletion(canvases=canvases, batches=batches)
+
+
+async def _record(user_id: uuid.UUID, event_id: str | None) -> None:
+    now = utcnow()
+    await (
+        DeletedUser.insert(DeletedUser(user_id=user_id, deleted_at=now))
+        .on_conflict(action="DO NOTHING")
+        .run()
+    )
+    if event_id:
+        await (
+            ProcessedEvent.insert(ProcessedEvent(event_id=event_id, processed_at=now))
+            .on_conflict(action="DO NOTHING")
+            .run()
+        )
+
+
+def event_handler(batch_size: int) -> Handler:
+    """The stream handler: a malformed entry is poison (dead-lettered at once), not an error to retry."""
+
+    async def handle(entry_id: str, fields: Fields) -> None:
+        try:
+            event = decode_event(fields[b"event"])
+            user_id = uuid.UUID(event.user_id)
+        except (KeyError, ValueError, msgspec.DecodeError) as exc:
+            raise PoisonMessage(f"malformed user event: {exc!r}") from exc
+        done = await delete_user(user_id, batch_size=batch_size, event_id=event.event_id)
+        log.info(
+            "user_canvases_deleted",
+            entry_id=entry_id,
+            event_id=event.event_id,
+            deleted_user=str(user_id),
+            canvases=done.canvases,
+            redelivered=done.already_done,
+        )
+
+    return handle

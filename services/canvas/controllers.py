@@ -1,0 +1,127 @@
+"""HTTP routes of the canvas service (API.md "Canvases"); the logic lives in canvases.py."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from litestar import Controller, Request, delete, get, head, patch, post
+from litestar.connection import ASGIConnection
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.handlers import BaseRouteHandler
+from litestar.params import Parameter
+
+from services.canvas import canvases
+from services.canvas.body import StrictBody
+from services.canvas.canvases import Listing
+from services.canvas.schemas import Canvas, CanvasCreate, CanvasPage, CanvasUpdate
+from services.canvas.settings import settings
+from services.canvas.views import ViewCounter
+from shared.auth_middleware import caller_of
+from shared.errors import Unauthorized
+
+Limit = Annotated[
+    int, Parameter(ge=1, le=settings.page_max, description="page size", default=settings.page_default)
+]
+Cursor = Annotated[str | None, Parameter(description="nextCursor of the previous page")]
+TypeFilter = Annotated[
+    str | None, Parameter(query="type", min_length=1, max_length=settings.type_max, pattern="^[a-z0-9-]+$")
+]
+TagFilter = Annotated[str | None, Parameter(min_length=1, max_length=settings.tag_max)]
+UserFilter = Annotated[uuid.UUID | None, Parameter(query="userId")]
+
+
+def caller(connection: ASGIConnection) -> uuid.UUID | None:
+    """The end user the gateway vouches for (None when anonymous)."""
+    uid = caller_of(connection).uid
+    if uid is None:
+        return None
+    try:
+        return uuid.UUID(uid)
+    except ValueError as exc:
+        raise Unauthorized("the credential names no valid user") from exc
+
+
+def user_of(connection: ASGIConnection) -> uuid.UUID:
+    uid = caller(connection)
+    if uid is None:
+        raise Unauthorized
+    return uid
+
+
+def requires_user(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    user_of(connection)
+
+
+def provide_views(state: State) -> ViewCounter:
+    return state.views  # type: ignore[no-any-return]
+
+
+class CanvasController(Controller):
+    path = "/api/canvases"
+    tags = ["canvases"]
+    dependencies = {"views": Provide(provide_views, sync_to_thread=False)}
+
+    @post("/", dto=StrictBody[CanvasCreate], return_dto=None, guards=[requires_user])
+    async def create_canvas(self, request: Request, data: CanvasCreate) -> Canvas:
+        """Create a canvas owned by the caller."""
+        return await canvases.create(user_of(request), data)
+
+    @get("/")
+    async def list_public(
+        self,
+        *,
+        views: ViewCounter,
+        type_: TypeFilter = None,
+        tag: TagFilter = None,
+        user_id: UserFilter = None,
+        limit: Limit = settings.page_default,
+        cursor: Cursor = None,
+    ) -> CanvasPage:
+        """Public canvases, newest first."""
+        listing = Listing(public_only=True, owner=user_id, type=type_, tag=tag)
+        return await canvases.list_canvases(views, listing, limit=limit, cursor=cursor)
+
+    @get("/{canvas_id:uuid}")
+    async def read_canvas(self, request: Request, views: ViewCounter, canvas_id: uuid.UUID) -> Canvas:
+        """The canvas; counts one view, included in the returned `views`."""
+        return await canvases.read(views, canvas_id, caller(request))
+
+    @head("/{canvas_id:uuid}")
+    async def head_canvas(self, request: Request, canvas_id: uuid.UUID) -> None:
+        """Whether the canvas is readable; counts no view."""
+        await canvases.check_visible(canvas_id, caller(request))
+
+    @patch("/{canvas_id:uuid}", dto=StrictBody[CanvasUpdate], return_dto=None, guards=[requires_user])
+    async def update_canvas(
+        self, request: Request, views: ViewCounter, canvas_id: uuid.UUID, data: CanvasUpdate
+    ) -> Canvas:
+        """Change the caller's canvas; omitted fields are left unchanged."""
+        return await canvases.update(views, canvas_id, user_of(request), data)
+
+    @delete("/{canvas_id:uuid}", guards=[requires_user])
+    async def delete_canvas(self, request: Request, canvas_id: uuid.UUID) -> None:
+        """Delete the caller's canvas."""
+        await canvases.delete(canvas_id, user_of(request))
+
+
+class MyCanvasController(Controller):
+    path = "/api/users/me/canvases"
+    tags = ["canvases"]
+    dependencies = {"views": Provide(provide_views, sync_to_thread=False)}
+
+    @get("/", guards=[requires_user])
+    async def list_mine(
+        self,
+        *,
+        request: Request,
+        views: ViewCounter,
+        type_: TypeFilter = None,
+        tag: TagFilter = None,
+        limit: Limit = settings.page_default,
+        cursor: Cursor = None,
+    ) -> CanvasPage:
+        """All of the caller's canvases, private ones included, newest first."""
+        listing = Listing(public_only=False, owner=user_of(request), type=type_, tag=tag)
+        return await canvases.list_canvases(views, listing, limit=limit, cursor=cursor)

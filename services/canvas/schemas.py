@@ -1,0 +1,70 @@
+"""Canvas objects on the wire (API.md "Objects"), with the field limits from the settings."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+from services.canvas.settings import settings
+
+Title = Annotated[str, Meta(min_length=1, max_length=settings.title_max)]
+CanvasType = Annotated[str, Meta(min_length=1, max_length=settings.type_max, pattern="^[a-z0-9-]+$")]
+# The byte limit of `code` is checked in canvases.py; a string over it in characters is over it in bytes.
+Code = Annotated[str, Meta(max_length=settings.code_max_bytes)]
+Description = Annotated[str, Meta(max_length=settings.description_max)]
+Tag = Annotated[str, Meta(min_length=1, max_length=settings.tag_max)]
+Tags = Annotated[list[Tag], Meta(max_length=settings.tags_max)]
+
+
+class CanvasCreate(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
+    title: Title
+    type: CanvasType
+    code: Code
+    description: Description = ""
+    tags: Tags = msgspec.field(default_factory=list)
+    is_public: bool = False
+
+
+class CanvasUpdate(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
+    """Every field optional; an omitted field is left unchanged (null is not accepted)."""
+
+    title: Title | UnsetType = UNSET
+    type: CanvasType | UnsetType = UNSET
+    code: Code | UnsetType = UNSET
+    description: Description | UnsetType = UNSET
+    tags: Tags | UnsetType = UNSET
+    is_public: bool | UnsetType = UNSET
+
+
+class CanvasSummary(msgspec.Struct, rename="camel", kw_only=True):
+    id: str
+    title: str
+    type: str
+    description: str
+    tags: list[str]
+    user_id: str
+    is_public: bool
+    views: int
+    created_at: str
+    updated_at: str
+
+
+class Canvas(msgspec.Struct, rename="camel", kw_only=True):
+    id: str
+    title: str
+    type: str
+    code: str
+    description: str
+    tags: list[str]
+    user_id: str
+    is_public: bool
+    views: int
+    created_at: str
+    updated_at: str
+
+
+class CanvasPage(msgspec.Struct, rename="camel", kw_only=True):
+    items: list[CanvasSummary]
+    next_cursor: str | None

@@ -1,0 +1,60 @@
+"""The canvas service's settings: CANVAS_* variables plus the shared unprefixed ones."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import msgspec
+
+from shared.settings import CommonSettings, SettingsError, from_env
+
+
+def _default_consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class CanvasSettings(CommonSettings, kw_only=True):
+    database_url: str = "sqlite:///data/canvas.db"
+    db_pool_size: int = 10
+    auth_url: str = "http://127.0.0.1:8001"
+    auth_timeout: float = 10.0
+
+    # Field limits (API.md): lengths in characters, `code` in UTF-8 bytes.
+    title_max: int = 200
+    description_max: int = 2000
+    code_max_bytes: int = 1024 * 1024
+    tags_max: int = 20
+    tag_max: int = 32
+    type_max: int = 32
+    body_max_bytes: int = 2 * 1024 * 1024
+    page_default: int = 20
+    page_max: int = 100
+
+    # Background work inside each web process (off for tools and some tests).
+    run_background: bool = True
+    flush_interval: float = 1.0  # seconds between view-buffer flushes
+    view_batch_retention: float = 86_400.0  # seconds an applied batch id is remembered
+    reconcile_interval: float = 3_600.0  # seconds between reconciliation sweeps
+    reconcile_batch: int = 1000  # owner ids per call to the auth service (its limit: 1000)
+    delete_batch: int = 1000  # canvases deleted per transaction in the cascade
+
+    # The user-events consumer.
+    consumer_name: str = msgspec.field(default_factory=_default_consumer_name)
+    consumer_block_ms: int = 1_000
+    claim_idle_ms: int = 30_000  # a pending entry idle this long is reclaimed (and retried)
+    max_deliveries: int = 5  # deliveries before an entry goes to the dead-letter stream
+
+    def check(self) -> None:
+        super().check()
+        if not 1 <= self.page_default <= self.page_max:
+            raise SettingsError("CANVAS_PAGE_DEFAULT must be between 1 and CANVAS_PAGE_MAX")
+        if not 1 <= self.reconcile_batch <= 1000:
+            raise SettingsError("CANVAS_RECONCILE_BATCH must be 1..1000 (the auth service's limit)")
+        if self.max_deliveries < 1 or self.delete_batch < 1 or self.flush_interval <= 0:
+            raise SettingsError(
+                "CANVAS_MAX_DELIVERIES, CANVAS_DELETE_BATCH and CANVAS_FLUSH_INTERVAL must be > 0"
+            )
+
+
+settings = from_env(CanvasSettings, prefix="CANVAS_")

@@ -1,0 +1,166 @@
+"""Exact view counters: every read is counted in Redis, and the counts are flushed to the database.
+
+A hot canvas must not serialise its reads on one row lock (DESIGN.md decision 6), so a read only
+increments a Redis hash; a flusher moves the counts to `canvas.views` in batches.
+
+Redis keys (shared by every canvas process):
+- `canvas-views:open`            id of the open batch (absent until the first read after a flush)
+- `canvas-views:batch:{id}`      hash canvas id -> reads counted in that batch
+- `canvas-views:pending`         set of closed batch ids that may not be applied yet
+
+A read runs one Lua script: HINCRBY in the open batch (opening one if needed), then return this
+canvas's count in the open batch and in every pending one. The flusher closes the open batch with
+another script (its id moves to the pending set; the next read opens a new one), then for each
+pending batch adds its counts to `canvas.views` AND inserts the batch id into `view_batch` in ONE
+database transaction; only after the commit does it drop the batch from Redis. So a crash before the
+commit leaves the batch pending, to be applied by the next flush of any process; a crash after it
+leaves a batch whose id is already in `view_batch`, which is then dropped without being applied again.
+Concurrent flushers are safe for the same reason (the insert of the batch id decides who applies it).
+
+The count a read returns is `canvas.views` plus the buffered counts of the batches that are not
+applied, where `views` and "applied" come from ONE statement (one snapshot): a batch committed
+between the Redis step and the database step is then counted once, never twice or not at all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from services.canvas.db import DB
+from services.canvas.tables import Canvas, ViewBatch
+from shared.errors import Unavailable
+from shared.timeutil import utcnow
+
+log = structlog.get_logger()
+
+OPEN_KEY = "canvas-views:open"
+PENDING_KEY = "canvas-views:pending"
+BATCH_PREFIX = "canvas-views:batch:"
+
+# KEYS: open, pending. ARGV: new batch id ('' = count nothing), batch prefix, canvas ids...
+_READ = """
+local open = redis.call('GET', KEYS[1])
+if ARGV[1] ~= '' then
+  if not open then
+    open = ARGV[1]
+    redis.call('SET', KEYS[1], open)
+  end
+  redis.call('HINCRBY', ARGV[2] .. open, ARGV[3], 1)
+end
+local batches = redis.call('SMEMBERS', KEYS[2])
+if open then table.insert(batches, open) end
+local out = {}
+for _, batch in ipairs(batches) do
+  table.insert(out, batch)
+  table.insert(out, redis.call('HMGET', ARGV[2] .. batch, unpack(ARGV, 3)))
+end
+return out
+"""
+
+# KEYS: open, pending. Moves the open batch (if any) to the pending set.
+_CLOSE = """
+local open = redis.call('GET', KEYS[1])
+if open then
+  redis.call('SADD', KEYS[2], open)
+  redis.call('DEL', KEYS[1])
+end
+return open
+"""
+
+# One snapshot of the counters and of which batches are applied.
+_SETTLED_SQL = (
+    "SELECT 'c' AS kind, CAST(id AS VARCHAR(36)) AS k, views AS n FROM canvas WHERE id IN ({ids})"
+    " UNION ALL SELECT 'b' AS kind, batch_id AS k, 0 AS n FROM view_batch WHERE batch_id IN ({batches})"
+)
+
+
+class ViewCounter:
+    def __init__(self, redis: Redis, *, batch_retention: float = 86_400.0) -> None:
+        self.redis = redis
+        self.batch_retention = timedelta(seconds=batch_retention)
+        self._read = redis.register_script(_READ)
+        self._close = redis.register_script(_CLOSE)
+
+    async def count_view(self, canvas_id: uuid.UUID) -> int | None:
+        """Count one read of the canvas; returns its views, this read included (None if it is gone)."""
+        buffered = await self._buffered([canvas_id], count=True)
+        return (await _settled([canvas_id], buffered)).get(str(canvas_id))
+
+    async def current(self, canvas_ids: Sequence[uuid.UUID]) -> dict[str, int]:
+        """The views of these canvases (by id string), counting nothing."""
+        if not canvas_ids:
+            return {}
+        return await _settled(canvas_ids, await self._buffered(canvas_ids, count=False))
+
+    async def _buffered(self, canvas_ids: Sequence[uuid.UUID], *, count: bool) -> dict[str, list[int]]:
+        """Batch id -> buffered counts, aligned with `canvas_ids`."""
+        new_batch = uuid.uuid4().hex if count else ""
+        try:
+            reply = await self._read(
+                keys=[OPEN_KEY, PENDING_KEY], args=[new_batch, BATCH_PREFIX, *map(str, canvas_ids)]
+            )
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise Unavailable("the view counter (Redis) is unavailable") from exc
+        return {reply[i].decode(): [int(n or 0) for n in reply[i + 1]] for i in range(0, len(reply), 2)}
+
+    async def flush(self) -> int:
+        """Close the open batch and apply every pending one; returns the number of views applied."""
+        await self._close(keys=[OPEN_KEY, PENDING_KEY])
+        applied = 0
+        pending: Any = await self.redis.smembers(PENDING_KEY)
+        for batch_id in sorted(b.decode() for b in pending):
+            counts: Any = await self.redis.hgetall(BATCH_PREFIX + batch_id)
+            applied += await apply_batch(batch_id, {k.decode(): int(v) for k, v in counts.items()})
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.srem(PENDING_KEY, batch_id)
+                pipe.delete(BATCH_PREFIX + batch_id)
+                await pipe.execute()
+        if applied:
+            await ViewBatch.delete().where(ViewBatch.applied_at < utcnow() - self.batch_retention).run()
+        return applied
+
+
+async def apply_batch(batch_id: str, counts: dict[str, int]) -> int:
+    """Add a batch's counts to the canvases, once: returns the views applied (0 if it already was)."""
+    async with DB.transaction():
+        fresh = (
+            await ViewBatch.insert(ViewBatch(batch_id=batch_id, applied_at=utcnow()))
+            .on_conflict(action="DO NOTHING")
+            .returning(ViewBatch.batch_id)
+            .run()
+        )
+        if not fresh:
+            return 0
+        for canvas_id, n in counts.items():
+            await (
+                Canvas.update({Canvas.views: Canvas.views + n}).where(Canvas.id == uuid.UUID(canvas_id)).run()
+            )
+    return sum(counts.values())
+
+
+async def _settled(canvas_ids: Sequence[uuid.UUID], buffered: dict[str, list[int]]) -> dict[str, int]:
+    batches = list(buffered) or [""]
+    sql = _SETTLED_SQL.format(
+        ids=", ".join("{}" for _ in canvas_ids), batches=", ".join("{}" for _ in batches)
+    )
+    views: dict[str, int] = {}
+    applied = set()
+    for row in await Canvas.raw(sql, *canvas_ids, *batches).run():
+        if row["kind"] == "c":
+            views[row["k"]] = int(row["n"])
+        else:
+            applied.add(row["k"])
+    for batch_id, counts in buffered.items():
+        if batch_id not in applied:
+            for canvas_id, n in zip(canvas_ids, counts, strict=True):
+                if str(canvas_id) in views:
+                    views[str(canvas_id)] += n
+    return views

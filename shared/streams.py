@@ -1,0 +1,205 @@
+"""Redis Streams consumer groups: at-least-once handling, reclaim of stale entries, dead letters.
+
+A `StreamConsumer` reads its group's new entries (XREADGROUP `>`), hands each to the handler and
+acknowledges it once the handler returns. An entry whose handler raised stays pending; when it has
+been idle for `claim_idle_ms`, a consumer of the group (this one, or another one after this one
+died) takes it over with XAUTOCLAIM and retries it. An entry delivered `max_deliveries` times without
+success, or whose handler raised `PoisonMessage`, is copied to the dead-letter stream and
+acknowledged, so the entries after it keep flowing. Handlers must therefore be idempotent.
+A Redis outage is waited out with capped exponential backoff; the group is recreated if it vanished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = structlog.get_logger()
+
+Fields = dict[bytes, bytes]
+Handler = Callable[[str, Fields], Awaitable[None]]
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+
+# Fields a dead-letter entry carries besides the original entry's own.
+SOURCE_STREAM = b"dead-letter:stream"
+SOURCE_ID = b"dead-letter:id"
+ERROR = b"dead-letter:error"
+DELIVERIES = b"dead-letter:deliveries"
+CONSUMER = b"dead-letter:consumer"
+DEAD_LETTER_FIELDS = (SOURCE_STREAM, SOURCE_ID, ERROR, DELIVERIES, CONSUMER)
+
+
+class PoisonMessage(Exception):
+    """The entry can never be handled (malformed): dead-letter it now instead of retrying."""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+async def wait_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep for `seconds`, or less if `stop` is set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+@dataclass(kw_only=True)
+class StreamConsumer:
+    redis: Redis
+    stream: str
+    group: str
+    name: str
+    handler: Handler
+    dead_letter_stream: str
+    max_deliveries: int = 5
+    claim_idle_ms: int = 30_000
+    block_ms: int = 1_000
+    batch_size: int = 10
+    max_backoff: float = 10.0
+
+    async def ensure_group(self) -> None:
+        """Create the group (reading the stream from its start) unless it exists."""
+        try:
+            await self.redis.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until `stop` is set, surviving Redis outages and a lost group."""
+        backoff = 0.1
+        group_ready = False
+        while not stop.is_set():
+            try:
+                if not group_ready:
+                    await self.ensure_group()
+                    group_ready = True
+                await self.poll()
+                backoff = 0.1
+                continue
+            except REDIS_DOWN as exc:
+                log.warning("stream_redis_unavailable", stream=self.stream, error=str(exc), retry_in=backoff)
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    log.exception("stream_consumer_error", stream=self.stream)
+                group_ready = False
+            except Exception:
+                log.exception("stream_consumer_error", stream=self.stream)
+            await wait_or_stop(stop, backoff)
+            backoff = min(backoff * 2, self.max_backoff)
+
+    async def poll(self, block_ms: int | None = None) -> int:
+        """One round: retry or take over stale pending entries, then handle new ones. Returns the count."""
+        handled = await self.reclaim()
+        reply: Any = await self.redis.xreadgroup(
+            self.group,
+            self.name,
+            {self.stream: ">"},
+            count=self.batch_size,
+            block=self.block_ms if block_ms is None else block_ms,
+        )
+        for _stream, entries in reply or []:
+            for entry_id, fields in entries:
+                await self._deliver(_text(entry_id), fields, deliveries=1)
+                handled += 1
+        return handled
+
+    async def reclaim(self) -> int:
+        """XAUTOCLAIM every entry pending longer than `claim_idle_ms` and deliver it again (Redis >= 7)."""
+        start, handled = "0-0", 0
+        while True:
+            reply: Any = await self.redis.xautoclaim(
+                self.stream, self.group, self.name, self.claim_idle_ms, start_id=start, count=self.batch_size
+            )
+            start, entries = _text(reply[0]), [(_text(i), f) for i, f in reply[1]]
+            counts = await self._delivery_counts([entry_id for entry_id, _ in entries])
+            for entry_id, fields in entries:  # Redis 7 drops entries trimmed while pending by itself
+                await self._deliver(entry_id, fields, deliveries=counts.get(entry_id, 1))
+                handled += 1
+            if start == "0-0":
+                return handled
+
+    async def _delivery_counts(self, entry_ids: Sequence[str]) -> dict[str, int]:
+        if not entry_ids:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for entry_id in entry_ids:
+                pipe.xpending_range(self.stream, self.group, min=entry_id, max=entry_id, count=1)
+            replies = await pipe.execute()
+        return {_text(p["message_id"]): int(p["times_delivered"]) for reply in replies for p in reply}
+
+    async def _deliver(self, entry_id: str, fields: Fields, *, deliveries: int) -> None:
+        if deliveries > self.max_deliveries:
+            await self._dead_letter(
+                entry_id, fields, deliveries, "too many deliveries (the handler never returned)"
+            )
+            return
+        try:
+            await self.handler(entry_id, fields)
+        except PoisonMessage as exc:
+            await self._dead_letter(entry_id, fields, deliveries, f"poison: {exc}")
+            return
+        except Exception as exc:
+            if deliveries >= self.max_deliveries:
+                await self._dead_letter(entry_id, fields, deliveries, f"failed {deliveries} times: {exc!r}")
+            else:
+                log.warning(
+                    "stream_entry_failed",
+                    stream=self.stream,
+                    entry_id=entry_id,
+                    deliveries=deliveries,
+                    error=repr(exc),
+                )
+            return
+        await self.redis.xack(self.stream, self.group, entry_id)
+
+    async def _dead_letter(self, entry_id: str, fields: Fields, deliveries: int, reason: str) -> None:
+        letter = {
+            **fields,
+            SOURCE_STREAM: self.stream.encode(),
+            SOURCE_ID: entry_id.encode(),
+            ERROR: reason[:2000].encode(),
+            DELIVERIES: str(deliveries).encode(),
+            CONSUMER: self.name.encode(),
+        }
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(self.dead_letter_stream, letter)  # type: ignore[arg-type]
+            pipe.xack(self.stream, self.group, entry_id)
+            await pipe.execute()
+        log.error("stream_entry_dead_lettered", stream=self.stream, entry_id=entry_id, reason=reason)
+
+
+async def dead_letters(
+    redis: Redis, dead_letter_stream: str, ids: Sequence[str] = ()
+) -> list[tuple[str, Fields]]:
+    """The dead-letter entries, oldest first (only `ids` when given)."""
+    ranges: list[Any]
+    if ids:
+        ranges = [await redis.xrange(dead_letter_stream, entry_id, entry_id) for entry_id in ids]
+    else:
+        ranges = [await redis.xrange(dead_letter_stream)]
+    return [(_text(entry_id), fields) for found in ranges for entry_id, fields in found]
+
+
+async def replay_dead_letters(
+    redis: Redis, dead_letter_stream: str, ids: Sequence[str] = ()
+) -> dict[str, str]:
+    """Put dead letters back on their source streams (and remove them); returns dead id -> new id."""
+    replayed = {}
+    for dead_id, fields in await dead_letters(redis, dead_letter_stream, ids):
+        original = {k: v for k, v in fields.items() if k not in DEAD_LETTER_FIELDS}
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(_text(fields[SOURCE_STREAM]), original)  # type: ignore[arg-type]
+            pipe.xdel(dead_letter_stream, dead_id)
+            new_id, _ = await pipe.execute()
+        replayed[dead_id] = _text(new_id)
+    return replayed
