@@ -8,9 +8,9 @@ from typing import Annotated
 from litestar import Controller, Request, delete, get, head, patch, post
 from litestar.connection import ASGIConnection
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.handlers import BaseRouteHandler
-from litestar.params import Parameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from services.canvas import canvases
 from services.canvas.body import StrictBody
@@ -21,15 +21,16 @@ from services.canvas.views import ViewCounter
 from shared.auth_middleware import caller_of
 from shared.errors import Unauthorized
 
-Limit = Annotated[
-    int, Parameter(ge=1, le=settings.page_max, description="page size", default=settings.page_default)
-]
-Cursor = Annotated[str | None, Parameter(description="nextCursor of the previous page")]
+Limit = Annotated[int, QueryParameter(ge=1, le=settings.page_max, description="page size")]
+Cursor = Annotated[str | None, QueryParameter(description="`nextCursor` of the previous page")]
 TypeFilter = Annotated[
-    str | None, Parameter(query="type", min_length=1, max_length=settings.type_max, pattern="^[a-z0-9-]+$")
+    str | None,
+    QueryParameter(name="type", min_length=1, max_length=settings.type_max, pattern="^[a-z0-9-]+$"),
 ]
-TagFilter = Annotated[str | None, Parameter(min_length=1, max_length=settings.tag_max)]
-UserFilter = Annotated[uuid.UUID | None, Parameter(query="userId")]
+TagFilter = Annotated[str | None, QueryParameter(min_length=1, max_length=settings.tag_max)]
+UserFilter = Annotated[uuid.UUID | None, QueryParameter(name="userId", description="owner's user id")]
+CanvasId = FromPath[uuid.UUID]
+Views = NamedDependency[ViewCounter]
 
 
 def caller(connection: ASGIConnection) -> uuid.UUID | None:
@@ -64,7 +65,7 @@ class CanvasController(Controller):
     dependencies = {"views": Provide(provide_views, sync_to_thread=False)}
 
     @post("/", dto=StrictBody[CanvasCreate], return_dto=None, guards=[requires_user])
-    async def create_canvas(self, request: Request, data: CanvasCreate) -> Canvas:
+    async def create_canvas(self, request: Request, data: JSONBody[CanvasCreate]) -> Canvas:
         """Create a canvas owned by the caller."""
         return await canvases.create(user_of(request), data)
 
@@ -72,7 +73,7 @@ class CanvasController(Controller):
     async def list_public(
         self,
         *,
-        views: ViewCounter,
+        views: Views,
         type_: TypeFilter = None,
         tag: TagFilter = None,
         user_id: UserFilter = None,
@@ -84,24 +85,24 @@ class CanvasController(Controller):
         return await canvases.list_canvases(views, listing, limit=limit, cursor=cursor)
 
     @get("/{canvas_id:uuid}")
-    async def read_canvas(self, request: Request, views: ViewCounter, canvas_id: uuid.UUID) -> Canvas:
+    async def read_canvas(self, request: Request, views: Views, canvas_id: CanvasId) -> Canvas:
         """The canvas; counts one view, included in the returned `views`."""
         return await canvases.read(views, canvas_id, caller(request))
 
     @head("/{canvas_id:uuid}")
-    async def head_canvas(self, request: Request, canvas_id: uuid.UUID) -> None:
+    async def head_canvas(self, request: Request, canvas_id: CanvasId) -> None:
         """Whether the canvas is readable; counts no view."""
         await canvases.check_visible(canvas_id, caller(request))
 
     @patch("/{canvas_id:uuid}", dto=StrictBody[CanvasUpdate], return_dto=None, guards=[requires_user])
     async def update_canvas(
-        self, request: Request, views: ViewCounter, canvas_id: uuid.UUID, data: CanvasUpdate
+        self, request: Request, views: Views, canvas_id: CanvasId, data: JSONBody[CanvasUpdate]
     ) -> Canvas:
         """Change the caller's canvas; omitted fields are left unchanged."""
         return await canvases.update(views, canvas_id, user_of(request), data)
 
     @delete("/{canvas_id:uuid}", guards=[requires_user])
-    async def delete_canvas(self, request: Request, canvas_id: uuid.UUID) -> None:
+    async def delete_canvas(self, request: Request, canvas_id: CanvasId) -> None:
         """Delete the caller's canvas."""
         await canvases.delete(canvas_id, user_of(request))
 
@@ -116,7 +117,7 @@ class MyCanvasController(Controller):
         self,
         *,
         request: Request,
-        views: ViewCounter,
+        views: Views,
         type_: TypeFilter = None,
         tag: TagFilter = None,
         limit: Limit = settings.page_default,

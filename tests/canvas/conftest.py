@@ -1,0 +1,50 @@
+"""Canvas service fixtures: the app in-process (real Redis, real database) and signed callers.
+
+Service modules are imported inside the fixtures: this file may be loaded before tests/conftest.py
+has set up the environment the service's settings are read from.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from litestar.testing import AsyncTestClient
+
+    from tests.canvas.support import Caller
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[AsyncTestClient]:
+    from litestar.testing import AsyncTestClient
+
+    from services.canvas.app import create_app
+    from tests.canvas.support import canvas_settings
+
+    async with AsyncTestClient(app=create_app(canvas_settings())) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def alice(client: AsyncTestClient) -> Caller:
+    from tests.canvas.support import Caller
+
+    return Caller(client, str(uuid.uuid4()))
+
+
+@pytest.fixture
+def bob(client: AsyncTestClient) -> Caller:
+    from tests.canvas.support import Caller
+
+    return Caller(client, str(uuid.uuid4()))
+
+
+@pytest.fixture
+def anon(client: AsyncTestClient) -> Caller:
+    from tests.canvas.support import Caller
+
+    return Caller(client, None)
