@@ -19,7 +19,7 @@ from services.canvas.schemas import Canvas, CanvasCreate, CanvasPage, CanvasUpda
 from services.canvas.settings import settings
 from services.canvas.views import ViewCounter
 from shared.auth_middleware import caller_of
-from shared.errors import Unauthorized
+from shared.errors import Invalid, Unauthorized
 
 Limit = Annotated[int, QueryParameter(ge=1, le=settings.page_max, description="page size")]
 Cursor = Annotated[str | None, QueryParameter(description="`nextCursor` of the previous page")]
@@ -28,7 +28,7 @@ TypeFilter = Annotated[
     QueryParameter(name="type", min_length=1, max_length=settings.type_max, pattern="^[a-z0-9-]+$"),
 ]
 TagFilter = Annotated[str | None, QueryParameter(min_length=1, max_length=settings.tag_max)]
-UserFilter = Annotated[uuid.UUID | None, QueryParameter(name="userId", description="owner's user id")]
+UserFilter = Annotated[str | None, QueryParameter(name="userId", description="the owner's user id (a UUID)")]
 CanvasId = FromPath[uuid.UUID]
 Views = NamedDependency[ViewCounter]
 
@@ -55,6 +55,14 @@ def requires_user(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     user_of(connection)
 
 
+def parse_user_filter(user_id: str | None) -> uuid.UUID | None:
+    # Parsed here rather than by Litestar so that the error names the query parameter (`userId`).
+    try:
+        return None if user_id is None else uuid.UUID(user_id)
+    except ValueError as exc:
+        raise Invalid("userId", "must be a UUID") from exc
+
+
 def provide_views(state: State) -> ViewCounter:
     return state.views  # type: ignore[no-any-return]
 
@@ -74,14 +82,14 @@ class CanvasController(Controller):
         self,
         *,
         views: Views,
-        type_: TypeFilter = None,
+        type: TypeFilter = None,
         tag: TagFilter = None,
         user_id: UserFilter = None,
         limit: Limit = settings.page_default,
         cursor: Cursor = None,
     ) -> CanvasPage:
         """Public canvases, newest first."""
-        listing = Listing(public_only=True, owner=user_id, type=type_, tag=tag)
+        listing = Listing(public_only=True, owner=parse_user_filter(user_id), type=type, tag=tag)
         return await canvases.list_canvases(views, listing, limit=limit, cursor=cursor)
 
     @get("/{canvas_id:uuid}")
@@ -118,11 +126,11 @@ class MyCanvasController(Controller):
         *,
         request: Request,
         views: Views,
-        type_: TypeFilter = None,
+        type: TypeFilter = None,
         tag: TagFilter = None,
         limit: Limit = settings.page_default,
         cursor: Cursor = None,
     ) -> CanvasPage:
         """All of the caller's canvases, private ones included, newest first."""
-        listing = Listing(public_only=False, owner=user_of(request), type=type_, tag=tag)
+        listing = Listing(public_only=False, owner=user_of(request), type=type, tag=tag)
         return await canvases.list_canvases(views, listing, limit=limit, cursor=cursor)

@@ -13,38 +13,36 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from litestar.testing import AsyncTestClient
+    from httpx import AsyncClient
 
     from tests.canvas.support import Caller
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[AsyncTestClient]:
-    from litestar.testing import AsyncTestClient
-
+async def client() -> AsyncIterator[AsyncClient]:
     from services.canvas.app import create_app
-    from tests.canvas.support import canvas_settings
+    from tests.canvas.support import canvas_settings, running
 
-    async with AsyncTestClient(app=create_app(canvas_settings())) as test_client:
+    async with running(create_app(canvas_settings())) as test_client:
         yield test_client
 
 
 @pytest.fixture
-def alice(client: AsyncTestClient) -> Caller:
+def alice(client: AsyncClient) -> Caller:
     from tests.canvas.support import Caller
 
     return Caller(client, str(uuid.uuid4()))
 
 
 @pytest.fixture
-def bob(client: AsyncTestClient) -> Caller:
+def bob(client: AsyncClient) -> Caller:
     from tests.canvas.support import Caller
 
     return Caller(client, str(uuid.uuid4()))
 
 
 @pytest.fixture
-def anon(client: AsyncTestClient) -> Caller:
+def anon(client: AsyncClient) -> Caller:
     from tests.canvas.support import Caller
 
     return Caller(client, None)
