@@ -9,7 +9,7 @@ from functools import partial
 import aiohttp
 from litestar import Litestar
 from litestar.datastructures import State
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from services.canvas.auth_client import AuthClient
 from services.canvas.background import Background
@@ -21,11 +21,23 @@ from shared.app import create_service_app
 from shared.db import engine_lifespan, ping
 
 
+def redis_client(config: CanvasSettings) -> Redis:
+    """A bounded pool: under a burst, requests wait up to 5 s for a connection instead of failing."""
+    pool = BlockingConnectionPool.from_url(
+        config.redis_url,
+        max_connections=config.redis_pool_size,
+        timeout=5,
+        socket_timeout=5,
+        socket_connect_timeout=2,
+    )
+    return Redis(connection_pool=pool)
+
+
 @asynccontextmanager
 async def lifespan(config: CanvasSettings, app: Litestar) -> AsyncIterator[None]:
     """Database, Redis, the auth client and the background loops; on the way out a final view flush."""
     async with engine_lifespan(DB, config.db_pool_size):
-        redis = Redis.from_url(config.redis_url, socket_timeout=5, socket_connect_timeout=2)
+        redis = redis_client(config)
         http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=config.auth_timeout))
         app.state.redis = redis
         app.state.views = ViewCounter(redis, batch_retention=config.view_batch_retention)

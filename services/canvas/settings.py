@@ -17,6 +17,7 @@ def _default_consumer_name() -> str:
 class CanvasSettings(CommonSettings, kw_only=True):
     database_url: str = "sqlite:///data/canvas.db"
     db_pool_size: int = 10
+    redis_pool_size: int = 50
     auth_url: str = "http://127.0.0.1:8001"
     auth_timeout: float = 10.0
 

@@ -111,9 +111,14 @@ class ViewCounter:
             raise Unavailable("the view counter (Redis) is unavailable") from exc
         return {reply[i].decode(): [int(n or 0) for n in reply[i + 1]] for i in range(0, len(reply), 2)}
 
+    async def close_open_batch(self) -> str | None:
+        """The hand-off: the open batch (if any) becomes pending; returns its id."""
+        closed = await self._close(keys=[OPEN_KEY, PENDING_KEY])
+        return closed.decode() if closed else None
+
     async def flush(self) -> int:
         """Close the open batch and apply every pending one; returns the number of views applied."""
-        await self._close(keys=[OPEN_KEY, PENDING_KEY])
+        await self.close_open_batch()
         applied = 0
         pending: Any = await self.redis.smembers(PENDING_KEY)
         for batch_id in sorted(b.decode() for b in pending):

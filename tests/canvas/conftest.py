@@ -14,17 +14,32 @@ import pytest
 
 if TYPE_CHECKING:
     from httpx import AsyncClient
+    from litestar import Litestar
 
+    from services.canvas.views import ViewCounter
     from tests.canvas.support import Caller
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[AsyncClient]:
+def app() -> Litestar:
     from services.canvas.app import create_app
-    from tests.canvas.support import canvas_settings, running
+    from tests.canvas.support import canvas_settings
 
-    async with running(create_app(canvas_settings())) as test_client:
+    return create_app(canvas_settings())
+
+
+@pytest.fixture
+async def client(app: Litestar) -> AsyncIterator[AsyncClient]:
+    from tests.canvas.support import running
+
+    async with running(app) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def views(app: Litestar, client: AsyncClient) -> ViewCounter:
+    """The running app's view counter."""
+    return app.state.views  # type: ignore[no-any-return]
 
 
 @pytest.fixture
