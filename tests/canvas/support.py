@@ -11,7 +11,7 @@ makes the tests' own database calls cross event loops.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -55,6 +55,17 @@ async def running(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     finally:
         stop.set()
         await lifespan
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], within: float = 10.0, interval: float = 0.05
+) -> None:
+    """Wait until `check()` holds (for work done by background loops or other processes)."""
+    for _ in range(int(within / interval)):
+        if await check():
+            return
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not met within {within}s")
 
 
 def signed(uid: str | None) -> dict[str, str]:

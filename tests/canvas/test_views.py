@@ -13,7 +13,7 @@ from services.canvas import views as views_module
 from services.canvas.app import create_app
 from services.canvas.tables import Canvas
 from services.canvas.views import ViewCounter, apply_batch
-from tests.canvas.support import Caller, canvas_settings, running
+from tests.canvas.support import Caller, canvas_settings, eventually, running
 from tests.canvas.test_routes import assert_problem
 
 
@@ -146,9 +146,11 @@ async def test_the_background_flusher_applies_the_buffer() -> None:
         canvas = await alice.create()
         for _ in range(3):
             await read_views(alice, canvas["id"])
-        async with asyncio.timeout(10):
-            while await stored_views(canvas["id"]) != 3:
-                await asyncio.sleep(0.05)
+
+        async def flushed() -> bool:
+            return await stored_views(canvas["id"]) == 3
+
+        await eventually(flushed)
         assert await read_views(alice, canvas["id"]) == 4
 
 
