@@ -1,0 +1,72 @@
+"""The auth service's ASGI app (`services.auth.app:app`): users and sessions, port 8001."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+
+import structlog
+from litestar import Litestar
+from redis.asyncio import Redis
+
+from services.auth.controllers import DEPENDENCIES, AuthController, InternalController, UsersController
+from services.auth.db import DB
+from services.auth.sessions import SessionService
+from services.auth.settings import settings
+from services.auth.throttle import LoginThrottle
+from shared.app import create_service_app
+from shared.db import engine_lifespan, ping
+
+log = structlog.get_logger()
+
+
+async def _purge_expired_sessions(sessions: SessionService, interval: float) -> None:
+    """Sessions nobody presents again are never validated, so a sweep deletes them once expired."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            purged = await sessions.purge_expired()
+        except Exception:
+            log.exception("session_purge_failed")
+        else:
+            if purged:
+                log.info("expired_sessions_purged", count=purged)
+
+
+@asynccontextmanager
+async def _lifespan(app: Litestar) -> AsyncIterator[None]:
+    async with engine_lifespan(DB, settings.db_pool_size):
+        redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+        app.state.redis = redis
+        app.state.sessions = SessionService(redis, settings)
+        app.state.throttle = LoginThrottle(redis, settings)
+        interval = settings.session_purge_interval.total_seconds()
+        sweeper = asyncio.create_task(_purge_expired_sessions(app.state.sessions, interval))
+        try:
+            yield
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+            await redis.aclose()
+
+
+def create_app() -> Litestar:
+    async def redis_answers() -> None:
+        await app.state.redis.ping()
+
+    app = create_service_app(
+        name="auth",
+        settings=settings,
+        route_handlers=[AuthController, UsersController, InternalController],
+        lifespan=[_lifespan],
+        ready_checks={"database": partial(ping, DB), "redis": redis_answers},
+        dependencies=DEPENDENCIES,
+    )
+    return app
+
+
+app = create_app()

@@ -1,0 +1,184 @@
+"""HTTP routes of the auth service: parse, call the service modules, shape the answer."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.connection import ASGIConnection
+from litestar.di import Provide
+from litestar.handlers.base import BaseRouteHandler
+from msgspec import UNSET
+
+from services.auth import users
+from services.auth.schemas import (
+    AuthOut,
+    ChangePasswordBody,
+    DeleteMeBody,
+    ExistingUsers,
+    ExistingUsersBody,
+    LoginBody,
+    SessionList,
+    SignupBody,
+    UpdateMeBody,
+    UserOut,
+    ValidatedSession,
+    ValidateSessionBody,
+    session_out,
+    user_out,
+)
+from services.auth.sessions import SessionService
+from services.auth.throttle import LoginThrottle
+from shared.auth_middleware import caller_of
+from shared.errors import NotFound, Unauthorized
+from shared.timeutil import rfc3339
+
+# Tells the gateway that the caller's own session ended, so it clears the cookie (contracts.md).
+SESSION_ENDED = {"X-Session-Ended": "1"}
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """The signed-in caller, from the internal credential."""
+
+    user_id: str
+    session_id: str
+
+
+def _caller(connection: ASGIConnection) -> Caller:
+    cred = caller_of(connection)
+    if not cred.uid or not cred.sid:
+        raise Unauthorized("This route needs a session")
+    try:
+        uuid.UUID(cred.uid)
+    except ValueError as exc:
+        raise Unauthorized("This route needs a session") from exc
+    return Caller(cred.uid, cred.sid)
+
+
+def requires_session(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    """Guard: runs before the body is parsed, so an anonymous call is 401 whatever it sends."""
+    _caller(connection)
+
+
+def provide_caller(request: Request) -> Caller:
+    return _caller(request)
+
+
+def client_address(request: Request) -> str:
+    """The client as the gateway saw it; the peer address for direct calls."""
+    return caller_of(request).ip or (request.client.host if request.client else "unknown")
+
+
+def provide_sessions(request: Request) -> SessionService:
+    return request.app.state.sessions  # type: ignore[no-any-return]
+
+
+def provide_throttle(request: Request) -> LoginThrottle:
+    return request.app.state.throttle  # type: ignore[no-any-return]
+
+
+DEPENDENCIES = {
+    "caller": Provide(provide_caller, sync_to_thread=False),
+    "sessions": Provide(provide_sessions, sync_to_thread=False),
+    "throttle": Provide(provide_throttle, sync_to_thread=False),
+}
+
+
+async def _signed_in(user: dict[str, Any], sessions: SessionService) -> AuthOut:
+    token, info = await sessions.create(str(user["id"]))
+    return AuthOut(user=user_out(user), token=token, expires_at=rfc3339(info.expires_at))
+
+
+class AuthController(Controller):
+    path = "/api/auth"
+    tags = ["auth"]
+
+    @post("/signup", status_code=201)
+    async def signup(self, data: SignupBody, sessions: SessionService) -> AuthOut:
+        user = await users.signup(data.email, data.password, None if data.name is UNSET else data.name)
+        return await _signed_in(user, sessions)
+
+    @post("/login", status_code=200)
+    async def login(
+        self, request: Request, data: LoginBody, sessions: SessionService, throttle: LoginThrottle
+    ) -> AuthOut:
+        user = await users.login(data.email, data.password, client=client_address(request), throttle=throttle)
+        return await _signed_in(user, sessions)
+
+    @post("/logout", status_code=204, guards=[requires_session])
+    async def logout(self, caller: Caller, sessions: SessionService) -> Response[None]:
+        await sessions.revoke(caller.user_id, caller.session_id)
+        return Response(None, status_code=204, headers=SESSION_ENDED)
+
+    @get("/sessions", guards=[requires_session])
+    async def list_sessions(self, caller: Caller, sessions: SessionService) -> SessionList:
+        items = await sessions.list_for(caller.user_id)
+        return SessionList(items=[session_out(info, caller.session_id) for info in items])
+
+    @delete("/sessions/{session_id:str}", status_code=204, guards=[requires_session])
+    async def revoke_session(
+        self, session_id: str, caller: Caller, sessions: SessionService
+    ) -> Response[None]:
+        if not await sessions.revoke(caller.user_id, session_id):
+            raise NotFound("No such session")
+        headers = SESSION_ENDED if session_id == caller.session_id else {}
+        return Response(None, status_code=204, headers=headers)
+
+    @delete("/sessions", status_code=204, guards=[requires_session])
+    async def revoke_other_sessions(self, caller: Caller, sessions: SessionService) -> None:
+        await sessions.revoke_all(caller.user_id, keep=caller.session_id)
+
+
+class UsersController(Controller):
+    path = "/api/users/me"
+    tags = ["users"]
+    guards = [requires_session]
+
+    @get()
+    async def me(self, caller: Caller) -> UserOut:
+        return user_out(await users.current(caller.user_id))
+
+    @patch()
+    async def update_me(self, data: UpdateMeBody, caller: Caller) -> UserOut:
+        return user_out(await users.update_profile(caller.user_id, data))
+
+    @post("/password", status_code=204)
+    async def change_password(
+        self, data: ChangePasswordBody, caller: Caller, sessions: SessionService
+    ) -> None:
+        await users.change_password(
+            caller.user_id,
+            data.current_password,
+            data.new_password,
+            keep_session=caller.session_id,
+            sessions=sessions,
+        )
+
+    @delete(status_code=204)
+    async def delete_me(self, data: DeleteMeBody, caller: Caller, sessions: SessionService) -> Response[None]:
+        await users.delete_account(caller.user_id, data.password, sessions=sessions)
+        return Response(None, status_code=204, headers=SESSION_ENDED)
+
+
+class InternalController(Controller):
+    """Service-to-service routes; the gateway never forwards /internal."""
+
+    path = "/internal"
+    tags = ["internal"]
+
+    @post("/sessions/validate", status_code=200)
+    async def validate_session(self, data: ValidateSessionBody, sessions: SessionService) -> ValidatedSession:
+        found = await sessions.validate(data.session_id)
+        if found is None:
+            raise NotFound("No such session, or it has expired")
+        info, renewed = found
+        return ValidatedSession(
+            user_id=info.user_id, session_id=info.id, expires_at=rfc3339(info.expires_at), renewed=renewed
+        )
+
+    @post("/users/existing", status_code=200)
+    async def existing_users(self, data: ExistingUsersBody) -> ExistingUsers:
+        return ExistingUsers(existing=await users.existing(data.user_ids))

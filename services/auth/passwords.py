@@ -1,0 +1,61 @@
+"""Password hashing with argon2id, always in a worker thread (DESIGN.md decision 8).
+
+The hashing threads are a small dedicated pool: each hash holds `argon2_memory_kib` of memory, so
+the pool size bounds memory under a login storm, and hashing never blocks the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import secrets
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from services.auth.settings import settings
+
+T = TypeVar("T")
+
+hasher = PasswordHasher(
+    time_cost=settings.argon2_time_cost,
+    memory_cost=settings.argon2_memory_kib,
+    parallelism=settings.argon2_parallelism,
+    type=Type.ID,
+)
+_pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="argon2")
+
+
+async def _off_loop(fn: Callable[..., T], *args: object) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_pool, fn, *args)
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash nobody knows the password of, checked for unknown emails so timing reveals nothing."""
+    return hasher.hash(secrets.token_urlsafe(32))
+
+
+def _verify(stored: str | None, password: str) -> bool:
+    try:
+        return hasher.verify(stored or _dummy_hash(), password) and stored is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+async def hash_password(password: str) -> str:
+    return await _off_loop(hasher.hash, password)
+
+
+async def verify_password(stored: str | None, password: str) -> bool:
+    """True when `password` matches `stored`; `None` (no such user) costs the same and is False."""
+    return await _off_loop(_verify, stored, password)
+
+
+def needs_rehash(stored: str) -> bool:
+    """The hash was made with other parameters than today's (checked after a successful login)."""
+    return hasher.check_needs_rehash(stored)

@@ -1,0 +1,92 @@
+"""The outbox relay (`python -m services.auth.relay`): publishes unsent outbox rows to the Redis
+Stream and marks them sent.
+
+Delivery is at least once: a row is marked sent in the transaction that claimed it, after XADD
+succeeded, so a crash between the two sends it again (consumers are idempotent). While Redis is
+down rows simply wait; the loop backs off and retries. SIGTERM/SIGINT finish the current batch and
+exit. Several relays may run at once (see outbox.claim_unsent for how they avoid double sends).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from services.auth import outbox
+from services.auth.db import DB
+from services.auth.settings import settings
+from shared.db import engine_lifespan
+from shared.events import publish
+from shared.logging import configure_logging
+from shared.timeutil import utcnow
+
+log = structlog.get_logger()
+
+MAX_BACKOFF = 30.0
+
+
+async def relay_once(redis: Redis, batch_size: int = settings.relay_batch_size) -> int:
+    """Publish up to `batch_size` unsent events; returns how many were sent.
+
+    Raises RedisError when Redis refuses, after marking the events it did send.
+    """
+    if not await outbox.has_unsent():  # a cheap read first: no write transaction while idle
+        return 0
+    sent: list[int] = []
+    error: RedisError | None = None
+    async with DB.transaction():
+        for row_id, event in await outbox.claim_unsent(batch_size):
+            try:
+                await publish(redis, event)
+            except RedisError as exc:
+                error = exc
+                break
+            sent.append(row_id)
+        if sent:
+            await outbox.mark_sent(sent, utcnow())
+    if error is not None:
+        raise error
+    return len(sent)
+
+
+async def run(stop: asyncio.Event) -> None:
+    """Relay until `stop` is set."""
+    async with engine_lifespan(DB, pool_size=2):
+        redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+        backoff = settings.relay_interval
+        try:
+            while not stop.is_set():
+                try:
+                    sent = await relay_once(redis)
+                except Exception as exc:  # Redis or the database is down: wait, then retry
+                    log.warning("relay_failed", error=f"{type(exc).__name__}: {exc}", retry_in=backoff)
+                    delay, backoff = backoff, min(backoff * 2, MAX_BACKOFF)
+                else:
+                    if sent:
+                        log.info("outbox_relayed", count=sent)
+                    backoff = settings.relay_interval
+                    delay = 0 if sent == settings.relay_batch_size else settings.relay_interval
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+        finally:
+            await redis.aclose()
+
+
+async def main() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("relay_started")
+    await run(stop)
+    log.info("relay_stopped")
+
+
+if __name__ == "__main__":
+    configure_logging("auth-relay", json=settings.json_logs, level=settings.log_level)
+    asyncio.run(main())

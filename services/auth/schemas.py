@@ -1,0 +1,117 @@
+"""What travels on the wire: request bodies (unknown fields and nulls refused) and responses."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+from services.auth.sessions import SessionInfo
+from shared.timeutil import rfc3339
+
+# The WHATWG (HTML) definition of a valid email address; the length limit is checked separately.
+EMAIL_PATTERN = (
+    r"^[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
+    r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$"
+)
+Email = Annotated[str, msgspec.Meta(max_length=254, pattern=EMAIL_PATTERN)]
+NewPassword = Annotated[str, msgspec.Meta(min_length=8, max_length=256)]
+# A password being checked rather than set: any length up to the limit (a wrong one is 401/403).
+GivenPassword = Annotated[str, msgspec.Meta(max_length=256)]
+LoginEmail = Annotated[str, msgspec.Meta(max_length=254)]
+Name = Annotated[str, msgspec.Meta(max_length=100)]
+
+
+class _Body(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class SignupBody(_Body):
+    email: Email
+    password: NewPassword
+    name: Name | UnsetType = UNSET
+
+
+class LoginBody(_Body):
+    email: LoginEmail
+    password: GivenPassword
+
+
+class UpdateMeBody(_Body):
+    name: Name | UnsetType = UNSET
+    email: Email | UnsetType = UNSET
+    current_password: GivenPassword | UnsetType = UNSET
+
+
+class ChangePasswordBody(_Body):
+    current_password: GivenPassword
+    new_password: NewPassword
+
+
+class DeleteMeBody(_Body):
+    password: GivenPassword
+
+
+class ValidateSessionBody(_Body):
+    session_id: str  # a malformed id is simply not found (404)
+
+
+class ExistingUsersBody(_Body):
+    user_ids: Annotated[list[uuid.UUID], msgspec.Meta(min_length=1, max_length=1000)]
+
+
+class UserOut(msgspec.Struct, rename="camel"):
+    id: str
+    email: str
+    name: str | None
+    created_at: str
+    updated_at: str
+
+
+class AuthOut(msgspec.Struct, rename="camel"):
+    user: UserOut
+    token: str
+    expires_at: str
+
+
+class SessionOut(msgspec.Struct, rename="camel"):
+    id: str
+    expires_at: str
+    created_at: str
+    current: bool
+
+
+class SessionList(msgspec.Struct):
+    items: list[SessionOut]
+
+
+class ValidatedSession(msgspec.Struct, rename="camel"):
+    user_id: str
+    session_id: str
+    expires_at: str
+    renewed: bool
+
+
+class ExistingUsers(msgspec.Struct):
+    existing: list[str]
+
+
+def user_out(row: dict[str, Any]) -> UserOut:
+    return UserOut(
+        id=str(row["id"]),
+        email=row["email"],
+        name=row["name"],
+        created_at=rfc3339(row["created_at"]),
+        updated_at=rfc3339(row["updated_at"]),
+    )
+
+
+def session_out(info: SessionInfo, current_id: str) -> SessionOut:
+    return SessionOut(
+        id=info.id,
+        expires_at=rfc3339(info.expires_at),
+        created_at=rfc3339(info.created_at),
+        current=info.id == current_id,
+    )

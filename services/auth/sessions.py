@@ -1,0 +1,159 @@
+"""Sessions in the Lucia model: random tokens, stored only as their SHA-256, sliding expiry.
+
+The token (20 random bytes, lowercase base32 without padding) goes to the client once, at login;
+the database keeps `id = hex(sha256(token))`. A session lives `session_lifetime` (30 days), slides
+back to that when a validation finds less than `session_renew_within` (15 days) left, and never
+outlives `created_at + session_absolute_lifetime` (90 days). Every revocation deletes the gateway's
+cache entries of the revoked sessions in the same request.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import structlog
+from piccolo.columns.combination import Combinable
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from services.auth.settings import AuthSettings
+from services.auth.tables import Session
+from shared import session_cache
+from shared.timeutil import utcnow
+
+log = structlog.get_logger()
+
+TOKEN_BYTES = 20  # 160 bits
+_SESSION_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def new_token() -> str:
+    # 160 bits are exactly 32 base32 characters, so there is never any padding to strip.
+    return base64.b32encode(secrets.token_bytes(TOKEN_BYTES)).decode().lower()
+
+
+def session_id_of(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def is_session_id(value: str) -> bool:
+    return _SESSION_ID.fullmatch(value) is not None
+
+
+class SessionInfo(msgspec.Struct, frozen=True):
+    id: str
+    user_id: str
+    created_at: datetime
+    expires_at: datetime
+
+
+def _info(row: dict[str, Any]) -> SessionInfo:
+    return SessionInfo(
+        id=row["id"], user_id=str(row["user_id"]), created_at=row["created_at"], expires_at=row["expires_at"]
+    )
+
+
+class SessionService:
+    """Create, validate (sliding), list and revoke sessions. `clock` is injectable for tests."""
+
+    def __init__(self, redis: Redis, settings: AuthSettings, clock: Callable[[], datetime] = utcnow) -> None:
+        self.redis = redis
+        self.lifetime = settings.session_lifetime
+        self.renew_within = settings.session_renew_within
+        self.absolute_lifetime = settings.session_absolute_lifetime
+        self.clock = clock
+
+    async def create(self, user_id: str) -> tuple[str, SessionInfo]:
+        """A new session for the user; returns the token (never stored) and the session."""
+        token = new_token()
+        now = self.clock()
+        info = SessionInfo(
+            id=session_id_of(token), user_id=user_id, created_at=now, expires_at=now + self.lifetime
+        )
+        await Session.insert(
+            Session(id=info.id, user_id=user_id, created_at=info.created_at, expires_at=info.expires_at)
+        ).run()
+        return token, info
+
+    async def validate(self, session_id: str) -> tuple[SessionInfo, bool] | None:
+        """The live session and whether its expiry slid forward now; None when unknown or expired."""
+        if not is_session_id(session_id):
+            return None
+        row = await Session.select().where(Session.id == session_id).first().run()
+        if row is None:
+            return None
+        info, now = _info(row), self.clock()
+        hard_end = info.created_at + self.absolute_lifetime
+        if now >= min(info.expires_at, hard_end):
+            await Session.delete().where(Session.id == session_id).run()
+            return None
+        if info.expires_at - now >= self.renew_within:
+            return info, False
+        slid = min(now + self.lifetime, hard_end)
+        if slid <= info.expires_at:
+            return info, False
+        await Session.update({Session.expires_at: slid}).where(Session.id == session_id).run()
+        return msgspec.structs.replace(info, expires_at=slid), True
+
+    async def list_for(self, user_id: str) -> list[SessionInfo]:
+        """The user's live sessions, newest first."""
+        rows = (
+            await Session.select()
+            .where((Session.user_id == user_id) & (Session.expires_at > self.clock()))
+            .order_by(Session.created_at, Session.id, ascending=False)
+            .run()
+        )
+        return [_info(row) for row in rows]
+
+    async def revoke(self, user_id: str, session_id: str) -> bool:
+        """Revoke one of the user's sessions; False when it is not theirs (or unknown)."""
+        if not is_session_id(session_id):
+            return False
+        deleted = (
+            await Session.delete()
+            .where((Session.id == session_id) & (Session.user_id == user_id))
+            .returning(Session.id)
+            .run()
+        )
+        await self.forget([row["id"] for row in deleted])
+        return bool(deleted)
+
+    async def revoke_all(self, user_id: str, *, keep: str | None = None) -> int:
+        """Revoke every session of the user, except `keep`; returns how many were revoked."""
+        revoked = await self.delete_all(user_id, keep=keep)
+        await self.forget(revoked)
+        return len(revoked)
+
+    async def delete_all(self, user_id: str, *, keep: str | None = None) -> list[str]:
+        """Delete the user's sessions (but `keep`) without purging the cache: for use inside a
+        transaction, followed by `forget` once it has committed."""
+        condition: Combinable = Session.user_id == user_id
+        if keep is not None:
+            condition &= Session.id != keep
+        deleted = await Session.delete().where(condition).returning(Session.id).run()
+        return [row["id"] for row in deleted]
+
+    async def forget(self, session_ids: Iterable[str]) -> None:
+        """Delete the gateway's cache entries of revoked sessions.
+
+        A failed purge is logged, not raised: the session is already gone from the database, the
+        gateway cannot read a cache that is down, and the entries' short TTL bounds the rest.
+        """
+        ids = list(session_ids)
+        try:
+            await session_cache.purge(self.redis, ids)
+        except RedisError as exc:
+            log.error("session_cache_purge_failed", sessions=len(ids), error=str(exc))
+
+    async def purge_expired(self) -> int:
+        """Delete every expired session (they would be refused anyway); returns how many."""
+        now = self.clock()
+        deleted = await Session.delete().where(Session.expires_at <= now).returning(Session.id).run()
+        return len(deleted)

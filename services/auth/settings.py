@@ -1,0 +1,60 @@
+"""The auth service's settings: environment variables with the AUTH_ prefix (plus the shared ones)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from shared.settings import CommonSettings, SettingsError, from_env
+
+# OWASP's minimum for argon2id: 19 MiB of memory, 2 iterations, 1 degree of parallelism.
+ARGON2_MIN_MEMORY_KIB = 19_456
+ARGON2_MIN_TIME_COST = 2
+ARGON2_MIN_PARALLELISM = 1
+
+
+class AuthSettings(CommonSettings, kw_only=True):
+    """Durations accept seconds (`900`) or ISO 8601 (`PT15M`, `P30D`)."""
+
+    database_url: str = "sqlite:///data/auth.db"
+    db_pool_size: int = 10
+
+    session_lifetime: timedelta = timedelta(days=30)
+    session_renew_within: timedelta = timedelta(days=15)
+    session_absolute_lifetime: timedelta = timedelta(days=90)
+    session_purge_interval: timedelta = timedelta(hours=1)
+
+    throttle_window: timedelta = timedelta(minutes=15)
+    throttle_account_limit: int = 10
+    throttle_client_limit: int = 100
+    # Login attempts on one account that may be checking a password at the same moment; with the
+    # account limit this bounds the hash checks an attacker gets per window, however concurrent.
+    throttle_account_in_flight: int = 10
+
+    argon2_memory_kib: int = ARGON2_MIN_MEMORY_KIB
+    argon2_time_cost: int = ARGON2_MIN_TIME_COST
+    argon2_parallelism: int = ARGON2_MIN_PARALLELISM
+
+    relay_interval: float = 0.5  # seconds between polls of the outbox when it is empty
+    relay_batch_size: int = 100
+
+    def check(self) -> None:
+        super().check()
+        if (
+            self.argon2_memory_kib < ARGON2_MIN_MEMORY_KIB
+            or self.argon2_time_cost < ARGON2_MIN_TIME_COST
+            or self.argon2_parallelism < ARGON2_MIN_PARALLELISM
+        ):
+            raise SettingsError("argon2 parameters below the OWASP minimum (m=19456 KiB, t=2, p=1)")
+        if not timedelta(0) < self.session_renew_within < self.session_lifetime:
+            raise SettingsError("AUTH_SESSION_RENEW_WITHIN must be positive and shorter than the lifetime")
+        if self.session_absolute_lifetime < self.session_lifetime:
+            raise SettingsError("AUTH_SESSION_ABSOLUTE_LIFETIME must be at least AUTH_SESSION_LIFETIME")
+        if min(self.throttle_account_limit, self.throttle_client_limit, self.throttle_account_in_flight) < 1:
+            raise SettingsError("throttle limits must be at least 1")
+        if self.throttle_window <= timedelta(0) or self.relay_interval <= 0 or self.relay_batch_size < 1:
+            raise SettingsError(
+                "AUTH_THROTTLE_WINDOW, AUTH_RELAY_INTERVAL and AUTH_RELAY_BATCH_SIZE must be positive"
+            )
+
+
+settings = from_env(AuthSettings, prefix="AUTH_")

@@ -1,0 +1,171 @@
+"""Accounts: signup, login, profile and password changes, and deletion (with its outbox event)."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from typing import Any
+
+import asyncpg
+import structlog
+from msgspec import UNSET
+
+from services.auth import outbox, passwords
+from services.auth.db import DB
+from services.auth.schemas import UpdateMeBody
+from services.auth.sessions import SessionService
+from services.auth.tables import User
+from services.auth.throttle import LoginThrottle
+from shared.errors import Conflict, Forbidden, Unauthorized
+from shared.events import UserDeleted
+from shared.timeutil import utcnow
+
+log = structlog.get_logger()
+
+LOGIN_FAILED = "Invalid email or password"  # the same for an unknown email and a wrong password
+EMAIL_TAKEN = "An account with this email already exists"
+
+
+def _is_unique_violation(exc: Exception) -> bool:
+    return isinstance(exc, asyncpg.UniqueViolationError) or (
+        isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc)
+    )
+
+
+async def get(user_id: str) -> dict[str, Any] | None:
+    try:
+        key = uuid.UUID(user_id)
+    except ValueError:
+        return None
+    row: dict[str, Any] | None = await User.select().where(User.id == key).first().run()
+    return row
+
+
+async def current(user_id: str) -> dict[str, Any]:
+    """The caller's account; 401 when it no longer exists (the session died with it)."""
+    row = await get(user_id)
+    if row is None:
+        raise Unauthorized("The session's account no longer exists")
+    return row
+
+
+async def _email_taken(email: str) -> bool:
+    return bool(await User.exists().where(User.email == email).run())
+
+
+async def signup(email: str, password: str, name: str | None) -> dict[str, Any]:
+    email = email.lower()
+    if await _email_taken(email):
+        raise Conflict(EMAIL_TAKEN)
+    now = utcnow()
+    row = {
+        "id": uuid.uuid4(),
+        "email": email,
+        "name": name,
+        "password_hash": await passwords.hash_password(password),
+        "created_at": now,
+        "updated_at": now,
+    }
+    try:
+        await User.insert(
+            User(
+                id=row["id"],
+                email=email,
+                name=name,
+                password_hash=row["password_hash"],
+                created_at=now,
+                updated_at=now,
+            )
+        ).run()
+    except Exception as exc:
+        if _is_unique_violation(exc):  # a concurrent signup took the email first
+            raise Conflict(EMAIL_TAKEN) from exc
+        raise
+    log.info("user_signed_up", user_id=str(row["id"]))
+    return row
+
+
+async def login(email: str, password: str, *, client: str, throttle: LoginThrottle) -> dict[str, Any]:
+    """The account whose credentials these are, or 401 (429 when throttled)."""
+    email = email.lower()
+    await throttle.admit(email, client)
+    user = None
+    try:
+        row = await User.select().where(User.email == email).first().run()
+        if await passwords.verify_password(row["password_hash"] if row else None, password):
+            user = row
+    finally:
+        await throttle.settle(email, client, failed=user is None)
+    if user is None:
+        raise Unauthorized(LOGIN_FAILED)
+    if passwords.needs_rehash(user["password_hash"]):
+        user["password_hash"] = await passwords.hash_password(password)
+        await User.update({User.password_hash: user["password_hash"]}).where(User.id == user["id"]).run()
+        log.info("password_rehashed", user_id=str(user["id"]))
+    return user
+
+
+async def update_profile(user_id: str, body: UpdateMeBody) -> dict[str, Any]:
+    user = await current(user_id)
+    changes: dict[Any, Any] = {}
+    if body.name is not UNSET and body.name != user["name"]:
+        changes[User.name] = body.name
+    if body.email is not UNSET and body.email.lower() != user["email"]:
+        if body.current_password is UNSET:
+            raise Forbidden("currentPassword is required to change the email")
+        if not await passwords.verify_password(user["password_hash"], body.current_password):
+            raise Forbidden("currentPassword is wrong")
+        if await _email_taken(body.email.lower()):
+            raise Conflict(EMAIL_TAKEN)
+        changes[User.email] = body.email.lower()
+    if not changes:
+        return user
+    changes[User.updated_at] = utcnow()
+    try:
+        await User.update(changes).where(User.id == user["id"]).run()
+    except Exception as exc:
+        if _is_unique_violation(exc):
+            raise Conflict(EMAIL_TAKEN) from exc
+        raise
+    return {**user, **{column._meta.name: value for column, value in changes.items()}}
+
+
+async def change_password(
+    user_id: str, current_password: str, new_password: str, *, keep_session: str, sessions: SessionService
+) -> None:
+    """Set a new password and revoke every other session of the user."""
+    user = await current(user_id)
+    if not await passwords.verify_password(user["password_hash"], current_password):
+        raise Forbidden("currentPassword is wrong")
+    new_hash = await passwords.hash_password(new_password)
+    async with DB.transaction():
+        await (
+            User.update({User.password_hash: new_hash, User.updated_at: utcnow()})
+            .where(User.id == user["id"])
+            .run()
+        )
+        revoked = await sessions.delete_all(user_id, keep=keep_session)
+    await sessions.forget(revoked)
+    log.info("password_changed", user_id=user_id, sessions_revoked=len(revoked))
+
+
+async def delete_account(user_id: str, password: str, *, sessions: SessionService) -> None:
+    """Delete the user and their sessions, and record `user.deleted`, in one transaction."""
+    user = await current(user_id)
+    if not await passwords.verify_password(user["password_hash"], password):
+        raise Forbidden("password is wrong")
+    uid, now = str(user["id"]), utcnow()
+    async with DB.transaction():
+        revoked = await sessions.delete_all(uid)
+        deleted = await User.delete().where(User.id == user["id"]).returning(User.id).run()
+        if not deleted:  # a concurrent deletion won; it wrote the event
+            raise Unauthorized("The session's account no longer exists")
+        await outbox.add(UserDeleted(event_id=str(uuid.uuid4()), user_id=uid, occurred_at=now), now)
+    await sessions.forget(revoked)
+    log.info("user_deleted", user_id=uid, sessions_revoked=len(revoked))
+
+
+async def existing(user_ids: list[uuid.UUID]) -> list[str]:
+    """The subset of these ids whose users still exist."""
+    rows = await User.select(User.id).where(User.id.is_in(user_ids)).run()
+    return [str(row["id"]) for row in rows]
