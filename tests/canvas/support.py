@@ -11,8 +11,10 @@ makes the tests' own database calls cross event loops.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -70,6 +72,31 @@ async def eventually(
 
 def signed(uid: str | None) -> dict[str, str]:
     return {internal_auth.HEADER: internal_auth.sign(settings.secret, user_id=uid)}
+
+
+async def insert_canvases(
+    owner: uuid.UUID, count: int, *, created_at: datetime | None = None, **fields: Any
+) -> list[uuid.UUID]:
+    """Canvases written straight to the database (bulk data, or what the API would refuse)."""
+    from services.canvas.tables import Canvas
+
+    when = created_at or datetime.now(UTC)
+    values = {
+        "title": "t",
+        "type": "bulk",
+        "code": "",
+        "description": "",
+        "tags": [],
+        "is_public": True,
+        **fields,
+    }
+    rows = [
+        Canvas(id=uuid.uuid4(), user_id=owner, views=0, created_at=when, updated_at=when, **values)
+        for _ in range(count)
+    ]
+    for start in range(0, count, 1000):
+        await Canvas.insert(*rows[start : start + 1000]).run()
+    return [row.id for row in rows]
 
 
 def canvas_body(**fields: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.canvas.support import Caller
+from tests.canvas.support import Caller, insert_canvases
 from tests.canvas.test_routes import assert_problem
 
 
@@ -157,19 +157,11 @@ async def test_pagination_over_many_pages_while_canvases_are_added(alice: Caller
 
 
 async def test_ties_on_created_at_are_broken_by_id(alice: Caller) -> None:
-    from services.canvas.tables import Canvas
-
-    owner = uuid.UUID(alice.uid)
     same = datetime(2020, 5, 17, 12, 0, 0, 123456, tzinfo=UTC)
-    fields = {"title": "t", "type": "tie", "code": "", "description": "", "tags": [], "is_public": True}
-    rows = [
-        Canvas(id=uuid.uuid4(), user_id=owner, views=0, created_at=same, updated_at=same, **fields)
-        for _ in range(11)
-    ]
-    await Canvas.insert(*rows).run()
+    ids = await insert_canvases(uuid.UUID(alice.uid), 11, created_at=same)
     newer = await alice.create(isPublic=True)
     items = await list_all(alice, "/api/users/me/canvases", limit=3)
-    assert [i["id"] for i in items] == [newer["id"], *sorted((str(r.id) for r in rows), reverse=True)]
+    assert [i["id"] for i in items] == [newer["id"], *sorted(map(str, ids), reverse=True)]
     assert newest_first(items)
     assert items[1]["createdAt"] == "2020-05-17T12:00:00.123456Z"
 
