@@ -28,7 +28,7 @@ from shared.timeutil import rfc3339, utcnow
 
 settings = from_env(CommonSettings)
 SESSIONS: dict[str, dict[str, Any]] = {}
-STATE: dict[str, Any] = {"validate_calls": 0, "validate_delay": 0.0, "renew": False}
+STATE: dict[str, Any] = {"validate_calls": 0, "validate_delay": 0.0, "answer_delay": 0.0, "renew": False}
 redis = aioredis.Redis.from_url(settings.redis_url)
 
 
@@ -47,6 +47,8 @@ async def validate(data: dict[str, str]) -> Response[Any]:
     session = SESSIONS.get(data["sessionId"])
     if session is None:
         return Response({"status": 404, "title": "Not Found", "detail": "no session"}, status_code=404)
+    if STATE["answer_delay"]:  # answers "valid" late: a revocation can land in between
+        await asyncio.sleep(STATE["answer_delay"])
     return Response({**session, "sessionId": data["sessionId"], "renewed": STATE["renew"]})
 
 
@@ -78,7 +80,7 @@ async def big() -> Stream:
     return Stream(chunks(), media_type="application/octet-stream")
 
 
-@route("/api/{rest:path}", http_method=["GET", "HEAD", "POST", "PATCH", "DELETE"])
+@route("/api/{rest:path}", http_method=["GET", "HEAD", "POST", "PATCH", "DELETE"], status_code=200)
 async def echo(request: Request[Any, Any, Any], rest: str) -> Response[Any]:
     cred = caller_of(request)
     body = await request.body()

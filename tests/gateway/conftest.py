@@ -1,0 +1,156 @@
+"""Gateway processes in front of a stub upstream (tests/gateway/stub_service.py), all real HTTP."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import msgspec
+import pytest
+
+from devtools.processes import Process, uvicorn_cmd
+from devtools.redis_server import free_port
+from gateway.sessions import session_id_of
+from shared import internal_auth
+
+ALLOWED_ORIGIN = "http://app.example"
+
+
+class Reply(msgspec.Struct):
+    status: int
+    headers: Any  # CIMultiDictProxy: repeated headers (Set-Cookie) kept
+    body: bytes
+
+    def json(self) -> Any:
+        return msgspec.json.decode(self.body)
+
+
+class Client:
+    """A bare HTTP client: no cookie jar, so every cookie and header a test sends is explicit."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+
+    async def __call__(self, method: str, url: str, **kwargs: Any) -> Reply:
+        async with self.session.request(method, url, allow_redirects=False, **kwargs) as resp:
+            return Reply(resp.status, resp.headers, await resp.read())
+
+
+@pytest.fixture(scope="session")
+async def http() -> AsyncIterator[Client]:
+    session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+    yield Client(session)
+    await session.close()
+
+
+def _service(name: str, app: str, data_dir: Path, env: dict[str, str]) -> Process:
+    port = free_port()
+    return Process(
+        name,
+        uvicorn_cmd(app, port),
+        env,
+        data_dir / "logs" / f"{name}-{port}.log",
+        f"http://127.0.0.1:{port}/health",
+    )
+
+
+def url_of(process: Process) -> str:
+    assert process.health_url
+    return process.health_url.removesuffix("/health")
+
+
+@pytest.fixture(scope="session")
+def stub(data_dir: Path) -> Iterator[Process]:
+    process = _service("stub", "tests.gateway.stub_service:app", data_dir, {}).start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def start_gateway(data_dir: Path, stub: Process) -> Iterator[Callable[..., Process]]:
+    started: list[Process] = []
+
+    def start(**settings: Any) -> Process:
+        env = {
+            "GATEWAY_AUTH_URL": url_of(stub),
+            "GATEWAY_CANVAS_URL": url_of(stub),
+            "GATEWAY_ALLOWED_ORIGINS": f'["{ALLOWED_ORIGIN}"]',
+            "GATEWAY_REDIS_COOLDOWN": "0.2",
+        }
+        env |= {f"GATEWAY_{k.upper()}": str(v) for k, v in settings.items()}
+        process = _service("gateway", "gateway.app:app", data_dir, env).start()
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(start_gateway: Callable[..., Process]) -> str:
+    return url_of(start_gateway())
+
+
+@pytest.fixture(scope="session")
+def hanging_port() -> Iterator[int]:
+    """A port that accepts connections (into the backlog) and never answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+def credential(**claims: Any) -> dict[str, str]:
+    return {internal_auth.HEADER: internal_auth.sign(os.environ["INTERNAL_SECRET"].encode(), **claims)}
+
+
+class Stub:
+    """Steers the stub upstream through its /stub routes."""
+
+    def __init__(self, http: Client, url: str) -> None:
+        self.http = http
+        self.url = url
+
+    async def session(self, user_id: str = "user-1", lifetime: int = 30 * 86400) -> tuple[str, str]:
+        """A new session: (token, session id)."""
+        reply = await self.http(
+            "POST",
+            f"{self.url}/stub/sessions",
+            json={"userId": user_id, "lifetime": lifetime},
+            headers=credential(),
+        )
+        token = reply.json()["token"]
+        return token, session_id_of(token)
+
+    async def revoke(self, session_id: str) -> None:
+        await self.http(
+            "POST", f"{self.url}/stub/revoke", json={"sessionId": session_id}, headers=credential()
+        )
+
+    async def state(self, **changes: Any) -> dict[str, Any]:
+        if changes:
+            reply = await self.http("POST", f"{self.url}/stub/state", json=changes, headers=credential())
+        else:
+            reply = await self.http("GET", f"{self.url}/stub/state", headers=credential())
+        return reply.json()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def upstream(http: Client, stub: Process) -> AsyncIterator[Stub]:
+    steer = Stub(http, url_of(stub))
+    yield steer
+    await steer.state(validate_delay=0.0, answer_delay=0.0, renew=False)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def cookie(token: str) -> dict[str, str]:
+    return {"Cookie": f"session={token}"}
