@@ -1,0 +1,138 @@
+"""The reconciliation sweep against the auth service's contract (POST /internal/users/existing).
+
+The auth side here is a stand-in that implements contracts.md (credential check, 1..1000 ids, the
+subset that exists); test_processes.py runs the sweep against the real auth service when it exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from devtools.processes import ROOT
+from devtools.redis_server import free_port
+from services.canvas import reconcile
+from services.canvas.auth_client import AuthClient, AuthUnavailable
+from services.canvas.settings import settings
+from services.canvas.tables import Canvas, DeletedUser
+from shared import internal_auth
+from tests.canvas.support import Caller
+from tests.canvas.test_routes import assert_problem
+
+
+class AuthStandIn:
+    def __init__(self) -> None:
+        self.gone: set[str] = set()
+        self.batches: list[list[str]] = []
+        self.status = 200
+
+    async def existing(self, request: web.Request) -> web.Response:
+        try:
+            internal_auth.verify(settings.secret, request.headers.get(internal_auth.HEADER))
+        except internal_auth.InvalidCredential:
+            return web.json_response({"status": 401}, status=401)
+        ids = (await request.json())["userIds"]
+        if not 1 <= len(ids) <= 1000:
+            return web.json_response({"status": 422}, status=422)
+        self.batches.append(ids)
+        if self.status != 200:
+            return web.json_response({"status": self.status}, status=self.status)
+        return web.json_response({"existing": [i for i in ids if i not in self.gone]})
+
+
+@pytest.fixture
+async def auth() -> AsyncIterator[tuple[AuthStandIn, str]]:
+    stand_in = AuthStandIn()
+    app = web.Application()
+    app.router.add_post("/internal/users/existing", stand_in.existing)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield stand_in, f"http://127.0.0.1:{port}"
+    await runner.cleanup()
+
+
+async def owned(user_id: str) -> int:
+    return await Canvas.count().where(Canvas.user_id == uuid.UUID(user_id)).run()
+
+
+async def make_ghosts(alice: Caller, count: int) -> list[Caller]:
+    """Users who made canvases and were then deleted without the event reaching us."""
+    ghosts = [Caller(alice.client, str(uuid.uuid4())) for _ in range(count)]
+    for ghost in ghosts:
+        await ghost.create()
+        await ghost.create(isPublic=True)
+    return ghosts
+
+
+async def test_the_sweep_deletes_the_canvases_of_owners_auth_no_longer_knows(
+    alice: Caller, auth: tuple[AuthStandIn, str]
+) -> None:
+    stand_in, url = auth
+    await alice.create()
+    ghosts = await make_ghosts(alice, 3)
+    stand_in.gone = {str(g.uid) for g in ghosts}
+    async with aiohttp.ClientSession() as http:
+        result = await reconcile.sweep(AuthClient(http, url, settings.secret), batch=3, delete_batch=1)
+    assert result.owners_removed >= 3
+    assert result.canvases_deleted >= 6
+    for ghost in ghosts:
+        assert await owned(str(ghost.uid)) == 0
+        assert await DeletedUser.exists().where(DeletedUser.user_id == uuid.UUID(str(ghost.uid))).run()
+        assert_problem(
+            await ghost.request("POST", "/api/canvases", json={"title": "t", "type": "t", "code": ""}), 403
+        )
+    assert await owned(str(alice.uid)) == 1
+    assert max(len(b) for b in stand_in.batches) <= 3
+    asked = [uid for batch in stand_in.batches for uid in batch]
+    assert len(asked) == len(set(asked)) == result.owners_checked  # each owner asked about once
+
+
+async def test_the_sweep_deletes_nothing_when_auth_cannot_answer(
+    alice: Caller, auth: tuple[AuthStandIn, str]
+) -> None:
+    stand_in, url = auth
+    [ghost] = await make_ghosts(alice, 1)
+    stand_in.gone = {str(ghost.uid)}
+    stand_in.status = 503
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(AuthUnavailable):
+            await reconcile.sweep(AuthClient(http, url, settings.secret), batch=1000, delete_batch=100)
+        with pytest.raises(AuthUnavailable):  # a wrong secret is refused by the auth side
+            await reconcile.sweep(AuthClient(http, url, b"x" * 32), batch=1000, delete_batch=100)
+        with pytest.raises(AuthUnavailable):  # nobody listening
+            await reconcile.sweep(
+                AuthClient(http, f"http://127.0.0.1:{free_port()}", settings.secret), batch=10, delete_batch=1
+            )
+    assert await owned(str(ghost.uid)) == 2
+
+
+async def test_reconcile_runs_on_demand_from_the_command_line(
+    alice: Caller, auth: tuple[AuthStandIn, str]
+) -> None:
+    stand_in, url = auth
+    [ghost] = await make_ghosts(alice, 1)
+    stand_in.gone = {str(ghost.uid)}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.canvas.reconcile",
+        cwd=ROOT,
+        env={**os.environ, "CANVAS_AUTH_URL": url},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    assert result["owners_removed"] >= 1
+    assert await owned(str(ghost.uid)) == 0
