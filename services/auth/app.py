@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
 
 import structlog
@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from services.auth.controllers import DEPENDENCIES, AuthController, InternalController, UsersController
 from services.auth.db import DB
 from services.auth.sessions import SessionService
-from services.auth.settings import settings
+from services.auth.settings import AuthSettings, settings
 from services.auth.throttle import LoginThrottle
 from shared.app import create_service_app
 from shared.db import engine_lifespan, ping
@@ -36,33 +36,38 @@ async def _purge_expired_sessions(sessions: SessionService, interval: float) -> 
                 log.info("expired_sessions_purged", count=purged)
 
 
-@asynccontextmanager
-async def _lifespan(app: Litestar) -> AsyncIterator[None]:
-    async with engine_lifespan(DB, settings.db_pool_size):
-        redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
-        app.state.redis = redis
-        app.state.sessions = SessionService(redis, settings)
-        app.state.throttle = LoginThrottle(redis, settings)
-        interval = settings.session_purge_interval.total_seconds()
-        sweeper = asyncio.create_task(_purge_expired_sessions(app.state.sessions, interval))
-        try:
-            yield
-        finally:
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
-            await redis.aclose()
+def _lifespan(config: AuthSettings) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        async with engine_lifespan(DB, config.db_pool_size):
+            redis = Redis.from_url(config.redis_url, socket_timeout=5, socket_connect_timeout=5)
+            app.state.redis = redis
+            app.state.sessions = SessionService(redis, config)
+            app.state.throttle = LoginThrottle(redis, config)
+            interval = config.session_purge_interval.total_seconds()
+            sweeper = asyncio.create_task(_purge_expired_sessions(app.state.sessions, interval))
+            try:
+                yield
+            finally:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
+                await redis.aclose()
+
+    return lifespan
 
 
-def create_app() -> Litestar:
+def create_app(config: AuthSettings = settings) -> Litestar:
+    """The app; `config` defaults to the environment's (its database URL is always the engine's)."""
+
     async def redis_answers() -> None:
         await app.state.redis.ping()
 
     app = create_service_app(
         name="auth",
-        settings=settings,
+        settings=config,
         route_handlers=[AuthController, UsersController, InternalController],
-        lifespan=[_lifespan],
+        lifespan=[_lifespan(config)],
         ready_checks={"database": partial(ping, DB), "redis": redis_answers},
         dependencies=DEPENDENCIES,
     )

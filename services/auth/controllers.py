@@ -8,8 +8,9 @@ from typing import Any
 
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.connection import ASGIConnection
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.handlers.base import BaseRouteHandler
+from litestar.params import FromPath, JSONBody
 from msgspec import UNSET
 
 from services.auth import users
@@ -80,6 +81,10 @@ def provide_throttle(request: Request) -> LoginThrottle:
     return request.app.state.throttle  # type: ignore[no-any-return]
 
 
+CallerDep = NamedDependency[Caller]
+Sessions = NamedDependency[SessionService]
+Throttle = NamedDependency[LoginThrottle]
+
 DEPENDENCIES = {
     "caller": Provide(provide_caller, sync_to_thread=False),
     "sessions": Provide(provide_sessions, sync_to_thread=False),
@@ -97,30 +102,30 @@ class AuthController(Controller):
     tags = ["auth"]
 
     @post("/signup", status_code=201)
-    async def signup(self, data: SignupBody, sessions: SessionService) -> AuthOut:
+    async def signup(self, data: JSONBody[SignupBody], sessions: Sessions) -> AuthOut:
         user = await users.signup(data.email, data.password, None if data.name is UNSET else data.name)
         return await _signed_in(user, sessions)
 
     @post("/login", status_code=200)
     async def login(
-        self, request: Request, data: LoginBody, sessions: SessionService, throttle: LoginThrottle
+        self, request: Request, data: JSONBody[LoginBody], sessions: Sessions, throttle: Throttle
     ) -> AuthOut:
         user = await users.login(data.email, data.password, client=client_address(request), throttle=throttle)
         return await _signed_in(user, sessions)
 
     @post("/logout", status_code=204, guards=[requires_session])
-    async def logout(self, caller: Caller, sessions: SessionService) -> Response[None]:
+    async def logout(self, caller: CallerDep, sessions: Sessions) -> Response[None]:
         await sessions.revoke(caller.user_id, caller.session_id)
         return Response(None, status_code=204, headers=SESSION_ENDED)
 
     @get("/sessions", guards=[requires_session])
-    async def list_sessions(self, caller: Caller, sessions: SessionService) -> SessionList:
+    async def list_sessions(self, caller: CallerDep, sessions: Sessions) -> SessionList:
         items = await sessions.list_for(caller.user_id)
         return SessionList(items=[session_out(info, caller.session_id) for info in items])
 
     @delete("/sessions/{session_id:str}", status_code=204, guards=[requires_session])
     async def revoke_session(
-        self, session_id: str, caller: Caller, sessions: SessionService
+        self, session_id: FromPath[str], caller: CallerDep, sessions: Sessions
     ) -> Response[None]:
         if not await sessions.revoke(caller.user_id, session_id):
             raise NotFound("No such session")
@@ -128,7 +133,7 @@ class AuthController(Controller):
         return Response(None, status_code=204, headers=headers)
 
     @delete("/sessions", status_code=204, guards=[requires_session])
-    async def revoke_other_sessions(self, caller: Caller, sessions: SessionService) -> None:
+    async def revoke_other_sessions(self, caller: CallerDep, sessions: Sessions) -> None:
         await sessions.revoke_all(caller.user_id, keep=caller.session_id)
 
 
@@ -138,16 +143,16 @@ class UsersController(Controller):
     guards = [requires_session]
 
     @get()
-    async def me(self, caller: Caller) -> UserOut:
+    async def me(self, caller: CallerDep) -> UserOut:
         return user_out(await users.current(caller.user_id))
 
     @patch()
-    async def update_me(self, data: UpdateMeBody, caller: Caller) -> UserOut:
+    async def update_me(self, data: JSONBody[UpdateMeBody], caller: CallerDep) -> UserOut:
         return user_out(await users.update_profile(caller.user_id, data))
 
     @post("/password", status_code=204)
     async def change_password(
-        self, data: ChangePasswordBody, caller: Caller, sessions: SessionService
+        self, data: JSONBody[ChangePasswordBody], caller: CallerDep, sessions: Sessions
     ) -> None:
         await users.change_password(
             caller.user_id,
@@ -158,7 +163,9 @@ class UsersController(Controller):
         )
 
     @delete(status_code=204)
-    async def delete_me(self, data: DeleteMeBody, caller: Caller, sessions: SessionService) -> Response[None]:
+    async def delete_me(
+        self, data: JSONBody[DeleteMeBody], caller: CallerDep, sessions: Sessions
+    ) -> Response[None]:
         await users.delete_account(caller.user_id, data.password, sessions=sessions)
         return Response(None, status_code=204, headers=SESSION_ENDED)
 
@@ -170,7 +177,9 @@ class InternalController(Controller):
     tags = ["internal"]
 
     @post("/sessions/validate", status_code=200)
-    async def validate_session(self, data: ValidateSessionBody, sessions: SessionService) -> ValidatedSession:
+    async def validate_session(
+        self, data: JSONBody[ValidateSessionBody], sessions: Sessions
+    ) -> ValidatedSession:
         found = await sessions.validate(data.session_id)
         if found is None:
             raise NotFound("No such session, or it has expired")
@@ -180,5 +189,5 @@ class InternalController(Controller):
         )
 
     @post("/users/existing", status_code=200)
-    async def existing_users(self, data: ExistingUsersBody) -> ExistingUsers:
+    async def existing_users(self, data: JSONBody[ExistingUsersBody]) -> ExistingUsers:
         return ExistingUsers(existing=await users.existing(data.user_ids))

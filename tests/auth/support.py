@@ -1,0 +1,155 @@
+"""Helpers for the auth tests: the app in-process, and callers that sign like the gateway.
+
+Imported by test modules only (collected after tests/conftest.py configured the environment).
+
+The app runs in the test's own event loop behind httpx's ASGI transport. Litestar 2's
+AsyncTestClient runs the app and its lifespan in a second event loop in a portal thread, which
+would put the PostgreSQL pool out of reach of the tests' own database calls and serialise
+concurrent requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import msgspec
+from litestar import Litestar
+
+from services.auth.sessions import session_id_of
+from services.auth.settings import AuthSettings, settings
+from shared import internal_auth
+
+PASSWORD = "correct horse battery staple"
+
+
+def auth_settings(**changes: Any) -> AuthSettings:
+    return msgspec.structs.replace(settings, **changes)
+
+
+@asynccontextmanager
+async def running(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """Run the app's lifespan (in a task of its own, which must also leave it) and give a client."""
+    started, stop = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        async with app.lifespan():
+            started.set()
+            await stop.wait()
+
+    lifespan = asyncio.create_task(hold())
+    waiter = asyncio.create_task(started.wait())
+    await asyncio.wait([lifespan, waiter], return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    if lifespan.done():
+        lifespan.result()  # startup failed: raise its error
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://auth.test") as client:
+            yield client
+    finally:
+        stop.set()
+        await lifespan
+
+
+def signed(
+    uid: str | None = None, sid: str | None = None, ip: str | None = None, now: float | None = None
+) -> dict[str, str]:
+    """The credential header the gateway adds."""
+    value = internal_auth.sign(
+        settings.secret, user_id=uid, session_id=sid, client_ip=ip, request_id="test", now=now
+    )
+    return {internal_auth.HEADER: value}
+
+
+def new_ip() -> str:
+    """A client address of its own, so throttling counts never leak between tests."""
+    return f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"
+
+
+@dataclass
+class Account:
+    """A signed-up user and one of their sessions."""
+
+    email: str
+    password: str
+    user: dict[str, Any]
+    token: str
+    expires_at: str
+    others: list[str] = field(default_factory=list)
+
+    @property
+    def uid(self) -> str:
+        return str(self.user["id"])
+
+    @property
+    def sid(self) -> str:
+        return session_id_of(self.token)
+
+
+class Api:
+    """Calls the auth service the way the gateway does (signed credential; session resolved)."""
+
+    def __init__(self, client: httpx.AsyncClient, ip: str | None = None) -> None:
+        self.client = client
+        self.ip = ip or new_ip()
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        session: Account | None = None,
+        token: str | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        token = token or (session.token if session else None)
+        uid = session.uid if session else None
+        sid = session_id_of(token) if token else None
+        headers = {**signed(uid, sid, self.ip), **kwargs.pop("headers", {})}
+        return await self.client.request(method, path, headers=headers, **kwargs)
+
+    async def signup(self, email: str, password: str = PASSWORD, **fields: Any) -> Account:
+        resp = await self.call(
+            "POST", "/api/auth/signup", json={"email": email, "password": password, **fields}
+        )
+        assert resp.status_code == 201, resp.text
+        body = resp.json()
+        return Account(email, password, body["user"], body["token"], body["expiresAt"])
+
+    async def login(self, account: Account, **kwargs: Any) -> httpx.Response:
+        body = {"email": account.email, "password": account.password}
+        return await self.call("POST", "/api/auth/login", json=body, **kwargs)
+
+    async def new_session(self, account: Account) -> str:
+        """Log the account in again; returns the new session's token."""
+        resp = await self.login(account)
+        assert resp.status_code == 200, resp.text
+        return str(resp.json()["token"])
+
+    async def validate(self, session_id: str) -> httpx.Response:
+        return await self.call("POST", "/internal/sessions/validate", json={"sessionId": session_id})
+
+
+class Clock:
+    """A controllable clock for the session service."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC).replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> datetime:
+        self.now += timedelta(**delta)
+        return self.now
+
+
+def parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value)
