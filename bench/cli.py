@@ -1,0 +1,191 @@
+"""`python -m bench`: run the scenarios on each database and write the report.
+
+python -m bench                                   # everything, as `make bench` (≤ ~20 min)
+python -m bench --only 1,2 --db sqlite --quick    # a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+
+from bench import machine, tools
+from bench.api import Api
+from bench.context import Context, Fixtures, Options
+from bench.databases import ADMIN_URL, RawDB, postgres_version
+from bench.profile import sampling
+from bench.report import ERROR, SKIP, Outcome, ratio, render
+from bench.scenarios import ALL
+from bench.scenarios.base import Scenario
+from bench.system import System
+from devtools.processes import ROOT
+
+DEFAULT_REPORT = ROOT / "bench" / "REPORT.md"
+RESULTS = ROOT / "bench" / "results"
+MAX_DURATION = 30.0  # a direct call's credential must outlive one wrk run (bench/system.py)
+
+
+def _numbers(text: str) -> list[int]:
+    chosen = sorted({int(x) for x in text.split(",") if x.strip()})
+    known = {s.number for s in ALL}
+    if not chosen or not set(chosen) <= known:
+        raise argparse.ArgumentTypeError(f"scenarios are {sorted(known)}")
+    return chosen
+
+
+def _dbs(text: str) -> list[str]:
+    chosen = [x.strip() for x in text.split(",") if x.strip()]
+    if not chosen or not set(chosen) <= {"sqlite", "postgres"}:
+        raise argparse.ArgumentTypeError("databases are sqlite and postgres")
+    return list(dict.fromkeys(chosen))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", type=_numbers, default=[s.number for s in ALL], help="scenarios, e.g. 1,2")
+    parser.add_argument("--db", type=_dbs, default=["sqlite", "postgres"], help="sqlite,postgres")
+    parser.add_argument(
+        "--duration", type=float, default=10.0, help=f"seconds per measured run (≤ {MAX_DURATION:.0f})"
+    )
+    parser.add_argument(
+        "--warmup", type=float, default=None, help="seconds of warm-up load (default 3, 1 with --quick)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="measured runs per side, alternating; median kept"
+    )
+    parser.add_argument("--quick", action="store_true", help="about a tenth of the data and request counts")
+    parser.add_argument("--profile", action="store_true", help="py-spy the processes of a missed goal")
+    parser.add_argument("--output", type=Path, default=DEFAULT_REPORT, help="where the report goes")
+    args = parser.parse_args(argv)
+    if not 0 < args.duration <= MAX_DURATION:
+        parser.error(f"--duration must be in (0, {MAX_DURATION:.0f}]")
+    if args.warmup is None:
+        args.warmup = 1.0 if args.quick else 3.0
+    return args
+
+
+async def _fixtures(api: Api) -> Fixtures:
+    reader = await api.signup("reader")
+    private = await api.create_canvas(reader, public=False, title="Private canvas")
+    public = await api.create_canvas(reader, public=True, title="Public canvas")
+    return Fixtures(reader=reader, private_canvas=private, public_canvas=public)
+
+
+async def _scenario(ctx: Context, scenario: Scenario) -> Outcome:
+    out = Outcome(scenario.number, scenario.title, ctx.db, scenario.goal)
+    missing = ctx.tools.why_missing(*scenario.needs)
+    if missing:
+        out.notes.append(f"Skipped: {missing}.")
+        return out
+    started = time.monotonic()
+    print(f"[{ctx.db}] {scenario.number}. {scenario.title} ...", flush=True)
+    profiled = scenario.profiled if ctx.options.profile else ()
+    try:
+        async with sampling(ctx, profiled, out):
+            await scenario.run(ctx, out)
+    except Exception as exc:
+        out.status = ERROR
+        out.notes.append(f"Failed: {type(exc).__name__}: {str(exc)[:500]} (logs: {ctx.system.log_dir})")
+        traceback.print_exc()
+    took = time.monotonic() - started
+    print(f"[{ctx.db}] {scenario.number}. {out.status} {ratio(out.ratio)} ({took:.0f} s)", flush=True)
+    return out
+
+
+async def _on(
+    db: str, scenarios: list[Scenario], options: Options, found: tools.Tools, run_dir: Path
+) -> list[Outcome]:
+    data_dir = Path(tempfile.mkdtemp(prefix=f"cv-bench-{db}-"))
+    system = System(db, data_dir, run_dir / db / "logs")
+    workdir = run_dir / db / "work"
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        await system.start()
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+            api = Api(http, system.url("gateway"))
+            canvas_db = await RawDB(system.canvas_db_url).open()
+            try:
+                ctx = Context(db, options, system, api, found, await _fixtures(api), canvas_db, workdir)
+                return [await _scenario(ctx, s) for s in scenarios]
+            finally:
+                await canvas_db.close()
+    finally:
+        await system.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _not_run(db: str, scenarios: list[Scenario], status: str, why: str) -> list[Outcome]:
+    return [Outcome(s.number, s.title, db, s.goal, status=status, notes=[why]) for s in scenarios]
+
+
+async def run(args: argparse.Namespace) -> int:
+    began = datetime.now(UTC)
+    load_before = machine.load_average()
+    options = Options(
+        duration=args.duration, warmup=args.warmup, rounds=args.rounds, quick=args.quick, profile=args.profile
+    )
+    scenarios = [s for s in ALL if s.number in args.only]
+    found = tools.ensure(tuple(sorted({p for s in scenarios for p in s.needs})))
+    run_dir = RESULTS / began.strftime("%Y%m%d-%H%M%S")
+    pg_version = await postgres_version() if "postgres" in args.db else None
+    notes: list[str] = []
+    outcomes: list[Outcome] = []
+    for db in args.db:
+        if db == "postgres" and pg_version is None:
+            notes.append(f"PostgreSQL not reachable at {ADMIN_URL}: its runs were skipped.")
+            outcomes += _not_run(db, scenarios, SKIP, "Skipped: PostgreSQL not reachable.")
+            continue
+        try:
+            outcomes += await _on(db, scenarios, options, found, run_dir)
+        except Exception as exc:
+            traceback.print_exc()
+            outcomes += _not_run(
+                db, scenarios, ERROR, f"The system did not start: {type(exc).__name__}: {exc}"
+            )
+    outcomes.sort(key=lambda o: (o.number, args.db.index(o.db)))
+    minutes = (datetime.now(UTC) - began).total_seconds() / 60
+    command = "python -m bench" + "".join(f" {shlex.quote(a)}" for a in sys.argv[1:])
+    header = [
+        f"- **Date:** {began:%Y-%m-%d %H:%M} UTC; the run took {minutes:.1f} min.",
+        f"- **Reproduce:** `{command}` (`make bench` runs everything with the defaults).",
+        f"- **Machine:** {machine.machine()}; load average (1/5/15 min) {load_before} before, "
+        f"{machine.load_average()} after.",
+        "- **Versions:** "
+        + ", ".join(
+            machine.versions(
+                redis_server=shutil.which("redis-server") or "redis-server",
+                postgres=pg_version,
+                wrk=found.path("wrk"),
+                nginx=found.path("nginx"),
+            )
+        )
+        + ".",
+        f"- **Method:** every process on this machine, on loopback: Redis, the databases, the auth service, "
+        f"the relay, the canvas service and the gateway (one uvicorn process each, uvloop + httptools, "
+        f"LOG_LEVEL=WARNING, the gateway's rate limiter on with a limit no client reaches), and the load "
+        f"generator (wrk, 1 thread). Each measured run lasts {options.duration:g} s after "
+        f"{options.warmup:g} s of the same load; {options.rounds} round(s) per side"
+        + (" (median kept)" if options.rounds > 1 else "")
+        + ". Latencies are wrk's (closed loop). Sizes: "
+        + ("--quick (about a tenth)." if options.quick else "as issue 6 states them.")
+        + f" Raw wrk output and logs: `{run_dir.relative_to(ROOT)}` (not committed).",
+    ]
+    docs = {s.number: s.doc for s in ALL}
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(render(outcomes=outcomes, header=header, scenario_docs=docs, general_notes=notes))
+    print(f"report written to {args.output}", flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return asyncio.run(run(parse_args(argv)))

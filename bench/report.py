@@ -1,0 +1,142 @@
+"""What a scenario measured (Run, Outcome) and the markdown report built from it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+PASS, MISS, SKIP, ERROR = "PASS", "MISS", "SKIP", "ERROR"
+
+SUMMARY_COLUMNS = ("#", "Scenario", "DB", "Ours", "Reference", "Ratio", "Goal", "Result")
+RUN_COLUMNS = (
+    "#",
+    "DB",
+    "Run",
+    "Generator",
+    "Conns",
+    "Requests",
+    "Seconds",
+    "req/s",
+    "p50 ms",
+    "p99 ms",
+    "Errors",
+)
+
+
+@dataclass
+class Run:
+    """One load run's raw figures (latencies as the load generator saw them)."""
+
+    label: str
+    target: str
+    generator: str
+    connections: int
+    requests: int
+    seconds: float
+    errors: int = 0
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def error_share(self) -> float:
+        return self.errors / self.requests if self.requests else 1.0
+
+
+@dataclass
+class Outcome:
+    """One scenario on one database: the headline ratio against its reference, and every run behind it."""
+
+    number: int
+    title: str
+    db: str
+    goal: str
+    status: str = SKIP
+    ours: str = "-"
+    reference: str = "-"
+    ratio: float | None = None
+    ratio_of: str = ""  # what the ratio divides, e.g. "ours / nginx req/s"
+    runs: list[Run] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def judge(self, ok: bool) -> None:
+        self.status = PASS if ok else MISS
+
+
+def rps(run: Run) -> str:
+    return f"{run.rps:,.0f} req/s"
+
+
+def ms(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}" if value < 100 else f"{value:,.0f}"
+
+
+def ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _row(cells: Sequence[object]) -> str:
+    return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+
+def _table(columns: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    return [_row(columns), _row(["---"] * len(columns)), *(_row(r) for r in rows)]
+
+
+def summary_table(outcomes: Sequence[Outcome]) -> list[str]:
+    rows = []
+    for o in outcomes:
+        shown = ratio(o.ratio) + (f" ({o.ratio_of})" if o.ratio is not None and o.ratio_of else "")
+        rows.append([o.number, o.title, o.db, o.ours, o.reference, shown, o.goal, f"**{o.status}**"])
+    return _table(SUMMARY_COLUMNS, rows)
+
+
+def runs_table(outcomes: Sequence[Outcome]) -> list[str]:
+    rows = []
+    for o in outcomes:
+        for r in o.runs:
+            rows.append(
+                [
+                    o.number,
+                    o.db,
+                    r.label,
+                    r.generator,
+                    r.connections,
+                    f"{r.requests:,}",
+                    f"{r.seconds:.1f}",
+                    f"{r.rps:,.0f}",
+                    ms(r.p50_ms),
+                    ms(r.p99_ms),
+                    r.errors,
+                ]
+            )
+    return _table(RUN_COLUMNS, rows)
+
+
+def render(
+    *,
+    outcomes: Sequence[Outcome],
+    header: Sequence[str],
+    scenario_docs: dict[int, str],
+    general_notes: Sequence[str],
+) -> str:
+    lines = ["# Canvas-Verse benchmark report", "", *header, "", "## Results", ""]
+    lines += summary_table(outcomes)
+    lines += ["", "## Raw figures", ""]
+    lines += runs_table(outcomes)
+    lines += ["", "## Scenarios", ""]
+    for number in sorted({o.number for o in outcomes}):
+        mine = [o for o in outcomes if o.number == number]
+        lines += [f"### {number}. {mine[0].title}", "", scenario_docs.get(number, "").strip(), ""]
+        for o in mine:
+            for note in o.notes:
+                lines.append(f"- {o.db}: {note}")
+        lines.append("")
+    if general_notes:
+        lines += ["## Notes", "", *(f"- {n}" for n in general_notes), ""]
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,29 @@
+"""The eight scenarios of issue 6. Each module defines one `SCENARIO`; `ALL` lists them in order."""
+
+from __future__ import annotations
+
+from bench.scenarios import (
+    s1_nginx,
+    s2_overhead,
+    s3_orm,
+    s4_hot_views,
+    s5_deep_pages,
+    s6_cascade,
+    s7_login_storm,
+    s8_memory,
+)
+from bench.scenarios.base import Scenario
+
+ALL: list[Scenario] = [
+    m.SCENARIO
+    for m in (
+        s1_nginx,
+        s2_overhead,
+        s3_orm,
+        s4_hot_views,
+        s5_deep_pages,
+        s6_cascade,
+        s7_login_storm,
+        s8_memory,
+    )
+]

@@ -1,0 +1,86 @@
+"""1. Gateway vs nginx: the authenticated canvas read through our gateway against nginx + auth_request."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from bench import wrk
+from bench.context import Context
+from bench.load import Target, side_by_side
+from bench.nginx import Nginx
+from bench.report import SKIP, Outcome, rps
+from bench.scenarios.base import Scenario, check_errors
+
+CONNECTIONS = 64
+GOAL_RATIO = 1.5
+# The auth service's forward-auth endpoint for nginx's auth_request: Bearer token in, signed
+# credential out in X-Internal-Auth (200), or 401.
+FORWARD_AUTH_PATH = os.environ.get("BENCH_FORWARD_AUTH_PATH", "/internal/forward-auth")
+
+
+async def _forward_auth_missing(ctx: Context) -> str | None:
+    url = ctx.system.url("auth") + FORWARD_AUTH_PATH
+    async with ctx.api.http.get(url, headers=ctx.fixtures.reader.bearer) as resp:
+        if resp.status == 200 and resp.headers.get("x-internal-auth"):
+            return None
+        return f"GET {FORWARD_AUTH_PATH} with a valid Bearer token answered {resp.status}"
+
+
+async def run(ctx: Context, out: Outcome) -> None:
+    missing = await _forward_auth_missing(ctx)
+    if missing:
+        out.status = SKIP
+        out.notes.append(
+            "Not measured: the auth service has no forward-auth endpoint for nginx's auth_request "
+            f"({missing}); it must validate the Bearer token and return the signed credential in "
+            "X-Internal-Auth."
+        )
+        return
+    nginx_bin = ctx.tools.path("nginx")
+    assert nginx_bin
+    nginx = Nginx(
+        nginx_bin,
+        ctx.workdir / "nginx",
+        auth_port=ctx.system.ports["auth"],
+        canvas_port=ctx.system.ports["canvas"],
+        forward_auth_path=FORWARD_AUTH_PATH,
+        workers="auto",
+    )
+    await asyncio.to_thread(nginx.start)
+    try:
+        reader = ctx.fixtures.reader
+        read = [wrk.Request(f"/api/canvases/{ctx.fixtures.private_canvas}", headers=reader.bearer)]
+        ours, ref = await side_by_side(
+            ctx,
+            [
+                Target("gateway", ctx.system.url("gateway"), lambda: read),
+                Target("nginx + auth_request", nginx.url, lambda: read),
+            ],
+            CONNECTIONS,
+        )
+    finally:
+        await asyncio.to_thread(nginx.stop)
+    out.runs = [ours, ref]
+    out.ours, out.reference = rps(ours), rps(ref)
+    out.ratio, out.ratio_of = ours.rps / ref.rps, "gateway / nginx req/s"
+    out.judge(out.ratio >= GOAL_RATIO)
+    check_errors(out)
+
+
+SCENARIO = Scenario(
+    run=run,
+    number=1,
+    title="Gateway vs nginx",
+    goal=f"≥ {GOAL_RATIO}x nginx req/s at {CONNECTIONS} connections",
+    doc=f"""
+Authenticated `GET /api/canvases/{{id}}` (the reader's own private canvas, Bearer token) at
+{CONNECTIONS} connections: through our gateway (session cache in Redis, signed credential, aiohttp
+upstream pool) against nginx in front of the same canvas service, with `auth_request` to the auth
+service's forward-auth endpoint (`{FORWARD_AUTH_PATH}`) on every request (nginx caches nothing), its
+`X-Internal-Auth` answer passed on with `auth_request_set` + `proxy_set_header`; nginx runs
+`worker_processes auto` with keep-alive pools to both services. Ratio: gateway req/s / nginx req/s.
+""",
+    needs=("wrk", "nginx"),
+    profiled=("gateway", "canvas"),
+)

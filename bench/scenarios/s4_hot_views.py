@@ -1,0 +1,122 @@
+"""4. Hot-canvas views: one public canvas read at 64 connections; exact count, and against a
+per-request UPDATE."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from bench import httpgen, wrk
+from bench.context import Context
+from bench.load import Target, side_by_side
+from bench.report import ERROR, Outcome, rps
+from bench.scenarios.base import Scenario, check_errors
+from devtools.processes import Process, uvicorn_cmd
+from devtools.redis_server import free_port
+
+CONNECTIONS = 64
+GOAL_RATIO = 3.0
+FLUSH_WAIT = 15.0  # seconds for the buffered views to reach the database
+
+
+def _reference(ctx: Context) -> Process:
+    port = free_port()
+    env = {"BENCH_REF_DATABASE_URL": ctx.system.canvas_db_url, "BENCH_REF_POOL_SIZE": "10"}
+    log = ctx.system.log_dir / "refapp.log"
+    return Process(
+        "refapp", uvicorn_cmd("bench.refapp:app", port), env, log, f"http://127.0.0.1:{port}/health"
+    )
+
+
+async def _views(ctx: Context, canvas_id: str) -> int:
+    headers = {"X-Internal-Auth": ctx.system.credential()}
+    url = f"{ctx.system.url('canvas')}/api/canvases/{canvas_id}"
+    async with ctx.api.http.get(url, headers=headers) as resp:
+        resp.raise_for_status()
+        return int((await resp.json())["views"])
+
+
+async def _stored_views(ctx: Context, canvas_id: str) -> int:
+    return int(await ctx.canvas_db.scalar("SELECT views FROM canvas WHERE id = ?", canvas_id))
+
+
+async def _exact_count(ctx: Context, out: Outcome) -> None:
+    """N answered reads (every one awaited) must add exactly N, in the answers and in the database."""
+    canvas_id = ctx.fixtures.public_canvas
+    before = await _views(ctx, canvas_id)
+    url = f"{ctx.system.url('canvas')}/api/canvases/{canvas_id}"
+    run, statuses = await httpgen.fixed_count(
+        "exact-count reads (canvas service)",
+        url,
+        total=ctx.options.scale.exact_reads,
+        connections=CONNECTIONS,
+        headers=lambda: {"X-Internal-Auth": ctx.system.credential()},
+    )
+    out.runs.append(run)
+    answered = statuses[200]
+    expected = before + answered + 1  # the final read counts itself
+    after = await _views(ctx, canvas_id)
+    deadline = time.monotonic() + FLUSH_WAIT
+    stored = await _stored_views(ctx, canvas_id)
+    while stored != expected and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        stored = await _stored_views(ctx, canvas_id)
+    exact = after == expected == stored
+    out.notes.append(
+        f"Exact count: {answered:,} answered reads (statuses {dict(statuses)}) took the count from "
+        f"{before:,} to {after:,} in the answer and {stored:,} in the database after the flush; "
+        f"expected {expected:,}: " + ("exact." if exact else "NOT EXACT.")
+    )
+    if not exact:
+        out.status = ERROR
+
+
+async def run(ctx: Context, out: Outcome) -> None:
+    ref_canvas = await ctx.api.create_canvas(ctx.fixtures.reader, public=True, title="Reference canvas")
+    reference = _reference(ctx)
+    await asyncio.to_thread(reference.start, 60)
+    try:
+        ours_path = f"/api/canvases/{ctx.fixtures.public_canvas}"
+        ours, ref = await side_by_side(
+            ctx,
+            [
+                Target(
+                    "canvas service (Redis view buffer)",
+                    ctx.system.url("canvas"),
+                    lambda: [wrk.Request(ours_path, headers={"X-Internal-Auth": ctx.system.credential()})],
+                ),
+                Target(
+                    f"per-request UPDATE ({ctx.db})",
+                    reference.health_url.removesuffix("/health") if reference.health_url else "",
+                    lambda: [wrk.Request(f"/api/canvases/{ref_canvas}")],
+                ),
+            ],
+            CONNECTIONS,
+        )
+    finally:
+        await asyncio.to_thread(reference.stop, 20)
+    out.runs = [ours, ref]
+    out.ours, out.reference = rps(ours), rps(ref)
+    out.ratio, out.ratio_of = ours.rps / ref.rps, "ours / per-request UPDATE req/s"
+    out.judge(out.ratio >= GOAL_RATIO)
+    check_errors(out)
+    await _exact_count(ctx, out)
+
+
+SCENARIO = Scenario(
+    run=run,
+    number=4,
+    title="Hot-canvas views",
+    goal=f"exact count; ≥ {GOAL_RATIO}x per-request UPDATE req/s",
+    doc=f"""
+{CONNECTIONS} connections reading one public canvas, straight to the canvas service (anonymous
+internal credential), whose views are buffered in Redis and flushed in batches, against the
+reference app `bench/refapp.py` serving the same GET with one `UPDATE canvas SET views = views + 1
+... RETURNING` per request on the same database (asyncpg pool of the service's size, or one
+autocommit aiosqlite connection), reading a second public canvas. Ratio: ours req/s / reference
+req/s. Then the exact-count check: a fixed number of reads by the aiohttp generator (every request
+awaited, which wrk cannot do at its deadline), the count before and after in the answers, and the
+stored `views` once the flusher has run.
+""",
+    profiled=("canvas",),
+)
