@@ -1,12 +1,15 @@
 """Auth service fixtures: the app in-process (real Redis, real database) and gateway-like callers.
 
+One app serves every test that runs with the default settings (building an app costs more than
+most tests); a test that sets `settings_changes` gets an app of its own.
+
 Service modules are imported inside the fixtures: this file may be loaded before tests/conftest.py
 has set up the environment the service's settings are read from.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -17,27 +20,46 @@ if TYPE_CHECKING:
 
     from tests.auth.support import Account, Api, Clock
 
+Served = tuple["Litestar", "AsyncClient"]
+
 
 @pytest.fixture
 def settings_changes() -> dict[str, Any]:
-    """Override in a test module (or parametrize) to run the app with other settings."""
+    """Override (e.g. with parametrize) to run a test's app with other settings."""
     return {}
 
 
-@pytest.fixture
-def app(settings_changes: dict[str, Any]) -> Litestar:
+@pytest.fixture(scope="session")
+async def default_app() -> AsyncIterator[Served]:
     from services.auth.app import create_app
-    from tests.auth.support import auth_settings
+    from tests.auth.support import auth_settings, running
 
-    return create_app(auth_settings(**settings_changes))
+    app = create_app(auth_settings())
+    async with running(app) as client:
+        yield app, client
 
 
 @pytest.fixture
-async def client(app: Litestar) -> AsyncIterator[AsyncClient]:
-    from tests.auth.support import running
+async def served(default_app: Served, settings_changes: dict[str, Any]) -> AsyncIterator[Served]:
+    if not settings_changes:
+        yield default_app
+        return
+    from services.auth.app import create_app
+    from tests.auth.support import auth_settings, running
 
-    async with running(app) as test_client:
-        yield test_client
+    app = create_app(auth_settings(**settings_changes))
+    async with running(app) as client:
+        yield app, client
+
+
+@pytest.fixture
+def app(served: Served) -> Litestar:
+    return served[0]
+
+
+@pytest.fixture
+def client(served: Served) -> AsyncClient:
+    return served[1]
 
 
 @pytest.fixture
@@ -53,10 +75,11 @@ async def account(api: Api, unique_email: str) -> Account:
 
 
 @pytest.fixture
-def clock(app: Litestar, client: AsyncClient) -> Clock:
-    """Injected into the running app's session service."""
+def clock(app: Litestar) -> Iterator[Clock]:
+    """A controllable clock injected into the app's session service for the test."""
     from tests.auth.support import Clock
 
-    fake = Clock()
-    app.state.sessions.clock = fake
-    return fake
+    sessions, fake = app.state.sessions, Clock()
+    original, sessions.clock = sessions.clock, fake
+    yield fake
+    sessions.clock = original
