@@ -99,6 +99,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         cors_config=_cors(settings),
         openapi_config=None,
+        logging_config=None,  # shared.logging has configured structlog; Litestar's default would replace it
         request_max_body_size=settings.body_limit,
         debug=False,
     )

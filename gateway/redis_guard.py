@@ -9,7 +9,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError, RedisError
 
 log = structlog.get_logger()
 
@@ -17,12 +17,16 @@ REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
 
 
 def make_redis(url: str, timeout: float) -> Redis:
-    """A client that fails within `timeout` and never retries: callers fall back instead of waiting."""
+    """A client that fails within `timeout`: callers fall back instead of waiting.
+
+    A refused or broken connection is retried once at once (a pooled connection may predate a
+    Redis restart); a timeout is not retried.
+    """
     return Redis.from_url(
         url,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
+        retry=Retry(NoBackoff(), 1, supported_errors=(ConnectionError,)),
         health_check_interval=0,
     )
 

@@ -8,43 +8,15 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-import msgspec
 import pytest
 
 from devtools.processes import Process, uvicorn_cmd
 from devtools.redis_server import free_port
 from gateway.sessions import session_id_of
 from shared import internal_auth
+from tests.gateway.support import ALLOWED_ORIGIN, Client, http
 
-ALLOWED_ORIGIN = "http://app.example"
-
-
-class Reply(msgspec.Struct):
-    status: int
-    headers: Any  # CIMultiDictProxy: repeated headers (Set-Cookie) kept
-    body: bytes
-
-    def json(self) -> Any:
-        return msgspec.json.decode(self.body)
-
-
-class Client:
-    """A bare HTTP client: no cookie jar, so every cookie and header a test sends is explicit."""
-
-    def __init__(self, session: aiohttp.ClientSession) -> None:
-        self.session = session
-
-    async def __call__(self, method: str, url: str, **kwargs: Any) -> Reply:
-        async with self.session.request(method, url, allow_redirects=False, **kwargs) as resp:
-            return Reply(resp.status, resp.headers, await resp.read())
-
-
-@pytest.fixture(scope="session")
-async def http() -> AsyncIterator[Client]:
-    session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
-    yield Client(session)
-    await session.close()
+__all__ = ["http"]
 
 
 def _service(name: str, app: str, data_dir: Path, env: dict[str, str]) -> Process:
@@ -146,11 +118,3 @@ async def upstream(http: Client, stub: Process) -> AsyncIterator[Stub]:
     steer = Stub(http, url_of(stub))
     yield steer
     await steer.state(validate_delay=0.0, answer_delay=0.0, renew=False)
-
-
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def cookie(token: str) -> dict[str, str]:
-    return {"Cookie": f"session={token}"}

@@ -7,7 +7,8 @@ import uuid
 import pytest
 
 from shared import internal_auth
-from tests.gateway.conftest import Client, Stub, bearer, cookie
+from tests.gateway.conftest import Stub
+from tests.gateway.support import Client, bearer, cookie
 
 pytestmark = pytest.mark.e2e
 
