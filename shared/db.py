@@ -117,8 +117,9 @@ class SQLiteEngine(_PiccoloSQLiteEngine):
         args = args or []
         if query.lstrip()[:7].upper().startswith(_READ_PREFIXES):
             conn = await self.reader()
-            async with conn.execute(query, args) as cursor:
-                return [dict(row) for row in await cursor.fetchall()]
+            # One call on the connection's thread: a statement left open between `execute` and
+            # `fetchall` while other queries run would pin one old read snapshot for all of them.
+            return [dict(row) for row in await conn.execute_fetchall(query, args)]
         async with self.write_lock:
             conn = await self.writer()
             async with conn.execute(query, args) as cursor:
