@@ -1,0 +1,131 @@
+"""The canvas service as real processes: two of them sharing the view counters, a crash, a restart;
+and the operator commands (dead letters)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from redis.asyncio import Redis
+
+from devtools.processes import ROOT, Process, uvicorn_cmd
+from devtools.redis_server import free_port
+from services.canvas import views as views_module
+from services.canvas.settings import settings
+from services.canvas.tables import Canvas
+from shared import streams
+from shared.events import DEAD_LETTER_STREAM, USER_EVENTS_STREAM
+from tests.canvas.support import canvas_body, signed
+
+pytestmark = pytest.mark.slow
+
+
+def canvas_process(data_dir: Path, name: str) -> Process:
+    port = free_port()
+    env = {"CANVAS_FLUSH_INTERVAL": "0.2", "CANVAS_CONSUMER_BLOCK_MS": "200"}
+    log = data_dir / "logs" / f"{name}-{port}.log"
+    return Process(
+        name, uvicorn_cmd("services.canvas.app:app", port), env, log, f"http://127.0.0.1:{port}/health"
+    )
+
+
+async def call(
+    http: aiohttp.ClientSession, process: Process, method: str, path: str, uid: str | None, **kwargs: Any
+) -> dict[str, Any]:
+    assert process.health_url
+    url = process.health_url.removesuffix("/health") + path
+    async with http.request(method, url, headers=signed(uid), **kwargs) as resp:
+        assert resp.status in (200, 201), await resp.text()
+        return await resp.json()  # type: ignore[no-any-return]
+
+
+async def stored_views(canvas_id: str) -> int:
+    row = await Canvas.select(Canvas.views).where(Canvas.id == uuid.UUID(canvas_id)).first().run()
+    assert row is not None
+    return int(row["views"])
+
+
+async def test_views_are_exact_across_two_processes_a_crash_and_a_restart(
+    data_dir: Path, redis: Redis
+) -> None:
+    a, b = canvas_process(data_dir, "canvas-a"), canvas_process(data_dir, "canvas-b")
+    try:
+        a.start()
+        b.start()
+        owner = str(uuid.uuid4())
+        async with aiohttp.ClientSession() as http:
+            canvas = await call(http, a, "POST", "/api/canvases", owner, json=canvas_body(isPublic=True))
+            path = f"/api/canvases/{canvas['id']}"
+            reads = await asyncio.gather(*(call(http, (a, b)[i % 2], "GET", path, None) for i in range(200)))
+            seen = [r["views"] for r in reads]
+            assert all(1 <= n <= 200 for n in seen)
+            assert max(seen) == 200, str(sorted(seen))
+
+            a.kill()  # both die abruptly: no final flush
+            b.kill()
+            a.start()
+            assert (await call(http, a, "GET", path, owner))["views"] == 201
+        a.stop()  # graceful: the last flush
+        assert await stored_views(canvas["id"]) == 201
+        assert await redis.smembers(views_module.PENDING_KEY) == set()
+    finally:
+        a.stop()
+        b.stop()
+
+
+async def run_tool(*args: str) -> list[dict[str, str]]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.canvas.deadletters",
+        *args,
+        cwd=ROOT,
+        env=dict(os.environ),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 0, err.decode()
+    return [json.loads(line) for line in out.decode().splitlines() if line.strip()]
+
+
+async def test_dead_letters_can_be_listed_and_replayed(redis: Redis) -> None:
+    event = json.dumps({"type": "user.deleted", "eventId": str(uuid.uuid4()), "userId": str(uuid.uuid4())})
+    letter = {
+        b"event": event.encode(),
+        streams.SOURCE_STREAM: USER_EVENTS_STREAM.encode(),
+        streams.SOURCE_ID: b"1-0",
+        streams.ERROR: b"failed 5 times: database unavailable",
+        streams.DELIVERIES: b"5",
+        streams.CONSUMER: b"host-1",
+    }
+    dead_id = (await redis.xadd(DEAD_LETTER_STREAM, letter)).decode()  # type: ignore[arg-type]
+    listed = {entry["id"]: entry for entry in await run_tool("list")}
+    assert listed[dead_id]["event"] == event
+    assert listed[dead_id]["dead-letter:error"] == "failed 5 times: database unavailable"
+    assert await run_tool("list", dead_id) == [listed[dead_id]]
+
+    [replayed] = await run_tool("replay", dead_id)
+    assert replayed["id"] == dead_id
+    [(_, fields)] = await redis.xrange(USER_EVENTS_STREAM, replayed["replayedAs"], replayed["replayedAs"])
+    assert fields == {b"event": event.encode()}
+    assert await redis.xrange(DEAD_LETTER_STREAM, dead_id, dead_id) == []
+
+
+async def test_the_tool_explains_its_usage() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.canvas.deadletters", "purge", cwd=ROOT, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await process.communicate()
+    assert process.returncode == 2
+    assert b"usage:" in err
+
+
+_ = settings  # the processes read the same environment as this test process
