@@ -18,6 +18,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from litestar import Request, Response, get, post, route
+from litestar.params import FromPath, JSONBody
 from litestar.response import Stream
 
 from shared.app import create_service_app
@@ -40,7 +41,7 @@ def new_session(user_id: str, lifetime: timedelta = timedelta(days=30)) -> tuple
 
 
 @post("/internal/sessions/validate", status_code=200)
-async def validate(data: dict[str, str]) -> Response[Any]:
+async def validate(data: JSONBody[dict[str, str]]) -> Response[Any]:
     STATE["validate_calls"] += 1
     if STATE["validate_delay"]:
         await asyncio.sleep(STATE["validate_delay"])
@@ -53,13 +54,13 @@ async def validate(data: dict[str, str]) -> Response[Any]:
 
 
 @post("/api/auth/signup", status_code=201)
-async def signup(data: dict[str, str]) -> dict[str, Any]:
+async def signup(data: JSONBody[dict[str, str]]) -> dict[str, Any]:
     token, session = new_session(data.get("email", "someone"))
     return {"user": {"id": session["userId"]}, "token": token, "expiresAt": session["expiresAt"]}
 
 
 @post("/api/auth/login", status_code=200)
-async def login(data: dict[str, str]) -> dict[str, Any]:
+async def login(data: JSONBody[dict[str, str]]) -> dict[str, Any]:
     return await signup.fn(data)  # type: ignore[no-any-return]
 
 
@@ -81,7 +82,7 @@ async def big() -> Stream:
 
 
 @route("/api/{rest:path}", http_method=["GET", "HEAD", "POST", "PATCH", "DELETE"], status_code=200)
-async def echo(request: Request[Any, Any, Any], rest: str) -> Response[Any]:
+async def echo(request: Request[Any, Any, Any], rest: FromPath[str]) -> Response[Any]:
     cred = caller_of(request)
     body = await request.body()
     return Response(
@@ -98,19 +99,19 @@ async def echo(request: Request[Any, Any, Any], rest: str) -> Response[Any]:
 
 
 @post("/stub/sessions", status_code=201)
-async def add_session(data: dict[str, Any]) -> dict[str, Any]:
+async def add_session(data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
     token, session = new_session(data["userId"], timedelta(seconds=data.get("lifetime", 30 * 86400)))
     return {"token": token, **session}
 
 
 @post("/stub/revoke", status_code=204)
-async def revoke(data: dict[str, str]) -> None:
+async def revoke(data: JSONBody[dict[str, str]]) -> None:
     SESSIONS.pop(data["sessionId"], None)
     await purge(redis, [data["sessionId"]])
 
 
 @post("/stub/state", status_code=200)
-async def set_state(data: dict[str, Any]) -> dict[str, Any]:
+async def set_state(data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
     STATE.update(data)
     return STATE
 

@@ -197,7 +197,7 @@ async def test_revocation_during_validation_is_never_cached(
     token, sid = await upstream.session()
     await upstream.state(answer_delay=0.5)  # auth has said "valid" but the answer is still on its way
     first = asyncio.ensure_future(http("GET", f"{gateway}/api/users/me", headers=bearer(token)))
-    while not await redis.exists(cache_key(sid)):  # the gateway's placeholder is in place
+    while not await redis.exists(cache_key(sid)):  # noqa: ASYNC110 - the gateway's placeholder, another process
         await asyncio.sleep(0.01)
     await upstream.revoke(sid)
     assert (await first).status == 200  # validated before the revocation
