@@ -1,7 +1,7 @@
 """Auth service fixtures: the app in-process (real Redis, real database) and gateway-like callers.
 
-One app serves every test that runs with the default settings (building an app costs more than
-most tests); a test that sets `settings_changes` gets an app of its own.
+One app serves every test (building an app costs more than most tests); a test that sets
+`settings_changes` gets session and throttle services built from those settings for its duration.
 
 Service modules are imported inside the fixtures: this file may be loaded before tests/conftest.py
 has set up the environment the service's settings are read from.
@@ -25,7 +25,7 @@ Served = tuple["Litestar", "AsyncClient"]
 
 @pytest.fixture
 def settings_changes() -> dict[str, Any]:
-    """Override (e.g. with parametrize) to run a test's app with other settings."""
+    """Override (e.g. with parametrize) to run a test with other session or throttle settings."""
     return {}
 
 
@@ -40,26 +40,25 @@ async def default_app() -> AsyncIterator[Served]:
 
 
 @pytest.fixture
-async def served(default_app: Served, settings_changes: dict[str, Any]) -> AsyncIterator[Served]:
+def app(default_app: Served, settings_changes: dict[str, Any]) -> Iterator[Litestar]:
+    """The running app; with `settings_changes`, its session and throttle services use them."""
+    from services.auth.sessions import SessionService
+    from services.auth.throttle import LoginThrottle
+    from tests.auth.support import auth_settings
+
+    app, state = default_app[0], default_app[0].state
     if not settings_changes:
-        yield default_app
+        yield app
         return
-    from services.auth.app import create_app
-    from tests.auth.support import auth_settings, running
-
-    app = create_app(auth_settings(**settings_changes))
-    async with running(app) as client:
-        yield app, client
+    config, saved = auth_settings(**settings_changes), (state.sessions, state.throttle)
+    state.sessions, state.throttle = SessionService(state.redis, config), LoginThrottle(state.redis, config)
+    yield app
+    state.sessions, state.throttle = saved
 
 
 @pytest.fixture
-def app(served: Served) -> Litestar:
-    return served[0]
-
-
-@pytest.fixture
-def client(served: Served) -> AsyncClient:
-    return served[1]
+def client(default_app: Served, app: Litestar) -> AsyncClient:
+    return default_app[1]
 
 
 @pytest.fixture

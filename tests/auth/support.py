@@ -96,9 +96,9 @@ class Account:
 class Api:
     """Calls the auth service the way the gateway does (signed credential; session resolved)."""
 
-    def __init__(self, client: httpx.AsyncClient, ip: str | None = None) -> None:
+    def __init__(self, client: httpx.AsyncClient) -> None:
         self.client = client
-        self.ip = ip or new_ip()
+        self.ip: str | None = new_ip()  # the client address the gateway saw
 
     async def call(
         self,

@@ -1,0 +1,99 @@
+"""The outbox and its relay: one event per deletion, published once Redis is reachable, never twice."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from devtools.processes import Process
+from devtools.redis_server import RedisServer
+from services.auth import outbox
+from services.auth.relay import relay_once
+from services.auth.tables import Outbox
+from shared.events import USER_EVENTS_STREAM, UserDeleted, decode_event
+from shared.timeutil import utcnow
+from tests.auth.support import PASSWORD, Account, Api
+
+
+@pytest.fixture
+async def relay_redis(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_server.url, socket_timeout=5, socket_connect_timeout=2)
+    yield client
+    await client.aclose()
+
+
+async def published(redis: aioredis.Redis) -> list[UserDeleted]:
+    entries = await redis.xrange(USER_EVENTS_STREAM)
+    return [decode_event(fields[b"event"]) for _, fields in entries]
+
+
+async def unsent_for(user_id: str) -> int:
+    rows = await Outbox.select(Outbox.payload).where(Outbox.sent_at.is_null()).run()
+    return sum(decode_event(row["payload"]).user_id == user_id for row in rows)
+
+
+async def drain(redis: aioredis.Redis, batch_size: int = 100) -> int:
+    total = 0
+    while sent := await relay_once(redis, batch_size):
+        total += sent
+    return total
+
+
+async def test_deletion_waits_in_the_outbox_while_redis_is_down(
+    api: Api, account: Account, redis_server: RedisServer, relay_redis: aioredis.Redis
+) -> None:
+    redis_server.stop()
+    try:
+        resp = await api.call("DELETE", "/api/users/me", session=account, json={"password": PASSWORD})
+        assert resp.status_code == 204  # the cache purge fails, is logged, and the TTL bounds it
+        with pytest.raises(RedisError):
+            await relay_once(relay_redis)
+        assert await unsent_for(account.uid) == 1
+    finally:
+        redis_server.start()
+    assert await drain(relay_redis) >= 1
+    assert await unsent_for(account.uid) == 0
+    assert await drain(relay_redis) == 0
+    mine = [e for e in await published(relay_redis) if e.user_id == account.uid]
+    assert len(mine) == 1
+
+
+async def test_two_relays_never_send_a_row_twice(relay_redis: aioredis.Redis) -> None:
+    events = [
+        UserDeleted(event_id=str(uuid.uuid4()), user_id=str(uuid.uuid4()), occurred_at=utcnow())
+        for _ in range(30)
+    ]
+    for event in events:
+        await outbox.add(event, utcnow())
+    await asyncio.gather(drain(relay_redis, batch_size=4), drain(relay_redis, batch_size=4))
+    sent_ids = [e.event_id for e in await published(relay_redis)]
+    assert [sent_ids.count(e.event_id) for e in events] == [1] * 30
+    assert not await outbox.has_unsent()
+
+
+async def test_the_relay_process_publishes_and_stops_on_sigterm(
+    relay_redis: aioredis.Redis, tmp_path: Path
+) -> None:
+    event = UserDeleted(event_id=str(uuid.uuid4()), user_id=str(uuid.uuid4()), occurred_at=utcnow())
+    await outbox.add(event, utcnow())
+    relay = Process("relay", [sys.executable, "-m", "services.auth.relay"], {}, tmp_path / "relay.log")
+    relay.start()
+    try:
+        for _ in range(300):
+            if any(e.event_id == event.event_id for e in await published(relay_redis)):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            pytest.fail(f"the relay did not publish the event:\n{relay.tail()}")
+    finally:
+        code = await asyncio.to_thread(relay.stop, 10, signal.SIGTERM)
+    assert code == 0, relay.tail()
+    assert not await outbox.has_unsent()
