@@ -113,10 +113,11 @@ def _document_operation(endpoint: Endpoint, op: dict[str, Any]) -> dict[str, Any
     responses: dict[str, Any] = op.setdefault("responses", {})
     for status, description in _errors_for(endpoint, op).items():
         responses.setdefault(status, {"description": description})
+    responses["default"] = {"description": "Any other error (a service's own 4xx): problem details"}
     for status, response in responses.items():
         headers = response.setdefault("headers", {})
         headers["X-Request-Id"] = _REQUEST_ID
-        if status[0] in "45":
+        if status[0] in "45" or status == "default":
             response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
         if status in ("429", "503"):
             headers["Retry-After"] = {**_RETRY_AFTER, "required": status == "429"}
