@@ -12,6 +12,7 @@ import structlog
 from litestar import Litestar
 from redis.asyncio import Redis
 
+from services.auth import passwords
 from services.auth.controllers import DEPENDENCIES, AuthController, InternalController, UsersController
 from services.auth.db import DB
 from services.auth.sessions import SessionService
@@ -40,6 +41,7 @@ def _lifespan(config: AuthSettings) -> Callable[[Litestar], AbstractAsyncContext
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with engine_lifespan(DB, config.db_pool_size):
+            await passwords.warm_up()
             redis = Redis.from_url(config.redis_url, socket_timeout=5, socket_connect_timeout=5)
             app.state.redis = redis
             app.state.sessions = SessionService(redis, config)

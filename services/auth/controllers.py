@@ -10,6 +10,7 @@ from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency, Provide
 from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 from msgspec import UNSET
 
@@ -38,6 +39,7 @@ from shared.timeutil import rfc3339
 
 # Tells the gateway that the caller's own session ended, so it clears the cookie (contracts.md).
 SESSION_ENDED = {"X-Session-Ended": "1"}
+PROBLEM_JSON = "application/problem+json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,43 +99,78 @@ async def _signed_in(user: dict[str, Any], sessions: SessionService) -> AuthOut:
     return AuthOut(user=user_out(user), token=token, expires_at=rfc3339(info.expires_at))
 
 
+def errors(described: dict[int, str]) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for a route's own error answers (all problem details)."""
+    return {
+        status: ResponseSpec(None, description=text, media_type=PROBLEM_JSON, generate_examples=False)
+        for status, text in described.items()
+    }
+
+
+NO_SESSION = {401: "No session in the credential"}
+INVALID = {422: "Invalid body; the field is named"}
+WRONG_PASSWORD = {403: "The password given is wrong"}
+
+
 class AuthController(Controller):
     path = "/api/auth"
     tags = ["auth"]
 
-    @post("/signup", status_code=201)
+    @post("/signup", status_code=201, responses=errors({409: "The email is taken", **INVALID}))
     async def signup(self, data: JSONBody[SignupBody], sessions: Sessions) -> AuthOut:
+        """Create an account and sign in: the user, the session token and when it expires."""
         user = await users.signup(data.email, data.password, None if data.name is UNSET else data.name)
         return await _signed_in(user, sessions)
 
-    @post("/login", status_code=200)
+    @post(
+        "/login",
+        status_code=200,
+        responses=errors(
+            {
+                401: "Unknown email or wrong password (one answer for both)",
+                **INVALID,
+                429: "Too many failed logins for this account or client; see Retry-After",
+                503: "Login throttling is unavailable, so logins are refused",
+            }
+        ),
+    )
     async def login(
         self, request: Request, data: JSONBody[LoginBody], sessions: Sessions, throttle: Throttle
     ) -> AuthOut:
+        """Sign in with email and password: a new session."""
         user = await users.login(data.email, data.password, client=client_address(request), throttle=throttle)
         return await _signed_in(user, sessions)
 
-    @post("/logout", status_code=204, guards=[requires_session])
+    @post("/logout", status_code=204, guards=[requires_session], responses=errors(NO_SESSION))
     async def logout(self, caller: CallerDep, sessions: Sessions) -> Response[None]:
+        """End the current session everywhere at once."""
         await sessions.revoke(caller.user_id, caller.session_id)
         return Response(None, status_code=204, headers=SESSION_ENDED)
 
-    @get("/sessions", guards=[requires_session])
+    @get("/sessions", guards=[requires_session], responses=errors(NO_SESSION))
     async def list_sessions(self, caller: CallerDep, sessions: Sessions) -> SessionList:
+        """The caller's live sessions, newest first."""
         items = await sessions.list_for(caller.user_id)
         return SessionList(items=[session_out(info, caller.session_id) for info in items])
 
-    @delete("/sessions/{session_id:str}", status_code=204, guards=[requires_session])
+    @delete(
+        "/sessions/{session_id:str}",
+        status_code=204,
+        guards=[requires_session],
+        responses=errors({**NO_SESSION, 404: "Not one of the caller's sessions"}),
+    )
     async def revoke_session(
         self, session_id: FromPath[str], caller: CallerDep, sessions: Sessions
     ) -> Response[None]:
+        """Revoke one of the caller's sessions; revoking the current one is a logout."""
         if not await sessions.revoke(caller.user_id, session_id):
             raise NotFound("No such session")
         headers = SESSION_ENDED if session_id == caller.session_id else {}
         return Response(None, status_code=204, headers=headers)
 
-    @delete("/sessions", status_code=204, guards=[requires_session])
+    @delete("/sessions", status_code=204, guards=[requires_session], responses=errors(NO_SESSION))
     async def revoke_other_sessions(self, caller: CallerDep, sessions: Sessions) -> None:
+        """Revoke every session of the caller but the current one."""
         await sessions.revoke_all(caller.user_id, keep=caller.session_id)
 
 
@@ -142,18 +179,30 @@ class UsersController(Controller):
     tags = ["users"]
     guards = [requires_session]
 
-    @get()
+    @get(responses=errors(NO_SESSION))
     async def me(self, caller: CallerDep) -> UserOut:
+        """The caller's account."""
         return user_out(await users.current(caller.user_id))
 
-    @patch()
+    @patch(
+        responses=errors(
+            {
+                **NO_SESSION,
+                403: "Changing the email needs the right currentPassword",
+                409: "The email is taken",
+                **INVALID,
+            }
+        )
+    )
     async def update_me(self, data: JSONBody[UpdateMeBody], caller: CallerDep) -> UserOut:
+        """Change the name and/or the email (the email needs `currentPassword`)."""
         return user_out(await users.update_profile(caller.user_id, data))
 
-    @post("/password", status_code=204)
+    @post("/password", status_code=204, responses=errors({**NO_SESSION, **WRONG_PASSWORD, **INVALID}))
     async def change_password(
         self, data: JSONBody[ChangePasswordBody], caller: CallerDep, sessions: Sessions
     ) -> None:
+        """Change the password; every other session of the caller is revoked."""
         await users.change_password(
             caller.user_id,
             data.current_password,
@@ -162,10 +211,11 @@ class UsersController(Controller):
             sessions=sessions,
         )
 
-    @delete(status_code=204)
+    @delete(status_code=204, responses=errors({**NO_SESSION, **WRONG_PASSWORD, **INVALID}))
     async def delete_me(
         self, data: JSONBody[DeleteMeBody], caller: CallerDep, sessions: Sessions
     ) -> Response[None]:
+        """Delete the account and all its sessions; its canvases follow through `user.deleted`."""
         await users.delete_account(caller.user_id, data.password, sessions=sessions)
         return Response(None, status_code=204, headers=SESSION_ENDED)
 
@@ -176,10 +226,11 @@ class InternalController(Controller):
     path = "/internal"
     tags = ["internal"]
 
-    @post("/sessions/validate", status_code=200)
+    @post("/sessions/validate", status_code=200, responses=errors({404: "Unknown or expired session"}))
     async def validate_session(
         self, data: JSONBody[ValidateSessionBody], sessions: Sessions
     ) -> ValidatedSession:
+        """Validate a session id (sliding its expiry when due) for the gateway."""
         found = await sessions.validate(data.session_id)
         if found is None:
             raise NotFound("No such session, or it has expired")
@@ -188,6 +239,7 @@ class InternalController(Controller):
             user_id=info.user_id, session_id=info.id, expires_at=rfc3339(info.expires_at), renewed=renewed
         )
 
-    @post("/users/existing", status_code=200)
+    @post("/users/existing", status_code=200, responses=errors(INVALID))
     async def existing_users(self, data: JSONBody[ExistingUsersBody]) -> ExistingUsers:
+        """Which of these user ids still exist (for the canvas service's reconciliation)."""
         return ExistingUsers(existing=await users.existing(data.user_ids))

@@ -47,6 +47,11 @@ def _verify(stored: str | None, password: str) -> bool:
         return False
 
 
+async def warm_up() -> None:
+    """Make the dummy hash at start-up, so the first unknown-email login is not the slow one."""
+    await _off_loop(_dummy_hash)
+
+
 async def hash_password(password: str) -> str:
     return await _off_loop(hasher.hash, password)
 

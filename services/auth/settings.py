@@ -51,9 +51,14 @@ class AuthSettings(CommonSettings, kw_only=True):
             raise SettingsError("AUTH_SESSION_ABSOLUTE_LIFETIME must be at least AUTH_SESSION_LIFETIME")
         if min(self.throttle_account_limit, self.throttle_client_limit, self.throttle_account_in_flight) < 1:
             raise SettingsError("throttle limits must be at least 1")
-        if self.throttle_window <= timedelta(0) or self.relay_interval <= 0 or self.relay_batch_size < 1:
+        if (
+            min(self.throttle_window, self.session_purge_interval) <= timedelta(0)
+            or self.relay_interval <= 0
+            or self.relay_batch_size < 1
+        ):
             raise SettingsError(
-                "AUTH_THROTTLE_WINDOW, AUTH_RELAY_INTERVAL and AUTH_RELAY_BATCH_SIZE must be positive"
+                "AUTH_THROTTLE_WINDOW, AUTH_SESSION_PURGE_INTERVAL, AUTH_RELAY_INTERVAL and"
+                " AUTH_RELAY_BATCH_SIZE must be positive"
             )
 
 

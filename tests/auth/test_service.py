@@ -106,3 +106,13 @@ async def test_tokens_and_passwords_never_reach_the_logs(
     assert "user_signed_up" in logged  # the capture works
     for secret in (PASSWORD, "wrong secret!", "another secret!", account.token, token):
         assert secret not in logged
+
+
+async def test_the_openapi_document_describes_the_routes_and_their_errors(client: httpx.AsyncClient) -> None:
+    doc = (await client.get("/schema/openapi.json")).json()
+    login = doc["paths"]["/api/auth/login"]["post"]
+    assert {"200", "401", "422", "429"} <= set(login["responses"])
+    assert "requestBody" in login
+    assert "409" in doc["paths"]["/api/auth/signup"]["post"]["responses"]
+    assert "404" in doc["paths"]["/api/auth/sessions/{session_id}"]["delete"]["responses"]
+    assert {"403", "409"} <= set(doc["paths"]["/api/users/me"]["patch"]["responses"])
