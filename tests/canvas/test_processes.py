@@ -18,7 +18,6 @@ from redis.asyncio import Redis
 from devtools.processes import ROOT, Process, uvicorn_cmd
 from devtools.redis_server import free_port
 from services.canvas import views as views_module
-from services.canvas.settings import settings
 from services.canvas.tables import Canvas
 from shared import streams
 from shared.events import DEAD_LETTER_STREAM, USER_EVENTS_STREAM
@@ -126,6 +125,3 @@ async def test_the_tool_explains_its_usage() -> None:
     _, err = await process.communicate()
     assert process.returncode == 2
     assert b"usage:" in err
-
-
-_ = settings  # the processes read the same environment as this test process
