@@ -117,6 +117,8 @@ def _document_operation(endpoint: Endpoint, op: dict[str, Any]) -> dict[str, Any
     for status, response in responses.items():
         headers = response.setdefault("headers", {})
         headers["X-Request-Id"] = _REQUEST_ID
+        if status == "204":
+            response.pop("content", None)  # Litestar documents a body for `Response[None]`; 204 has none
         if status[0] in "45" or status == "default":
             response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}
         if status in ("429", "503"):

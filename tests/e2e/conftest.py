@@ -21,6 +21,7 @@ from tests.gateway.support import ALLOWED_ORIGIN, http
 __all__ = ["http"]
 
 CIRCUIT_COOLDOWN = 2
+READ_TIMEOUT = 3  # a hung service answers 504 after this long
 
 
 @dataclass
@@ -63,6 +64,7 @@ def system(data_dir: Path) -> Iterator[System]:
             "GATEWAY_ALLOWED_ORIGINS": f'["{ALLOWED_ORIGIN}"]',
             "GATEWAY_CIRCUIT_COOLDOWN": str(CIRCUIT_COOLDOWN),
             "GATEWAY_REDIS_COOLDOWN": "0.2",
+            "GATEWAY_READ_TIMEOUT": str(READ_TIMEOUT),
         },
     )
     running = System(gateway_url, auth, canvas, relay, gateway)
