@@ -65,6 +65,7 @@ class StreamConsumer:
     block_ms: int = 1_000
     batch_size: int = 10
     max_backoff: float = 10.0
+    prune_idle_ms: int = 3_600_000
 
     async def ensure_group(self) -> None:
         """Create the group (reading the stream from its start) unless it exists."""
@@ -74,6 +75,20 @@ class StreamConsumer:
             if "BUSYGROUP" not in str(exc):
                 raise
 
+    async def prune_idle_consumers(self) -> list[str]:
+        """Remove the group's consumers that hold no entry and were idle for `prune_idle_ms`.
+
+        Every process consumes under its own name, so each restart leaves a name behind.
+        """
+        removed = []
+        consumers: Any = await self.redis.xinfo_consumers(self.stream, self.group)
+        for info in consumers:
+            name = _text(info["name"])
+            if name != self.name and int(info["pending"]) == 0 and int(info["idle"]) >= self.prune_idle_ms:
+                await self.redis.xgroup_delconsumer(self.stream, self.group, name)
+                removed.append(name)
+        return removed
+
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until `stop` is set, surviving Redis outages and a lost group."""
         backoff = 0.1
@@ -82,6 +97,7 @@ class StreamConsumer:
             try:
                 if not group_ready:
                     await self.ensure_group()
+                    await self.prune_idle_consumers()
                     group_ready = True
                 await self.poll()
                 backoff = 0.1

@@ -85,11 +85,22 @@ async def create(uid: uuid.UUID, data: schemas.CanvasCreate) -> schemas.Canvas:
         updated_at=now,
     )
     async with DB.transaction():
-        if await DeletedUser.exists().where(DeletedUser.user_id == uid).run():
-            raise Forbidden("this user has been deleted")
+        await _refuse_deleted(uid)
         await Canvas.insert(row).run()
         await _insert_tags(row.id, row.tags)
+    try:
+        # On PostgreSQL a cascade may have marked the user deleted after our check and then missed
+        # our uncommitted row; its mark is committed before it deletes, so looking again now settles it.
+        await _refuse_deleted(uid)
+    except Forbidden:
+        await Canvas.delete().where(Canvas.id == row.id).run()
+        raise
     return _canvas(row.to_dict(), 0)
+
+
+async def _refuse_deleted(uid: uuid.UUID) -> None:
+    if await DeletedUser.exists().where(DeletedUser.user_id == uid).run():
+        raise Forbidden("this user has been deleted")
 
 
 async def _insert_tags(canvas_id: uuid.UUID, tags: list[str]) -> None:

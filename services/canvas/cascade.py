@@ -32,14 +32,20 @@ class Deletion:
 
 
 async def delete_user(user_id: uuid.UUID, *, batch_size: int, event_id: str | None = None) -> Deletion:
-    """Delete the user's canvases `batch_size` per transaction.
+    """Mark the user deleted, then delete their canvases `batch_size` per transaction.
 
-    The transaction that finds nothing more to delete also records the user as deleted (so creates
-    for them are refused from then on) and the event as processed; a crash before that leaves both
-    unrecorded and the redelivered event simply continues. An already processed event changes nothing.
+    The mark comes first and commits on its own: from then on creates for the user are refused (see
+    canvases.create for the one racing it). The transaction that finds nothing more to delete records
+    the event as processed; a crash before that leaves it unrecorded and the redelivered event simply
+    carries on. An event already processed changes nothing.
     """
     if event_id and await ProcessedEvent.exists().where(ProcessedEvent.event_id == event_id).run():
         return Deletion(already_done=True)
+    await (
+        DeletedUser.insert(DeletedUser(user_id=user_id, deleted_at=utcnow()))
+        .on_conflict(action="DO NOTHING")
+        .run()
+    )
     canvases = batches = 0
     while True:
         async with DB.transaction():
@@ -53,27 +59,16 @@ async def delete_user(user_id: uuid.UUID, *, batch_size: int, event_id: str | No
                 .returning(Canvas.id)
                 .run()
             )
-            if len(deleted) < batch_size:
-                await _record(user_id, event_id)
+            if len(deleted) < batch_size and event_id:
+                await (
+                    ProcessedEvent.insert(ProcessedEvent(event_id=event_id, processed_at=utcnow()))
+                    .on_conflict(action="DO NOTHING")
+                    .run()
+                )
         canvases += len(deleted)
         batches += 1 if deleted else 0
         if len(deleted) < batch_size:
             return Deletion(canvases=canvases, batches=batches)
-
-
-async def _record(user_id: uuid.UUID, event_id: str | None) -> None:
-    now = utcnow()
-    await (
-        DeletedUser.insert(DeletedUser(user_id=user_id, deleted_at=now))
-        .on_conflict(action="DO NOTHING")
-        .run()
-    )
-    if event_id:
-        await (
-            ProcessedEvent.insert(ProcessedEvent(event_id=event_id, processed_at=now))
-            .on_conflict(action="DO NOTHING")
-            .run()
-        )
 
 
 def event_handler(batch_size: int) -> Handler:

@@ -162,6 +162,17 @@ async def test_replayed_dead_letters_return_to_their_stream(redis: Redis, stream
     assert await dead(redis, stream) == []
 
 
+async def test_consumers_left_behind_by_dead_processes_are_pruned(redis: Redis, stream: str) -> None:
+    c = consumer(redis, stream, Recorder(), name="current", prune_idle_ms=0)
+    await c.ensure_group()
+    await publish(redis, stream, b"held")
+    await redis.xreadgroup("g", "holding", {stream: ">"}, count=1)
+    await redis.xgroup_createconsumer(stream, "g", "gone")  # read nothing, then died
+    assert await c.prune_idle_consumers() == ["gone"]
+    names = {info["name"] for info in await redis.xinfo_consumers(stream, "g")}
+    assert names == {b"holding"}  # the one still holding an entry stays, to be reclaimed from
+
+
 @pytest.mark.resilience
 async def test_the_consumer_survives_a_redis_outage_and_a_lost_group(
     redis: Redis, stream: str, redis_server: RedisServer
