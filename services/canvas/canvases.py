@@ -19,7 +19,7 @@ from services.canvas.db import DB
 from services.canvas.settings import settings
 from services.canvas.tables import Canvas, CanvasTag, DeletedUser
 from services.canvas.views import ViewCounter
-from shared.errors import Forbidden, Invalid, NotFound
+from shared.errors import Forbidden, Invalid, NotFound, Unavailable
 from shared.timeutil import rfc3339, utcnow
 
 cursors = CursorCodec(settings.secret)
@@ -141,8 +141,11 @@ async def update(
         if data.tags is not UNSET:
             await CanvasTag.delete().where(CanvasTag.canvas == canvas_id).run()
             await _insert_tags(canvas_id, row["tags"])
-    current = await views.current([canvas_id])
-    return _canvas(row, current.get(str(canvas_id), row["views"]))
+    try:
+        current = (await views.current([canvas_id])).get(str(canvas_id), row["views"])
+    except Unavailable:  # the change is committed: answer it, with the views flushed so far
+        current = row["views"]
+    return _canvas(row, current)
 
 
 async def delete(canvas_id: uuid.UUID, uid: uuid.UUID) -> None:

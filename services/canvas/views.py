@@ -117,8 +117,19 @@ class ViewCounter:
         return closed.decode() if closed else None
 
     async def flush(self) -> int:
-        """Close the open batch and apply every pending one; returns the number of views applied."""
-        await self.close_open_batch()
+        """Apply every pending batch, then close the open one and apply it; returns the views applied.
+
+        Batches left pending (by a crash, or by a flush that failed) go first, and while they cannot
+        be applied no new batch is closed, so a database outage does not pile up pending batches.
+        """
+        applied = await self._apply_pending()
+        if await self.close_open_batch():
+            applied += await self._apply_pending()
+        if applied:
+            await ViewBatch.delete().where(ViewBatch.applied_at < utcnow() - self.batch_retention).run()
+        return applied
+
+    async def _apply_pending(self) -> int:
         applied = 0
         pending: Any = await self.redis.smembers(PENDING_KEY)
         for batch_id in sorted(b.decode() for b in pending):
@@ -128,8 +139,6 @@ class ViewCounter:
                 pipe.srem(PENDING_KEY, batch_id)
                 pipe.delete(BATCH_PREFIX + batch_id)
                 await pipe.execute()
-        if applied:
-            await ViewBatch.delete().where(ViewBatch.applied_at < utcnow() - self.batch_retention).run()
         return applied
 
 

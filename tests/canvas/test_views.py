@@ -144,7 +144,7 @@ async def test_the_background_flusher_applies_the_buffer() -> None:
 
 
 @pytest.mark.resilience
-async def test_without_redis_a_read_is_503_and_counts_nothing(
+async def test_without_redis_a_read_is_503_and_counts_nothing_but_changes_work(
     alice: Caller, anon: Caller, client, redis_server: RedisServer
 ) -> None:
     canvas = await alice.create(isPublic=True)
@@ -157,6 +157,10 @@ async def test_without_redis_a_read_is_503_and_counts_nothing(
         ready = await client.get("/ready")
         assert ready.status_code == 503
         assert ready.json()["failed"] == ["redis"]
+        # A change does not depend on the counter: it is made, and answered with the flushed views.
+        patched = await alice.request("PATCH", f"/api/canvases/{canvas['id']}", json={"title": "still works"})
+        assert patched.status_code == 200
+        assert patched.json()["title"] == "still works"
     finally:
         redis_server.start()
     assert await read_views(anon, canvas["id"]) == 2
