@@ -1,0 +1,103 @@
+"""The gateway's OpenAPI document: every public route, nothing internal, and schemathesis agrees with it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from devtools.processes import ROOT
+from gateway.routes import ENDPOINTS
+from tests.e2e.conftest import System
+from tests.e2e.support import signup
+from tests.gateway.support import Client
+
+pytestmark = pytest.mark.e2e
+
+# Operations that end the caller's own session: fuzzed separately, so the main run keeps its token.
+ENDS_SESSION = {
+    ("post", "/api/auth/logout"),
+    ("delete", "/api/auth/sessions/{id}"),
+    ("delete", "/api/users/me"),
+}
+CHECKS = ",".join(
+    [
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_headers_conformance",
+        "response_schema_conformance",
+    ]
+)
+
+
+def _template(path: str) -> str:
+    return "/".join("{id}" if p.startswith("{") else p for p in path.split("/"))
+
+
+async def _document(http: Client, system: System) -> dict[str, Any]:
+    reply = await http("GET", f"{system.url}/schema/openapi.json")
+    assert reply.status == 200
+    return reply.json()  # type: ignore[no-any-return]
+
+
+async def test_document_lists_every_public_route_and_nothing_else(http: Client, system: System) -> None:
+    doc = await _document(http, system)
+    assert doc["openapi"].startswith("3.1")
+    listed = {(m.upper(), _template(p)) for p, item in doc["paths"].items() for m in item}
+    assert listed == {(ep.method, ep.template) for ep in ENDPOINTS}
+    assert not [p for p in doc["paths"] if not p.startswith("/api/")]
+    for path, item in doc["paths"].items():
+        for op in item.values():
+            assert "X-Request-Id" in op["responses"]["default"]["headers"], path
+    html = await http("GET", f"{system.url}/schema")
+    assert html.status == 200
+    assert html.headers["Content-Type"].startswith("text/html")
+    assert b"swagger" in html.body.lower()
+
+
+def _schemathesis(url: str, token: str, operation_ids: list[str], *, include: bool, examples: int) -> None:
+    flag = "--include-operation-id" if include else "--exclude-operation-id"
+    command = [
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "run",
+        f"{url}/schema/openapi.json",
+        "--checks",
+        CHECKS,
+        "--header",
+        f"Authorization: Bearer {token}",
+        "--max-examples",
+        str(examples),
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--seed",
+        "1",
+        "--workers",
+        "1",
+        "--request-timeout",
+        "10",
+        *[arg for op in operation_ids for arg in (flag, op)],
+    ]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-2000:]
+
+
+@pytest.mark.slow
+async def test_schemathesis_finds_no_server_error_and_no_contradiction(http: Client, system: System) -> None:
+    doc = await _document(http, system)
+    ending = [
+        op["operationId"]
+        for path, item in doc["paths"].items()
+        for method, op in item.items()
+        if (method, _template(path)) in ENDS_SESSION
+    ]
+    assert len(ending) == len(ENDS_SESSION)
+    user = await signup(http, system.url)
+    await user.canvas(isPublic=True)
+    _schemathesis(system.url, user.token, ending, include=False, examples=20)
+    other = await signup(http, system.url)
+    _schemathesis(system.url, other.token, ending, include=True, examples=5)
