@@ -1,9 +1,10 @@
 """The canvas service as real processes: two of them sharing the view counters, a crash, a restart;
-and the operator commands (dead letters)."""
+the reconciliation sweep against the real auth service; the operator commands (dead letters)."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import sys
@@ -17,30 +18,38 @@ from redis.asyncio import Redis
 
 from devtools.processes import ROOT, Process, uvicorn_cmd
 from devtools.redis_server import free_port
+from services.canvas import reconcile
 from services.canvas import views as views_module
-from services.canvas.tables import Canvas
-from shared import streams
+from services.canvas.auth_client import AuthClient
+from services.canvas.settings import settings
+from services.canvas.tables import Canvas, DeletedUser
+from shared import internal_auth, streams
 from shared.events import DEAD_LETTER_STREAM, USER_EVENTS_STREAM
-from tests.canvas.support import canvas_body, signed
+from tests.canvas.support import canvas_body, insert_canvases, signed
 
 pytestmark = pytest.mark.slow
 
 
-def canvas_process(data_dir: Path, name: str) -> Process:
+def service_process(data_dir: Path, name: str, app: str, env: dict[str, str] | None = None) -> Process:
     port = free_port()
-    env = {"CANVAS_FLUSH_INTERVAL": "0.2", "CANVAS_CONSUMER_BLOCK_MS": "200"}
     log = data_dir / "logs" / f"{name}-{port}.log"
-    return Process(
-        name, uvicorn_cmd("services.canvas.app:app", port), env, log, f"http://127.0.0.1:{port}/health"
-    )
+    return Process(name, uvicorn_cmd(app, port), env or {}, log, f"http://127.0.0.1:{port}/health")
+
+
+def canvas_process(data_dir: Path, name: str) -> Process:
+    env = {"CANVAS_FLUSH_INTERVAL": "0.2", "CANVAS_CONSUMER_BLOCK_MS": "200"}
+    return service_process(data_dir, name, "services.canvas.app:app", env)
+
+
+def url_of(process: Process) -> str:
+    assert process.health_url
+    return process.health_url.removesuffix("/health")
 
 
 async def call(
     http: aiohttp.ClientSession, process: Process, method: str, path: str, uid: str | None, **kwargs: Any
 ) -> dict[str, Any]:
-    assert process.health_url
-    url = process.health_url.removesuffix("/health") + path
-    async with http.request(method, url, headers=signed(uid), **kwargs) as resp:
+    async with http.request(method, url_of(process) + path, headers=signed(uid), **kwargs) as resp:
         assert resp.status in (200, 201), await resp.text()
         return await resp.json()  # type: ignore[no-any-return]
 
@@ -77,6 +86,42 @@ async def test_views_are_exact_across_two_processes_a_crash_and_a_restart(
     finally:
         a.stop()
         b.stop()
+
+
+async def owned(user_id: str) -> int:
+    return await Canvas.count().where(Canvas.user_id == uuid.UUID(user_id)).run()
+
+
+async def test_the_sweep_asks_the_real_auth_service(data_dir: Path) -> None:
+    auth = service_process(data_dir, "auth", "services.auth.app:app").start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            password = "correct horse battery staple"
+            body = {"email": f"sweep-{uuid.uuid4().hex[:8]}@example.com", "password": password}
+            signup = await call(http, auth, "POST", "/api/auth/signup", None, json=body)
+            user_id, session_id = signup["user"]["id"], hashlib.sha256(signup["token"].encode()).hexdigest()
+            ghost = str(uuid.uuid4())  # never existed in the auth service
+            await insert_canvases(uuid.UUID(user_id), 2)
+            await insert_canvases(uuid.UUID(ghost), 2)
+            client = AuthClient(http, url_of(auth), settings.secret)
+
+            first = await reconcile.sweep(client, batch=1000, delete_batch=100)
+            assert first.owners_removed >= 1
+            assert (await owned(user_id), await owned(ghost)) == (2, 0)
+
+            # The user is deleted, and the user.deleted event never reaches us (no relay runs here).
+            credential = internal_auth.sign(settings.secret, user_id=user_id, session_id=session_id)
+            async with http.delete(
+                url_of(auth) + "/api/users/me",
+                json={"password": password},
+                headers={internal_auth.HEADER: credential},
+            ) as resp:
+                assert resp.status == 204, await resp.text()
+            await reconcile.sweep(client, batch=1000, delete_batch=100)
+            assert await owned(user_id) == 0
+            assert await DeletedUser.exists().where(DeletedUser.user_id == uuid.UUID(user_id)).run()
+    finally:
+        auth.stop()
 
 
 async def run_tool(*args: str) -> list[dict[str, str]]:
