@@ -26,6 +26,7 @@ log = structlog.get_logger()
 
 # Failures of the connection itself (not HTTP error statuses, which are answers).
 _REFUSED = (aiohttp.ClientConnectionError, OSError)
+KEEPALIVE = 4.0  # seconds an idle upstream connection is kept
 _TIMEOUT = (asyncio.TimeoutError, aiohttp.ServerTimeoutError)
 
 
@@ -57,7 +58,9 @@ class Upstream:
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self.pool_size, keepalive_timeout=30, ttl_dns_cache=300)
+        # Idle connections are dropped before the service's own keep-alive timeout (uvicorn: 5 s) can
+        # close them under a request that would then fail (a POST is not retried).
+        connector = aiohttp.TCPConnector(limit=self.pool_size, keepalive_timeout=KEEPALIVE, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=self.timeout,

@@ -34,7 +34,9 @@ class Client:
 
 @pytest.fixture(scope="session")
 async def http() -> AsyncIterator[Client]:
-    session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+    # Idle connections are dropped before uvicorn's 5 s keep-alive closes them under a request.
+    connector = aiohttp.TCPConnector(keepalive_timeout=3)
+    session = aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
     yield Client(session)
     await session.close()
 
