@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import re
 from typing import Any
@@ -196,3 +197,13 @@ def test_tokens_are_160_random_bits_in_lowercase_base32() -> None:
     for token in tokens:
         assert TOKEN.fullmatch(token)
         assert len(base64.b32decode(token.upper())) == 20
+
+
+async def test_concurrent_signups_for_one_email_create_one_account(api: Api, unique_email: str) -> None:
+    body = {"email": unique_email, "password": PASSWORD}
+    first, second = await asyncio.gather(
+        api.call("POST", SIGNUP, json=body),
+        api.call("POST", SIGNUP, json={**body, "email": unique_email.upper()}),
+    )
+    assert sorted([first.status_code, second.status_code]) == [201, 409]
+    assert await User.count().where(User.email == unique_email).run() == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -202,3 +203,11 @@ async def test_existing_users_accepts_a_thousand_ids(api: Api, account: Account)
     ids = [account.uid] + [str(uuid.uuid4()) for _ in range(999)]
     resp = await api.call("POST", "/internal/users/existing", json={"userIds": ids})
     assert resp.json() == {"existing": [account.uid]}
+
+
+async def test_concurrent_deletions_record_one_event(api: Api, account: Account) -> None:
+    first, second = await asyncio.gather(
+        *(api.call("DELETE", ME, session=account, json={"password": PASSWORD}) for _ in range(2))
+    )
+    assert sorted([first.status_code, second.status_code]) == [204, 401]
+    assert len(await outbox_events_for(account.uid)) == 1
