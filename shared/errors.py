@@ -99,10 +99,16 @@ def _field_of(error: dict[str, Any]) -> str:
     return named.group(1) if named else "body"
 
 
+def _message_of(error: dict[str, Any]) -> str:
+    message = str(error.get("message", ""))
+    # An empty body reaches Litestar's signature model as a missing `data` argument.
+    return "a JSON object body is required" if message == "'data'" else message
+
+
 def _from_validation(exc: ValidationException) -> ProblemDetailsException:
     raw = exc.extra if isinstance(exc.extra, list) else []
     errors = [
-        {"field": _field_of(e), "message": str(e.get("message", ""))} for e in raw if isinstance(e, dict)
+        {"field": _field_of(e), "message": _message_of(e)} for e in raw if isinstance(e, dict)
     ]
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or str(exc.detail)
     status = exc.status_code if exc.status_code != 400 else 422
