@@ -8,7 +8,6 @@ from functools import partial
 
 import aiohttp
 from litestar import Litestar
-from litestar.datastructures import State
 from redis.asyncio import BlockingConnectionPool, Redis
 
 from services.canvas.auth_client import AuthClient
@@ -53,21 +52,20 @@ async def lifespan(config: CanvasSettings, app: Litestar) -> AsyncIterator[None]
             await redis.aclose()
 
 
-async def _redis_ready(state: State) -> None:
-    await state.redis.ping()
-
-
 def create_app(config: CanvasSettings = settings) -> Litestar:
-    state = State()
-    return create_service_app(
+    async def redis_answers() -> None:
+        # app.state, not a State passed in: Litestar copies the State it is given.
+        await app.state.redis.ping()
+
+    app = create_service_app(
         name="canvas",
         settings=config,
         route_handlers=[CanvasController, MyCanvasController],
         lifespan=[partial(lifespan, config)],
-        ready_checks={"database": partial(ping, DB), "redis": partial(_redis_ready, state)},
+        ready_checks={"database": partial(ping, DB), "redis": redis_answers},
         request_max_body_size=config.body_max_bytes,
-        state=state,
     )
+    return app
 
 
 app = create_app()
