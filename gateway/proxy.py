@@ -58,6 +58,7 @@ _DROPPED = frozenset(
         b"set-cookie",
     }
 )
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})  # bounded metric labels
 _BUFFERED_MAX = 256 * 1024  # answers up to this size are read whole; larger ones stream through
 _CHUNK = 64 * 1024
 _SAFE_PATH = "/:@!$&'()*+,;=-._~"
@@ -110,7 +111,7 @@ class Proxy:
             status = getattr(exc, "status_code", 500)
             raise
         finally:
-            REQUESTS.labels(template, method, str(status)).inc()
+            REQUESTS.labels(template, method if method in _METHODS else "OTHER", str(status)).inc()
             LATENCY.labels(template, upstream).observe(time.perf_counter() - started)
 
     async def _forward(
@@ -206,7 +207,8 @@ class Proxy:
         if endpoint.method == "HEAD":
             await _send_empty(send, status, headers)
             return status
-        if body is None and (resp.content_length or 0) <= _BUFFERED_MAX and resp.content_length is not None:
+        length = resp.content_length
+        if body is None and length is not None and length <= _BUFFERED_MAX:
             body = await upstream.read(resp)
         if body is not None:
             await send({"type": "http.response.start", "status": status, "headers": headers})

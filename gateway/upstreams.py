@@ -24,10 +24,11 @@ from shared.errors import problem
 
 log = structlog.get_logger()
 
-# Failures of the connection itself (not HTTP error statuses, which are answers).
-_REFUSED = (aiohttp.ClientConnectionError, OSError)
 KEEPALIVE = 4.0  # seconds an idle upstream connection is kept
+# Failures to get an answer (an HTTP error status is an answer). Timeouts are checked first: some
+# aiohttp timeouts are also connection errors.
 _TIMEOUT = (asyncio.TimeoutError, aiohttp.ServerTimeoutError)
+_BROKEN = (aiohttp.ClientError, OSError)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -107,7 +108,7 @@ class Upstream:
         except _TIMEOUT as exc:
             self.failed(exc)
             raise problem(504, f"The {self.name} service did not answer in time") from exc
-        except _REFUSED as exc:
+        except _BROKEN as exc:
             self.failed(exc)
             raise problem(502, f"The {self.name} service could not be reached") from exc
         self.succeeded()
@@ -130,7 +131,7 @@ class Upstream:
         except _TIMEOUT as exc:
             self.failed(exc)
             raise problem(504, f"The {self.name} service did not answer in time") from exc
-        except _REFUSED as exc:
+        except _BROKEN as exc:
             self.failed(exc)
             raise problem(502, f"The {self.name} service broke off its answer") from exc
 
