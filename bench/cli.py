@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -187,5 +188,19 @@ async def run(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _interruptible(args: argparse.Namespace) -> int:
+    """SIGTERM/SIGINT cancel the run, so that every started process is still stopped on the way out."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        return await run(args)
+    except asyncio.CancelledError:
+        print("interrupted: the processes were stopped, no report written", file=sys.stderr)
+        return 130
+
+
 def main(argv: list[str] | None = None) -> int:
-    return asyncio.run(run(parse_args(argv)))
+    return asyncio.run(_interruptible(parse_args(argv)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 from bench.report import Run
 
 MARKER = "WRK_JSON "
-MAX_SECONDS = 900  # the duration bound of a run that stops after a request count
+CHUNK_MAX = 10.0  # seconds: the longest of the runs that make up a request count
 
 _DONE = r"""
 function done(summary, latency, requests)
@@ -28,15 +29,6 @@ function done(summary, latency, requests)
     summary.requests, summary.duration, summary.bytes, e.connect, e.read, e.write, e.status,
     e.timeout, latency:percentile(50), latency:percentile(90), latency:percentile(99),
     latency.mean, latency.max))
-end
-"""
-
-# Counts answers per wrk thread and stops the thread after its share of the requests.
-_STOP_AFTER = """
-local answered = 0
-function response(status, headers, body)
-  answered = answered + 1
-  if answered >= stop_after then wrk.thread:stop() end
 end
 """
 
@@ -67,7 +59,7 @@ def _lua_table(headers: Mapping[str, str]) -> str:
     return "{" + ", ".join(f"[{lua_string(k)}] = {lua_string(v)}" for k, v in headers.items()) + "}"
 
 
-def script(requests: Sequence[Request], *, stop_after: int | None = None) -> str:
+def script(requests: Sequence[Request]) -> str:
     """One request: wrk's static request (no Lua per request). Several: pre-built, sent in turn."""
     if not requests:
         raise ValueError("wrk needs at least one request")
@@ -96,9 +88,6 @@ def script(requests: Sequence[Request], *, stop_after: int | None = None) -> str
             "  return built[next_one]\n"
             "end"
         )
-    if stop_after is not None:
-        lines.append(f"stop_after = {int(stop_after)}")
-        lines.append(_STOP_AFTER)
     lines.append(_DONE)
     return "\n".join(lines) + "\n"
 
@@ -113,37 +102,49 @@ async def run(
     requests: Sequence[Request],
     *,
     connections: int,
-    seconds: float | None = None,
-    total: int | None = None,
+    seconds: float,
     threads: int = 1,
     workdir: Path,
 ) -> Run:
-    """Run wrk for `seconds`, or until about `total` answers (then each thread stops after its share)."""
-    if (seconds is None) == (total is None):
-        raise ValueError("give either seconds or total")
+    """Run wrk for `seconds` (whole seconds, at least one)."""
     threads = max(1, min(threads, connections))
-    per_thread = None if total is None else -(-total // threads)
-    path = workdir / f"wrk-{label.replace(' ', '_').replace('/', '_')}.lua"
-    path.write_text(script(requests, stop_after=per_thread))
-    duration = MAX_SECONDS if seconds is None else max(1, round(seconds))
-    cmd = [
-        "wrk",
-        f"-t{threads}",
-        f"-c{connections}",
-        f"-d{duration}s",
-        "--timeout",
-        "10s",
-        "-s",
-        str(path),
-        base_url,
-    ]
+    name = re.sub(r"[^A-Za-z0-9.,_-]+", "_", label)
+    path = workdir / f"wrk-{name}.lua"
+    path.write_text(script(requests))
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
     proc = await asyncio.create_subprocess_exec(
-        *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        *cmd, "-s", str(path), base_url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
     out, _ = await proc.communicate()
     text = out.decode(errors="replace")
-    (workdir / path.with_suffix(".out").name).write_text(text)
+    with (workdir / f"wrk-{name}.out").open("a") as log:
+        log.write(text)
     return parse(label, text, connections=connections, target=base_url)
+
+
+async def run_count(
+    label: str,
+    base_url: str,
+    requests: Sequence[Request],
+    *,
+    connections: int,
+    total: int,
+    workdir: Path,
+) -> Run:
+    """About `total` requests: wrk runs back to back, each sized by the rate seen so far, until enough
+    were answered (wrk itself can only stop at a deadline). Latencies are left out: no single run's
+    percentiles stand for the whole."""
+    served = errors = 0
+    seconds = 0.0
+    chunk = 1.0
+    while served < total:
+        part = await run(label, base_url, requests, connections=connections, seconds=chunk, workdir=workdir)
+        served += part.requests
+        errors += part.errors
+        seconds += part.seconds
+        rate = served / seconds if seconds else 1.0
+        chunk = min(CHUNK_MAX, max(1.0, (total - served) / rate))
+    return Run(label, base_url, "wrk (back-to-back runs)", connections, served, seconds, errors)
 
 
 def parse(label: str, text: str, *, connections: int, target: str) -> Run:

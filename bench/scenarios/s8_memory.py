@@ -43,7 +43,7 @@ async def run(ctx: Context, out: Outcome) -> None:
     snapshots: list[dict[str, float]] = []
     served = 0
     for label, total in (("first", first_total), ("then", final_total - first_total)):
-        run = await wrk.run(
+        run = await wrk.run_count(
             f"{label} {total:,} requests",
             mix.base_url,
             mix.requests(),
@@ -82,8 +82,9 @@ SCENARIO = Scenario(
 The auth service, relay, canvas service and gateway are restarted, then wrk sends a mix through the
 gateway at {CONNECTIONS} connections (a private canvas and `/api/users/me` with a Bearer token, the
 public listing, a public canvas anonymously, the reader's own listing): 10,000 requests, then 90,000
-more (2,000 and 18,000 with --quick), each phase stopping after its count. The resident set size
-(VmRSS) of every process is read a second after each phase. Ratio: the largest growth.
+more (2,000 and 18,000 with --quick), each phase made of back-to-back wrk runs until its count is
+reached. The resident set size (VmRSS) of every process is read a second after each phase. Ratio:
+the largest growth.
 """,
     profiled=(),
 )
