@@ -46,8 +46,9 @@ def stub(data_dir: Path) -> Iterator[Process]:
 def start_gateway(data_dir: Path, stub: Process) -> Iterator[Callable[..., Process]]:
     started: list[Process] = []
 
-    def start(**settings: Any) -> Process:
+    def start(env: dict[str, str] | None = None, **settings: Any) -> Process:
         env = {
+            **(env or {}),
             "GATEWAY_AUTH_URL": url_of(stub),
             "GATEWAY_CANVAS_URL": url_of(stub),
             "GATEWAY_ALLOWED_ORIGINS": f'["{ALLOWED_ORIGIN}"]',

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from devtools.processes import Process
-from devtools.redis_server import free_port
+from devtools.redis_server import RedisServer, free_port
 from tests.gateway.conftest import Stub, url_of
 from tests.gateway.support import Client, bearer
 
@@ -42,16 +42,19 @@ async def test_hanging_upstream_is_504(
 
 
 async def test_general_rate_limit_is_429_with_retry_after(
-    http: Client, start_gateway: Callable[..., Process]
+    http: Client, start_gateway: Callable[..., Process], redis_server: RedisServer
 ) -> None:
-    gateway = url_of(start_gateway(rate_limit=5))
+    # Counts are shared by every gateway on one Redis: this one gets a database of its own, and a
+    # window (a day) this test will not straddle.
+    own_redis = {"REDIS_URL": redis_server.url.rsplit("/", 1)[0] + "/3"}
+    gateway = url_of(start_gateway(env=own_redis, rate_limit=5, rate_limit_unit="day"))
     replies = [await http("GET", f"{gateway}/api/canvases") for _ in range(6)]
     assert [r.status for r in replies] == [200] * 5 + [429]
     assert replies[0].headers["RateLimit-Limit"] == "5"
     assert replies[4].headers["RateLimit-Remaining"] == "0"
     limited = replies[5]
     assert limited.headers["Content-Type"] == "application/problem+json"
-    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    assert 1 <= int(limited.headers["Retry-After"]) <= 86400
     assert (await http("GET", f"{gateway}/health")).status == 200  # ops routes are not limited
 
 
