@@ -72,6 +72,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--duration must be in (0, {MAX_DURATION:.0f}]")
     if args.warmup is None:
         args.warmup = 1.0 if args.quick else 3.0
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 2
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     return args
 
 

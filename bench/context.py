@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.api import Account, Api
@@ -63,4 +63,3 @@ class Context:
     fixtures: Fixtures
     canvas_db: RawDB  # the canvas service's database, through the bare driver
     workdir: Path  # wrk scripts and outputs, nginx config, profiles
-    extras: dict[str, object] = field(default_factory=dict)

@@ -45,9 +45,10 @@ async def fixed_count(
                     statuses[0] += 1
                 latencies.append(time.perf_counter() - started)
 
-        began = time.perf_counter()
+        began, cpu_before = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker() for _ in range(connections)))
         seconds = time.perf_counter() - began
+        cpu_share = (time.process_time() - cpu_before) / seconds
     latencies.sort()
     run = Run(
         label=label,
@@ -59,5 +60,6 @@ async def fixed_count(
         errors=total - statuses[200],
         p50_ms=latencies[len(latencies) // 2] * 1000 if latencies else None,
         p99_ms=latencies[int(len(latencies) * 0.99)] * 1000 if latencies else None,
+        generator_cpu=cpu_share,
     )
     return run, statuses

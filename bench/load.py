@@ -36,8 +36,8 @@ async def warm(ctx: Context, target: Target, connections: int) -> None:
 
 
 async def side_by_side(ctx: Context, targets: Sequence[Target], connections: int) -> list[Run]:
-    """Warm each target, then measure each; with several rounds the order alternates and the run with
-    the median throughput stands for its target."""
+    """Warm each target, then measure each; with several rounds the order alternates (A B, B A, ...)
+    and the run with the (lower) median throughput stands for its target."""
     for target in targets:
         await warm(ctx, target, connections)
     runs: dict[str, list[Run]] = {t.label: [] for t in targets}

@@ -45,6 +45,7 @@ async def sampling(ctx: Context, names: tuple[str, ...], out: Outcome) -> AsyncI
             "--rate",
             "100",
             "--nonblocking",
+            "--full-filenames",
             "--format",
             "raw",
             "--output",

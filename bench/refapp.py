@@ -42,7 +42,8 @@ class Database:
                 DATABASE_URL.removeprefix("sqlite:///"), isolation_level=None
             )
             self.sqlite.row_factory = aiosqlite.Row
-            await self.sqlite.execute("PRAGMA busy_timeout = 10000")
+            for pragma in ("PRAGMA busy_timeout = 10000", "PRAGMA synchronous = NORMAL"):  # as shared/db.py
+                await self.sqlite.execute(pragma)
         else:
             self.pool = await asyncpg.create_pool(DATABASE_URL, min_size=POOL_SIZE, max_size=POOL_SIZE)
 

@@ -20,6 +20,7 @@ RUN_COLUMNS = (
     "p50 ms",
     "p99 ms",
     "Errors",
+    "Gen CPU",
 )
 
 
@@ -36,6 +37,7 @@ class Run:
     errors: int = 0
     p50_ms: float | None = None
     p99_ms: float | None = None
+    generator_cpu: float | None = None  # the load generator's CPU time / wall time (1.0 = one core)
 
     @property
     def rps(self) -> float:
@@ -113,6 +115,7 @@ def runs_table(outcomes: Sequence[Outcome]) -> list[str]:
                     ms(r.p50_ms),
                     ms(r.p99_ms),
                     r.errors,
+                    "-" if r.generator_cpu is None else f"{r.generator_cpu:.0%}",
                 ]
             )
     return _table(RUN_COLUMNS, rows)

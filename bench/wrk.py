@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import resource
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -96,6 +98,15 @@ class WrkError(RuntimeError):
     pass
 
 
+# wrk runs in progress; a run that overlapped another cannot tell its own CPU time from the other's.
+_active: list[dict[str, bool]] = []
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 async def run(
     label: str,
     base_url: str,
@@ -112,14 +123,25 @@ async def run(
     path = workdir / f"wrk-{name}.lua"
     path.write_text(script(requests))
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s"]
-    proc = await asyncio.create_subprocess_exec(
-        *cmd, "-s", str(path), base_url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    out, _ = await proc.communicate()
+    mine = {"solo": not _active}
+    for other in _active:
+        other["solo"] = False
+    _active.append(mine)
+    cpu_before, began = _children_cpu(), time.perf_counter()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *cmd, "-s", str(path), base_url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        out, _ = await proc.communicate()
+    finally:
+        _active.remove(mine)
+    cpu_share = (_children_cpu() - cpu_before) / (time.perf_counter() - began)
     text = out.decode(errors="replace")
     with (workdir / f"wrk-{name}.out").open("a") as log:
         log.write(text)
-    return parse(label, text, connections=connections, target=base_url)
+    found = parse(label, text, connections=connections, target=base_url)
+    found.generator_cpu = cpu_share if mine["solo"] else None
+    return found
 
 
 async def run_count(
@@ -134,17 +156,26 @@ async def run_count(
     """About `total` requests: wrk runs back to back, each sized by the rate seen so far, until enough
     were answered (wrk itself can only stop at a deadline). Latencies are left out: no single run's
     percentiles stand for the whole."""
-    served = errors = 0
-    seconds = 0.0
+    parts: list[Run] = []
     chunk = 1.0
-    while served < total:
-        part = await run(label, base_url, requests, connections=connections, seconds=chunk, workdir=workdir)
-        served += part.requests
-        errors += part.errors
-        seconds += part.seconds
-        rate = served / seconds if seconds else 1.0
-        chunk = min(CHUNK_MAX, max(1.0, (total - served) / rate))
-    return Run(label, base_url, "wrk (back-to-back runs)", connections, served, seconds, errors)
+    while (served := sum(p.requests for p in parts)) < total:
+        parts.append(
+            await run(label, base_url, requests, connections=connections, seconds=chunk, workdir=workdir)
+        )
+        rate = sum(p.requests for p in parts) / sum(p.seconds for p in parts)
+        chunk = min(CHUNK_MAX, max(1.0, (total - served - parts[-1].requests) / max(rate, 1.0)))
+    seconds = sum(p.seconds for p in parts)
+    cpu_seconds = [p.generator_cpu * p.seconds for p in parts if p.generator_cpu is not None]
+    return Run(
+        label,
+        base_url,
+        f"wrk ({len(parts)} runs back to back)",
+        connections,
+        served,
+        seconds,
+        errors=sum(p.errors for p in parts),
+        generator_cpu=sum(cpu_seconds) / seconds if len(cpu_seconds) == len(parts) else None,
+    )
 
 
 def parse(label: str, text: str, *, connections: int, target: str) -> Run:

