@@ -1,0 +1,135 @@
+"""Helpers for the resilience suite: members of the stack, its databases and streams, its processes."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+import uuid
+from collections.abc import Awaitable, Iterable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+
+from services.canvas.cascade import CONSUMER_GROUP
+from shared.events import USER_EVENTS_STREAM, UserDeleted, decode_event
+from tests.e2e.support import PASSWORD, User, new_email
+from tests.gateway.support import Client, Reply
+from tests.resilience.conftest import Stack
+
+T = TypeVar("T")
+
+
+async def member(http: Client, stack: Stack, base: str | None = None) -> User:
+    """A new account (signed up through the gateway); its token goes on the stack's ledger."""
+    base = base or stack.url
+    email = new_email()
+    reply = await http("POST", f"{base}/api/auth/signup", json={"email": email, "password": PASSWORD})
+    assert reply.status == 201, reply.body
+    stack.tokens.append(reply.json()["token"])
+    return User(http, stack.url, email, reply.json()["token"], reply.json())
+
+
+async def bounded(calls: Iterable[Awaitable[T]], limit: int = 4) -> list[T]:
+    """Await all, at most `limit` at a time: password hashing runs two at a time on this machine, and
+    a deep queue of hashes would outlast the gateway's read timeout (a 504 no test is about)."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(call: Awaitable[T]) -> T:
+        async with gate:
+            return await call
+
+    return list(await asyncio.gather(*(one(c) for c in calls)))
+
+
+async def log_in(http: Client, stack: Stack, email: str, password: str = PASSWORD, **kwargs: Any) -> Reply:
+    reply = await http(
+        "POST",
+        f"{kwargs.pop('base', stack.url)}/api/auth/login",
+        json={"email": email, "password": password},
+        **kwargs,
+    )
+    if reply.status == 200:
+        stack.tokens.append(reply.json()["token"])
+    return reply
+
+
+async def delete_account(user: User) -> None:
+    reply = await user.call("DELETE", "/api/users/me", json={"password": PASSWORD})
+    assert reply.status == 204, reply.body
+
+
+async def canvases_of(stack: Stack, *user_ids: str) -> int:
+    """Canvases the canvas database holds for these owners (private ones included)."""
+    if not user_ids:
+        return 0
+    marks = ", ".join("?" for _ in user_ids)
+    sql = f"SELECT COUNT(*) AS n FROM canvas WHERE CAST(user_id AS VARCHAR(36)) IN ({marks})"
+    return int(await stack.canvas_db.scalar(sql, *user_ids))
+
+
+async def owners(stack: Stack) -> set[str]:
+    rows = await stack.canvas_db.fetch("SELECT DISTINCT CAST(user_id AS VARCHAR(36)) AS uid FROM canvas")
+    return {row["uid"] for row in rows}
+
+
+async def users(stack: Stack) -> set[str]:
+    rows = await stack.auth_db.fetch("SELECT CAST(id AS VARCHAR(36)) AS uid FROM users")
+    return {row["uid"] for row in rows}
+
+
+async def unsent_events(stack: Stack) -> list[UserDeleted]:
+    rows = await stack.auth_db.fetch("SELECT payload FROM outbox WHERE sent_at IS NULL")
+    return [decode_event(row["payload"]) for row in rows]
+
+
+async def published(redis: Redis, stream: str = USER_EVENTS_STREAM) -> list[tuple[str, dict[bytes, bytes]]]:
+    return [(entry_id.decode(), fields) for entry_id, fields in await redis.xrange(stream)]
+
+
+async def published_for(redis: Redis, user_id: str) -> list[UserDeleted]:
+    found = []
+    for _, fields in await published(redis):
+        try:
+            event = decode_event(fields[b"event"])
+        except Exception:  # malformed entries are some tests' own doing
+            continue
+        if event.user_id == user_id:
+            found.append(event)
+    return found
+
+
+async def group_settled(redis: Redis) -> bool:
+    """The canvas consumer group has read every entry of the stream and acknowledged it."""
+    groups: Any = await redis.xinfo_groups(USER_EVENTS_STREAM)
+    group = next((g for g in groups if g["name"] in (CONSUMER_GROUP, CONSUMER_GROUP.encode())), None)
+    return group is not None and int(group["pending"]) == 0 and group["lag"] == 0
+
+
+async def insert_canvas(stack: Stack, owner: str) -> str:
+    """A canvas written straight into the canvas database (what the API would refuse for `owner`)."""
+    canvas_id, now = uuid.uuid4(), datetime.now(UTC)
+    columns = ["id", "title", "type", "code", "description", "tags", "user_id", "is_public", "views"]
+    columns += ["created_at", "updated_at"]
+    row: tuple[Any, ...]
+    if stack.canvas_db.sqlite:
+        stamp = now.isoformat(sep=" ")
+        row = (str(canvas_id), "raw", "raw", "", "", "[]", owner, 1, 0, stamp, stamp)
+    else:
+        row = (canvas_id, "raw", "raw", "", "", [], uuid.UUID(owner), True, 0, now, now)
+    await stack.canvas_db.insert_many("canvas", columns, [row])
+    return str(canvas_id)
+
+
+def rss_kib(pid: int) -> int:
+    """The resident set size of a process, from /proc."""
+    with open(f"/proc/{pid}/status") as status:
+        found = re.search(r"^VmRSS:\s+(\d+) kB", status.read(), re.MULTILINE)
+    assert found, f"no VmRSS for {pid}"
+    return int(found.group(1))
+
+
+def unknown_token() -> str:
+    """Well formed (32 lowercase base32 characters), belonging to no session."""
+    return "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz234567") for _ in range(32))
