@@ -68,7 +68,7 @@ class Stack(System):
         self.redis.process = None
 
 
-def _web(name: str, app: str, port: int, env: dict[str, str], logs: Path) -> Process:
+def web_process(name: str, app: str, port: int, env: dict[str, str], logs: Path) -> Process:
     health = f"http://127.0.0.1:{port}/health"
     return Process(name, uvicorn_cmd(app, port), env, logs / f"{name}.log", health)
 
@@ -138,10 +138,10 @@ async def stack(data_dir: Path) -> AsyncIterator[Stack]:
     auth_db, canvas_db = await RawDB(urls["auth"]).open(2), await RawDB(urls["canvas"]).open(2)
     running = Stack(
         gateway_url,
-        _web("auth", "services.auth.app:app", ports["auth"], env, logs),
-        _web("canvas", "services.canvas.app:app", ports["canvas"], env, logs),
+        web_process("auth", "services.auth.app:app", ports["auth"], env, logs),
+        web_process("canvas", "services.canvas.app:app", ports["canvas"], env, logs),
         Process("relay", [sys.executable, "-m", "services.auth.relay"], env, logs / "relay.log"),
-        _web("gateway", "gateway.app:app", ports["gateway"], env, logs),
+        web_process("gateway", "gateway.app:app", ports["gateway"], env, logs),
         redis=redis,
         auth_url=auth_url,
         canvas_url=canvas_url,
@@ -169,7 +169,7 @@ def proxied_gateway(stack: Stack) -> Iterator[str]:
     (as behind a load balancer): there a client's address is what the header says."""
     port = free_port()
     env = {**stack.env, "GATEWAY_TRUSTED_PROXIES": f'["{TRUSTED_PROXY}"]'}
-    process = _web("gateway-proxied", "gateway.app:app", port, env, stack.logs).start()
+    process = web_process("gateway-proxied", "gateway.app:app", port, env, stack.logs).start()
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -12,8 +12,7 @@ import json
 import os
 import sys
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 
 import msgspec
 import pytest
@@ -28,6 +27,7 @@ from tests.e2e.support import User
 from tests.gateway.support import Client, Reply, bearer
 from tests.resilience.conftest import READ_TIMEOUT, REDIS_TIMEOUT, Stack
 from tests.resilience.support import (
+    Traffic,
     bounded,
     canvases_of,
     delete_account,
@@ -54,49 +54,6 @@ async def session_id(user: User) -> str:
 
 def pids(stack: Stack) -> dict[str, int]:
     return {p.name: p.proc.pid for p in stack.processes if p.proc is not None and p.running}
-
-
-class Traffic:
-    """Workers calling the gateway in a loop; every answer is logged with the phase it was sent in.
-
-    A call's label is read when it is sent and again when it is answered; a call whose label changed
-    in between (it raced the change) is logged as "racing".
-    """
-
-    def __init__(self, calls: list[tuple[Callable[[], str], Callable[[], Awaitable[Reply]]]]) -> None:
-        self.calls = calls  # (label at send time, call)
-        self.phase = "before"
-        self.log: list[tuple[str, str, int]] = []
-        self._stop = asyncio.Event()
-        self._answered = asyncio.Condition()
-        self._tasks: list[asyncio.Task[None]] = []
-
-    def start(self, workers: int = 4) -> None:
-        self._tasks = [asyncio.create_task(self._work(i)) for i in range(workers)]
-
-    async def _work(self, offset: int) -> None:
-        n = offset
-        while not self._stop.is_set():
-            label, call = self.calls[n % len(self.calls)]
-            n += 1
-            phase, sent_as = self.phase, label()
-            status = (await call()).status
-            self.log.append((phase, sent_as if label() == sent_as else "racing", status))
-            async with self._answered:
-                self._answered.notify_all()
-
-    async def answered(self, phase: str, count: int) -> None:
-        """Wait until `count` more answers to requests sent in `phase` have arrived."""
-        target = sum(1 for p, _, _ in self.log if p == phase) + count
-        async with self._answered:
-            await self._answered.wait_for(lambda: sum(1 for p, _, _ in self.log if p == phase) >= target)
-
-    async def stop(self) -> None:
-        self._stop.set()
-        await asyncio.gather(*self._tasks)
-
-    def statuses(self, label: str) -> Counter[int]:
-        return Counter(status for _, sent_as, status in self.log if sent_as == label)
 
 
 async def test_redis_killed_during_traffic_falls_back_fails_closed_and_resumes(
