@@ -8,6 +8,7 @@ forward with the signed credential → answer (cookies set, re-sent or cleared).
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import datetime
 from typing import Any
@@ -65,6 +66,17 @@ _SAFE_PATH = "/:@!$&'()*+,;=-._~"
 _SAFE_QUERY = _SAFE_PATH + "?%"
 
 
+# Label lookups cost a lock and a tuple per call; the label sets are few (routes x methods x statuses).
+@functools.cache
+def _requests(route: str, method: str, status: int) -> Any:
+    return REQUESTS.labels(route, method, str(status))
+
+
+@functools.cache
+def _latency(route: str, upstream: str) -> Any:
+    return LATENCY.labels(route, upstream)
+
+
 class _Issued(msgspec.Struct, rename="camel"):
     token: str
     expires_at: datetime
@@ -111,8 +123,8 @@ class Proxy:
             status = getattr(exc, "status_code", 500)
             raise
         finally:
-            REQUESTS.labels(template, method if method in _METHODS else "OTHER", str(status)).inc()
-            LATENCY.labels(template, upstream).observe(time.perf_counter() - started)
+            _requests(template, method if method in _METHODS else "OTHER", status).inc()
+            _latency(template, upstream).observe(time.perf_counter() - started)
 
     async def _forward(
         self, scope: HTTPScope, receive: Receive, send: Send, endpoint: Endpoint, path: str
