@@ -6,7 +6,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bench import wrk
+from bench import cpu, wrk
 from bench.context import Context
 from bench.report import Run
 
@@ -20,7 +20,10 @@ class Target:
 
 
 async def measure(ctx: Context, target: Target, connections: int, *, seconds: float | None = None) -> Run:
-    return await wrk.run(
+    """One wrk run, with the CPU time each watched process spent per answered request."""
+    watched = ctx.system.watched()
+    before = cpu.snapshot(watched)
+    run = await wrk.run(
         target.label,
         target.base_url,
         target.requests(),
@@ -28,6 +31,9 @@ async def measure(ctx: Context, target: Target, connections: int, *, seconds: fl
         seconds=seconds or ctx.options.duration,
         workdir=ctx.workdir,
     )
+    if not run.overlapped:
+        run.cpu_ms = cpu.per_request_ms(before, cpu.snapshot(watched), run.requests)
+    return run
 
 
 async def warm(ctx: Context, target: Target, connections: int) -> None:

@@ -94,6 +94,11 @@ class Nginx:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        assert self.process.proc is not None
+        return self.process.proc.pid
+
     def start(self) -> Nginx:
         self.process.start(30)
         return self

@@ -21,6 +21,7 @@ RUN_COLUMNS = (
     "p99 ms",
     "Errors",
     "Gen CPU",
+    "CPU ms/req by process",
 )
 
 
@@ -38,6 +39,8 @@ class Run:
     p50_ms: float | None = None
     p99_ms: float | None = None
     generator_cpu: float | None = None  # the load generator's CPU time / wall time (1.0 = one core)
+    cpu_ms: dict[str, float] = field(default_factory=dict)  # CPU ms per request, by process
+    overlapped: bool = False  # ran at the same time as another load run: CPU figures not its own
 
     @property
     def rps(self) -> float:
@@ -82,6 +85,11 @@ def ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
+def cpu_costs(costs: dict[str, float]) -> str:
+    shown = sorted(((ms, name) for name, ms in costs.items() if ms >= 0.005), reverse=True)
+    return ", ".join(f"{name} {value:.2f}" for value, name in shown) or "-"
+
+
 def _row(cells: Sequence[object]) -> str:
     return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 
@@ -116,6 +124,7 @@ def runs_table(outcomes: Sequence[Outcome]) -> list[str]:
                     ms(r.p99_ms),
                     r.errors,
                     "-" if r.generator_cpu is None else f"{r.generator_cpu:.0%}",
+                    cpu_costs(r.cpu_ms),
                 ]
             )
     return _table(RUN_COLUMNS, rows)

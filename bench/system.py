@@ -38,6 +38,7 @@ class System:
         self.secret = secrets.token_urlsafe(32)
         self.env: dict[str, str] = {}
         self.processes: dict[str, Process] = {}
+        self.also_watched: dict[str, int] = {}  # a scenario's own processes (nginx, the reference app)
 
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
@@ -103,6 +104,13 @@ class System:
         proc = self.processes[name].proc
         assert proc is not None
         return proc.pid
+
+    def watched(self) -> dict[str, int]:
+        """The processes whose CPU time the load runs record."""
+        found = {name: self.pid(name) for name in self.processes}
+        if self.redis is not None and self.redis.process is not None:
+            found["redis"] = self.redis.process.pid
+        return found | self.also_watched
 
     def credential(self, user_id: str | None = None, session_id: str | None = None) -> str:
         """A valid X-Internal-Auth value, as the gateway would sign it, valid ~34 s from now."""

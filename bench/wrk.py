@@ -140,7 +140,8 @@ async def run(
     with (workdir / f"wrk-{name}.out").open("a") as log:
         log.write(text)
     found = parse(label, text, connections=connections, target=base_url)
-    found.generator_cpu = cpu_share if mine["solo"] else None
+    found.overlapped = not mine["solo"]
+    found.generator_cpu = None if found.overlapped else cpu_share
     return found
 
 

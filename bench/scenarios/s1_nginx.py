@@ -48,6 +48,7 @@ async def run(ctx: Context, out: Outcome) -> None:
         workers="auto",
     )
     await asyncio.to_thread(nginx.start)
+    ctx.system.also_watched["nginx"] = nginx.pid
     try:
         reader = ctx.fixtures.reader
         read = [wrk.Request(f"/api/canvases/{ctx.fixtures.private_canvas}", headers=reader.bearer)]
@@ -60,6 +61,7 @@ async def run(ctx: Context, out: Outcome) -> None:
             CONNECTIONS,
         )
     finally:
+        ctx.system.also_watched.pop("nginx", None)
         await asyncio.to_thread(nginx.stop)
     out.runs = [ours, ref]
     out.ours, out.reference = rps(ours), rps(ref)

@@ -74,6 +74,8 @@ async def run(ctx: Context, out: Outcome) -> None:
     ref_canvas = await ctx.api.create_canvas(ctx.fixtures.reader, public=True, title="Reference canvas")
     reference = _reference(ctx)
     await asyncio.to_thread(reference.start, 60)
+    assert reference.proc is not None
+    ctx.system.also_watched["refapp"] = reference.proc.pid
     try:
         ours_path = f"/api/canvases/{ctx.fixtures.public_canvas}"
         ours, ref = await side_by_side(
@@ -93,6 +95,7 @@ async def run(ctx: Context, out: Outcome) -> None:
             CONNECTIONS,
         )
     finally:
+        ctx.system.also_watched.pop("refapp", None)
         await asyncio.to_thread(reference.stop, 20)
     out.runs = [ours, ref]
     out.ours, out.reference = rps(ours), rps(ref)

@@ -1,0 +1,55 @@
+"""CPU time of the system's processes (from /proc), to tell where a request's cost goes.
+
+Throughput on a shared 2-core machine moves with whatever else runs; the CPU seconds each process
+spends per request move much less, and say which process a missed goal should be looked for in.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text.rsplit(")", 1)[1].split()  # fields from the state on: the command may hold spaces
+
+
+def _parents() -> dict[int, int]:
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))):
+            found[int(entry.name)] = int(fields[1])
+    return found
+
+
+def _own(pid: int) -> float:
+    fields = _stat(pid)
+    return 0.0 if fields is None else (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+
+
+def snapshot(processes: Mapping[str, int]) -> dict[str, float]:
+    """CPU seconds so far of each named process and its live descendants (nginx's workers)."""
+    parents = _parents()
+    result = {}
+    for name, pid in processes.items():
+        tree, frontier = {pid}, [pid]
+        while frontier:
+            parent = frontier.pop()
+            children = [child for child, ppid in parents.items() if ppid == parent and child not in tree]
+            tree.update(children)
+            frontier += children
+        result[name] = sum(_own(p) for p in tree)
+    return result
+
+
+def per_request_ms(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
+    if requests <= 0:
+        return {}
+    return {name: (after[name] - before[name]) * 1000 / requests for name in before if name in after}
