@@ -63,8 +63,10 @@ class Background:
             log.exception("final_view_flush_failed")
 
     async def _flush_loop(self) -> None:
-        while not self._stop.is_set():
+        while True:
             await wait_or_stop(self._stop, self.config.flush_interval)
+            if self._stop.is_set():
+                return  # stop() flushes once more
             try:
                 await self.views.flush()
             except Exception:
