@@ -108,6 +108,27 @@ def _rename_refs(node: Any, renames: dict[str, str]) -> Any:
     return node
 
 
+def _refs(node: Any) -> set[str]:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        found = {ref.rsplit("/", 1)[1]} if isinstance(ref, str) else set()
+        return found.union(*(_refs(v) for v in node.values()))
+    if isinstance(node, list):
+        return set().union(*(_refs(v) for v in node))
+    return set()
+
+
+def _used(schemas: dict[str, Any], paths: dict[str, Any]) -> dict[str, Any]:
+    """The schemas the kept paths reach: those of internal routes stay out of the public document."""
+    pending, used = _refs(paths), set()
+    while pending:
+        name = pending.pop()
+        if name in schemas and name not in used:
+            used.add(name)
+            pending |= _refs(schemas[name])
+    return {name: schemas[name] for name in sorted(used)}
+
+
 def _document_operation(endpoint: Endpoint, op: dict[str, Any]) -> dict[str, Any]:
     op = copy.deepcopy(op)
     responses: dict[str, Any] = op.setdefault("responses", {})
@@ -160,7 +181,7 @@ def merge(docs: dict[str, dict[str, Any]], table: RouteTable, *, version: str = 
         },
         "servers": [{"url": "/"}],
         "paths": dict(sorted(paths.items())),
-        "components": {"schemas": schemas, "securitySchemes": _SECURITY_SCHEMES},
+        "components": {"schemas": _used(schemas, paths), "securitySchemes": _SECURITY_SCHEMES},
     }
 
 

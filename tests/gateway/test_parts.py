@@ -169,9 +169,13 @@ async def read(canvas_id: FromPath[str]) -> Item:
     return Item(canvas_id)
 
 
+class Internal(msgspec.Struct):
+    secret: str
+
+
 @get("/internal/canvases/{canvas_id:str}")
-async def internal(canvas_id: FromPath[str]) -> Problem:
-    return Problem(200)
+async def internal(canvas_id: FromPath[str]) -> Internal:
+    return Internal(canvas_id)
 
 
 @post("/api/auth/login", status_code=200)
@@ -220,6 +224,7 @@ def test_merge_keeps_public_routes_and_documents_the_gateway() -> None:
     )
     assert schemas["AuthProblem"]["properties"]["status"]["type"] == "integer"
     assert schemas["Problem"]["required"] == ["title", "status", "detail"]
+    assert "Internal" not in schemas  # reachable only from an internal route
     assert doc["components"]["securitySchemes"]["sessionCookie"] == {
         "type": "apiKey",
         "in": "cookie",
