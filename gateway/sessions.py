@@ -90,7 +90,8 @@ class _GetBatcher:
     def get(self, key: str) -> asyncio.Future[bytes | None]:
         future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         if not self.pending:
-            self.flushing = asyncio.ensure_future(self._flush())  # next loop turn, once the others joined
+            # Runs on the next loop turn, once the lookups of this turn have joined; kept referenced.
+            self.flushing = asyncio.ensure_future(self._flush())
         self.pending.append((key, future))
         return future
 
