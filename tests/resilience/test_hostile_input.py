@@ -1,0 +1,576 @@
+"""Hostile input (issue 7): every public route tried with random and boundary values.
+
+Two tools, two oracles:
+- schemathesis, driven by the gateway's OpenAPI document, over every public route in positive and
+  negative mode (coverage, fuzzing and stateful phases) with every check it has but one: no 5xx, no
+  answer that contradicts the document, no schema-invalid input accepted, no route ignoring its
+  authentication, no resource usable after its deletion, no other user's object reachable.
+  (`positive_data_acceptance` is left out: the document is laxer than the API, see
+  test_the_document_declares_what_the_api_enforces.)
+- hypothesis, with API.md itself as the oracle: bodies and queries built field by field from valid,
+  boundary and invalid values; each answer must be the one the contract gives (201/200 carrying
+  exactly what was sent, or 422 naming the field), so an accepted invalid input and a rejected
+  valid one both fail.
+Both stay bounded (about a minute together); RESILIENCE_FUZZ_EXAMPLES scales them up.
+
+Two input classes are kept out of the generators because they expose open bugs, each pinned by a
+strict xfail test below: U+0000 in text (a 500 on PostgreSQL) and a trailing newline after a value
+checked by a pattern (accepted).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import string
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from devtools.processes import ROOT
+from tests.e2e.support import PASSWORD, User
+from tests.gateway.support import Client, Reply
+from tests.resilience.conftest import Stack
+from tests.resilience.support import member
+
+pytestmark = [pytest.mark.e2e, pytest.mark.resilience]
+
+SCALE = int(os.environ.get("RESILIENCE_FUZZ_EXAMPLES", "1"))
+ON_POSTGRES = os.environ.get("TEST_DB", "sqlite") == "postgres"
+ENDS_SESSION = ["ApiAuthLogoutLogout", "ApiAuthSessionsSessionIdRevokeSession", "ApiUsersMeDeleteMe"]
+
+
+def fuzz_settings(examples: int) -> Any:
+    return settings(
+        max_examples=examples * SCALE,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.large_base_example,
+        ],
+    )
+
+
+# --- schemathesis -------------------------------------------------------------------------------
+
+
+def schemathesis(base: str, token: str, *, only: list[str] | None = None, examples: int) -> None:
+    client = f"198.51.100.{secrets.randbelow(250) + 1}"  # its failed logins lock a client of its own
+    scope = [a for op in only for a in ("--include-operation-id", op)] if only else []
+    scope = scope or [a for op in ENDS_SESSION for a in ("--exclude-operation-id", op)]
+    command = [
+        *(sys.executable, "-m", "schemathesis.cli", "run", f"{base}/schema/openapi.json"),
+        *("--checks", "all", "--exclude-checks", "positive_data_acceptance"),
+        *("--header", f"Authorization: Bearer {token}", "--header", f"X-Forwarded-For: {client}"),
+        *("--max-examples", str(examples * SCALE), "--phases", "coverage,fuzzing,stateful"),
+        *("--seed", "7", "--workers", "2", "--request-timeout", "10", "--no-color"),
+        *("--generation-allow-x00", "false", "--generation-database", "none"),
+        *scope,
+    ]
+    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert run.returncode == 0, run.stdout[-12000:] + run.stderr[-2000:]
+
+
+@pytest.mark.slow
+async def test_schemathesis_over_every_public_route(http: Client, stack: Stack, proxied_gateway: str) -> None:
+    """No 5xx, no contradiction of the document, no schema-invalid input accepted, authentication
+    never ignored, nothing usable after its deletion: the whole API, then the session-ending routes
+    with a throwaway account."""
+    user = await member(http, stack)
+    await user.canvas(isPublic=True)
+    await user.canvas()
+    schemathesis(proxied_gateway, user.token, examples=20)
+    throwaway = await member(http, stack)
+    schemathesis(proxied_gateway, throwaway.token, only=ENDS_SESSION, examples=5)
+
+
+# --- building blocks for the hypothesis oracle --------------------------------------------------
+
+CHARS = st.characters(codec="utf-8", exclude_characters="\x00")  # U+0000: see the xfail tests
+TYPE_ALPHABET = string.ascii_lowercase + string.digits + "-"
+WRONG_TYPES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.lists(st.integers(0, 9), max_size=2),
+    st.dictionaries(st.text("ab", max_size=2), st.integers(0, 9), max_size=2),
+)
+FORBIDDEN = ["id", "userId", "views", "createdAt", "updatedAt"]
+
+
+@dataclass(frozen=True)
+class Value:
+    value: Any
+    valid: bool
+
+
+def good(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Value]:
+    return strategy.map(lambda v: Value(v, True))
+
+
+def bad(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Value]:
+    return strategy.map(lambda v: Value(v, False))
+
+
+def exactly(n: int, chars: st.SearchStrategy[str] = CHARS) -> st.SearchStrategy[str]:
+    """A string of exactly n characters (one character repeated: cheap, and multi-byte ones test
+    that limits count characters, not bytes)."""
+    return chars.map(lambda c: c * n)
+
+
+def not_a(kind: type) -> st.SearchStrategy[Any]:
+    return WRONG_TYPES.filter(lambda v: not isinstance(v, kind) or (kind is int and isinstance(v, bool)))
+
+
+def text_field(low: int, high: int) -> st.SearchStrategy[Value]:
+    """A string of `low`..`high` characters, its boundaries, and what is just outside them."""
+    options = [
+        good(st.text(CHARS, min_size=low, max_size=min(high, 40))),
+        good(exactly(high)),
+        good(exactly(low)) if low else good(st.just("")),
+        bad(exactly(high + 1)),
+        bad(not_a(str)),
+    ]
+    if low:
+        options.append(bad(st.just("")))
+    return st.one_of(options)
+
+
+def no_trailing_newline(value: str) -> bool:
+    return not value.endswith("\n")  # a known bug (see the xfail tests): kept out of the generators
+
+
+TYPE_FIELD = st.one_of(
+    good(st.text(TYPE_ALPHABET, min_size=1, max_size=32)),
+    good(exactly(32, st.sampled_from(TYPE_ALPHABET))),
+    bad(st.just("")),
+    bad(exactly(33, st.sampled_from(TYPE_ALPHABET))),
+    bad(
+        st.tuples(st.text(TYPE_ALPHABET, max_size=8), CHARS.filter(lambda c: c not in TYPE_ALPHABET))
+        .map("".join)
+        .filter(no_trailing_newline)
+    ),
+    bad(not_a(str)),
+)
+MIB = 1024 * 1024
+CODE_FIELD = st.one_of(
+    good(st.text(CHARS, max_size=40)),
+    good(st.sampled_from(["a" * MIB, "é" * (MIB // 2)])),  # exactly 1 MiB of UTF-8
+    bad(st.sampled_from(["a" * (MIB + 1), "é" * (MIB // 2) + "a"])),  # one byte over
+    bad(not_a(str)),
+)
+TAG = text_field(1, 32)
+TAGS_FIELD = st.one_of(
+    st.lists(TAG, max_size=4).map(lambda tags: Value([t.value for t in tags], all(t.valid for t in tags))),
+    good(st.lists(st.text(CHARS, min_size=1, max_size=32), min_size=20, max_size=20)),
+    bad(st.lists(st.text(CHARS, min_size=1, max_size=3), min_size=21, max_size=22)),
+    bad(not_a(list)),
+)
+BOOL_FIELD = st.one_of(good(st.booleans()), bad(st.sampled_from(["true", "false", 0, 1, None, []])))
+CANVAS_FIELDS: dict[str, st.SearchStrategy[Value]] = {
+    "title": text_field(1, 200),
+    "type": TYPE_FIELD,
+    "code": CODE_FIELD,
+    "description": text_field(0, 2000),
+    "tags": TAGS_FIELD,
+    "isPublic": BOOL_FIELD,
+}
+
+
+@dataclass
+class Body:
+    json: dict[str, Any]
+    problems: list[str]  # fields that make it invalid (empty: valid)
+
+
+@st.composite
+def bodies(draw: st.DrawFn, fields: dict[str, st.SearchStrategy[Value]], required: set[str]) -> Body:
+    body, problems = {}, []
+    for name, strategy in fields.items():
+        if draw(st.integers(0, 4)) == 0:  # omitted one time in five
+            if name in required:
+                problems.append(name)
+            continue
+        value = draw(strategy)
+        body[name] = value.value
+        if not value.valid:
+            problems.append(name)
+    extra = draw(
+        st.one_of(
+            st.none(), st.sampled_from(FORBIDDEN), st.text(string.ascii_letters, min_size=1, max_size=8)
+        )
+    )
+    if extra is not None and extra not in fields:
+        body[extra] = draw(st.one_of(st.integers(0, 9), st.text(max_size=3)))
+        problems.append(extra)
+    return Body(body, problems)
+
+
+async def send(user: User, method: str, path: str, body: dict[str, Any]) -> Reply:
+    """JSON encoded as UTF-8 (aiohttp's json= would escape every non-ASCII character six-fold)."""
+    headers = {"Content-Type": "application/json"}
+    return await user.call(method, path, data=msgspec.json.encode(body), headers=headers)
+
+
+def assert_rejected(reply: Reply, problems: list[str]) -> None:
+    assert reply.status == 422, (problems, reply.status, reply.body[:300])
+    assert reply.headers["Content-Type"] == "application/problem+json"
+    if len(problems) == 1:
+        assert problems[0] in reply.json()["detail"], (problems, reply.body[:300])
+
+
+def expected_canvas(body: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    merged = {**base, **body}
+    merged["tags"] = list(dict.fromkeys(merged["tags"]))
+    return merged
+
+
+CANVAS_DEFAULTS = {"description": "", "tags": [], "isPublic": False}
+
+
+@pytest.fixture(scope="module")
+async def author(http: Client, stack: Stack) -> User:
+    return await member(http, stack)
+
+
+@dataclass
+class Tally:
+    """The canvases one hypothesis test's examples have made so far (they run one after another)."""
+
+    user: User
+    made: int = 0
+
+
+@pytest.fixture(scope="module")
+async def creator(http: Client, stack: Stack) -> Tally:
+    return Tally(await member(http, stack))
+
+
+@pytest.fixture(scope="module")
+async def patched(http: Client, stack: Stack) -> tuple[User, str]:
+    user = await member(http, stack)
+    return user, f"/api/canvases/{(await user.canvas())['id']}"
+
+
+@fuzz_settings(120)
+@given(body=bodies(CANVAS_FIELDS, required={"title", "type", "code"}))
+async def test_canvas_creation_follows_the_contract(creator: Tally, body: Body) -> None:
+    reply = await send(creator.user, "POST", "/api/canvases", body.json)
+    if body.problems:
+        assert_rejected(reply, body.problems)
+        listed = (await creator.user.call("GET", "/api/users/me/canvases?limit=100")).json()["items"]
+        assert len(listed) == creator.made  # nothing rejected was stored
+        return
+    assert reply.status == 201, (body.json, reply.body[:300])
+    creator.made += 1
+    got = reply.json()
+    want = expected_canvas(body.json, CANVAS_DEFAULTS)
+    assert {k: got[k] for k in want} == want
+    assert (got["userId"], got["views"]) == (creator.user.id, 0)
+
+
+CANVAS_KEYS = ["title", "type", "code", "description", "tags", "isPublic"]
+
+
+@fuzz_settings(80)
+@given(body=bodies(CANVAS_FIELDS, required=set()))
+async def test_canvas_changes_follow_the_contract(patched: tuple[User, str], body: Body) -> None:
+    user, path = patched
+    before = (await user.call("GET", path)).json()
+    reply = await send(user, "PATCH", path, body.json)
+    after = (await user.call("GET", path)).json()
+    if body.problems:
+        assert_rejected(reply, body.problems)
+        assert {k: after[k] for k in CANVAS_KEYS} == {k: before[k] for k in CANVAS_KEYS}
+        return
+    assert reply.status == 200, (body.json, reply.body[:300])
+    want = expected_canvas(body.json, {k: before[k] for k in CANVAS_KEYS})
+    assert {k: reply.json()[k] for k in CANVAS_KEYS} == want
+    assert {k: after[k] for k in CANVAS_KEYS} == want
+
+
+LOCAL_PART = string.ascii_letters + string.digits + ".!#$%&'*+/=?^_`{|}~-"
+LABEL = st.text(string.ascii_letters + string.digits, min_size=1, max_size=10)
+VALID_EMAIL = st.builds(
+    lambda local, labels, unique: f"{local}.{unique.hex[:12]}@{'.'.join(labels)}",
+    st.text(LOCAL_PART, min_size=1, max_size=20),
+    st.lists(LABEL, min_size=1, max_size=3),
+    st.uuids(),
+)
+INVALID_EMAILS = [
+    "",
+    "plain",
+    "a@",
+    "@example.com",
+    "a b@example.com",
+    "a@exa mple.com",
+    "a@-example.com",
+    "a@example-.com",
+    "a@example..com",
+    "a@@example.com",
+    "a@example.com.",
+    "(a)@example.com",
+    "a@" + "x" * 64 + ".com",
+    "a" * 64 + "@" + ".".join(["b" * 63] * 4),  # matches the pattern, 320 characters long
+]
+SIGNUP_FIELDS = {
+    "email": st.one_of(good(VALID_EMAIL), bad(st.sampled_from(INVALID_EMAILS)), bad(not_a(str))),
+    "password": st.one_of(
+        good(st.text(CHARS, min_size=8, max_size=30)),
+        good(exactly(8)),
+        good(exactly(256)),
+        bad(st.text(CHARS, max_size=7)),
+        bad(exactly(257)),
+        bad(not_a(str)),
+    ),
+    "name": st.one_of(
+        good(st.text(CHARS, max_size=30)), good(exactly(100)), bad(exactly(101)), bad(not_a(str))
+    ),
+}
+
+
+JSON = {"Content-Type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def emails_taken() -> set[str]:
+    return set()
+
+
+@fuzz_settings(40)
+@given(body=bodies(SIGNUP_FIELDS, required={"email", "password"}))
+async def test_signup_follows_the_contract(
+    http: Client, stack: Stack, emails_taken: set[str], body: Body
+) -> None:
+    reply = await http(
+        "POST", f"{stack.url}/api/auth/signup", data=msgspec.json.encode(body.json), headers=JSON
+    )
+    if body.problems:
+        assert_rejected(reply, body.problems)
+        return
+    email = body.json["email"].lower()
+    if email in emails_taken:
+        assert reply.status == 409
+        return
+    assert reply.status == 201, (body.json, reply.body[:300])
+    emails_taken.add(email)
+    stack.tokens.append(reply.json()["token"])
+    user = reply.json()["user"]
+    assert (user["email"], user["name"]) == (email, body.json.get("name"))
+
+
+LOGIN_FIELDS = {
+    "email": st.one_of(
+        good(st.text(CHARS, max_size=40)), good(exactly(254)), bad(exactly(255)), bad(not_a(str))
+    ),
+    "password": st.one_of(
+        good(st.text(CHARS, max_size=20)), good(exactly(256)), bad(exactly(257)), bad(not_a(str))
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def logins_tried() -> dict[str, int]:
+    return {}
+
+
+@fuzz_settings(30)
+@given(body=bodies(LOGIN_FIELDS, required={"email", "password"}))
+async def test_login_follows_the_contract(
+    http: Client, proxied_gateway: str, logins_tried: dict[str, int], body: Body
+) -> None:
+    """Through the gateway that believes X-Forwarded-For, each attempt from a client of its own, so
+    the failures lock no one but the (random) accounts tried."""
+    client = {"X-Forwarded-For": f"198.18.{secrets.randbelow(256)}.{secrets.randbelow(256)}", **JSON}
+    reply = await http(
+        "POST", f"{proxied_gateway}/api/auth/login", data=msgspec.json.encode(body.json), headers=client
+    )
+    if body.problems:
+        assert_rejected(reply, body.problems)
+        return
+    email = body.json["email"].lower()
+    logins_tried[email] = logins_tried.get(email, 0) + 1
+    if logins_tried[email] > 10:  # that (random) account is locked by now
+        assert reply.status == 429
+        return
+    assert reply.status == 401, (body.json, reply.body[:300])
+    assert reply.json()["detail"] == "Invalid email or password"
+
+
+@st.composite
+def listing_queries(draw: st.DrawFn, owner: str) -> tuple[dict[str, str], str]:
+    """Query parameters for GET /api/canvases, and the expected outcome: ok, invalid or cursor."""
+    params: dict[str, str] = {}
+    outcome = set()
+    options: dict[str, st.SearchStrategy[Value]] = {
+        "limit": st.one_of(
+            good(st.integers(1, 100).map(str)),
+            bad(st.sampled_from(["0", "101", "-1", "x", "1.5", "", "99999999999999999999"])),
+        ),
+        "type": st.one_of(
+            good(st.text(TYPE_ALPHABET, min_size=1, max_size=32)),
+            bad(st.sampled_from(["", "P5", "a b", "a_b", "x" * 33, "é"])),
+        ),
+        "tag": st.one_of(good(st.text(CHARS, min_size=1, max_size=32)), bad(st.sampled_from(["", "x" * 33]))),
+        "userId": st.one_of(
+            good(st.sampled_from([owner, str(uuid.uuid4())])),
+            bad(st.sampled_from(["nope", "123", "", owner + "0"])),
+        ),
+        "cursor": bad(st.text(string.ascii_letters + string.digits + "-_.", max_size=40)),
+    }
+    for name, strategy in options.items():
+        if draw(st.booleans()):
+            continue
+        value = draw(strategy)
+        params[name] = value.value
+        if not value.valid:
+            outcome.add("cursor" if name == "cursor" else "invalid")
+    return params, ",".join(sorted(outcome)) or "ok"
+
+
+@pytest.fixture(scope="module")
+async def lister(http: Client, stack: Stack) -> User:
+    user = await member(http, stack)
+    for i in range(3):
+        await user.canvas(type=f"kind{i}", tags=["hostile", f"t{i}"], isPublic=True)
+    return user
+
+
+@fuzz_settings(100)
+@given(data=st.data())
+async def test_listing_queries_follow_the_contract(
+    http: Client, stack: Stack, lister: User, data: Any
+) -> None:
+    params, outcome = data.draw(listing_queries(lister.id))
+    reply = await http("GET", f"{stack.url}/api/canvases", params=params)
+    expected = {"ok": {200}, "invalid": {422}, "cursor": {400}, "cursor,invalid": {400, 422}}[outcome]
+    assert reply.status in expected, (params, reply.status, reply.body[:300])
+    if reply.status != 200:
+        assert reply.headers["Content-Type"] == "application/problem+json"
+        return
+    items = reply.json()["items"]
+    assert len(items) <= int(params.get("limit", "20"))
+    for item in items:
+        assert item["isPublic"] is True
+        assert "code" not in item
+        assert item["type"] == params.get("type", item["type"])
+        assert item["userId"] == params.get("userId", item["userId"])
+        if "tag" in params:
+            assert params["tag"] in item["tags"]
+
+
+# --- Open bugs found by the generators above ----------------------------------------------------
+
+
+def round_trips(reply: Reply, sent: dict[str, Any]) -> bool:
+    return all(reply.json()[k] == v for k, v in sent.items())
+
+
+@pytest.mark.xfail(
+    ON_POSTGRES,
+    strict=True,
+    raises=AssertionError,
+    reason="bug (canvas service): U+0000 in a text field or the tag filter is a 500 on PostgreSQL, whose "
+    "text type cannot hold it (asyncpg raises); API.md: never a 500 for bad input",
+)
+async def test_a_nul_character_in_canvas_input_is_never_a_server_error(author: User) -> None:
+    """A NUL character is either stored and returned exactly (SQLite does) or refused with 422."""
+    for field in ("title", "code", "description"):
+        sent = {"title": "t", "type": "t", "code": "", field: f"a\x00b{field}"}
+        reply = await send(author, "POST", "/api/canvases", sent)
+        assert reply.status == 422 or (reply.status == 201 and round_trips(reply, sent)), reply.body
+    reply = await send(
+        author, "POST", "/api/canvases", {"title": "t", "type": "t", "code": "", "tags": ["a\x00"]}
+    )
+    assert reply.status in (201, 422), reply.body
+    reply = await author.call("GET", "/api/canvases?tag=a%00b")
+    assert reply.status in (200, 422), reply.body
+
+
+@pytest.mark.xfail(
+    ON_POSTGRES,
+    strict=True,
+    raises=AssertionError,
+    reason="bug (auth service): U+0000 in `name` (signup, PATCH /api/users/me) or in the login email is a "
+    "500 on PostgreSQL, whose text type cannot hold it; API.md: never a 500 for bad input",
+)
+async def test_a_nul_character_in_account_input_is_never_a_server_error(
+    http: Client, stack: Stack, author: User, proxied_gateway: str
+) -> None:
+    reply = await author.call("PATCH", "/api/users/me", json={"name": "a\x00b"})
+    assert reply.status == 422 or (reply.status == 200 and reply.json()["name"] == "a\x00b"), reply.body
+    sent = {"email": f"nul-{secrets.token_hex(4)}@example.com", "password": PASSWORD, "name": "\x00"}
+    reply = await http("POST", f"{stack.url}/api/auth/signup", json=sent)
+    assert reply.status == 422 or (reply.status == 201 and reply.json()["user"]["name"] == "\x00"), reply.body
+    if reply.status == 201:
+        stack.tokens.append(reply.json()["token"])
+    login = {"email": "a\x00@example.com", "password": PASSWORD}
+    headers = {"X-Forwarded-For": "198.18.0.1"}
+    reply = await http("POST", f"{proxied_gateway}/api/auth/login", json=login, headers=headers)
+    assert reply.status in (401, 422), reply.body
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="bug (canvas service): `type` (body and ?type= filter) is checked with the pattern "
+    "^[a-z0-9-]+$, which msgspec applies with re.search, where $ also matches before a final newline: "
+    '"p5\\n" is accepted and stored',
+)
+async def test_a_trailing_newline_is_not_a_valid_canvas_type(author: User) -> None:
+    created = await send(author, "POST", "/api/canvases", {"title": "t", "type": "p5\n", "code": ""})
+    canvas = await author.canvas()
+    changed = await send(author, "PATCH", f"/api/canvases/{canvas['id']}", {"type": "p5\n"})
+    filtered = await author.call("GET", "/api/canvases?type=p5%0A")
+    assert (created.status, changed.status, filtered.status) == (422, 422, 422)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="bug (auth service): `email` is checked with a pattern ending in $, which msgspec applies with "
+    're.search, where $ also matches before a final newline: "someone@example.com\\n" signs up',
+)
+async def test_a_trailing_newline_is_not_a_valid_email(http: Client, stack: Stack, author: User) -> None:
+    email = f"newline-{secrets.token_hex(4)}@example.com\n"
+    signup = await http("POST", f"{stack.url}/api/auth/signup", json={"email": email, "password": PASSWORD})
+    if signup.status == 201:
+        stack.tokens.append(signup.json()["token"])
+    body = {"email": f"changed-{secrets.token_hex(4)}@example.com\n", "currentPassword": PASSWORD}
+    changed = await author.call("PATCH", "/api/users/me", json=body)
+    assert (signup.status, changed.status) == (422, 422)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="bug (OpenAPI document, canvas/auth schemas as merged by the gateway): request bodies lack "
+    "additionalProperties: false although unknown fields are refused, and `tags` items lack their 1..32 "
+    "length; schemathesis' positive_data_acceptance check reports these as schema-valid requests rejected",
+)
+async def test_the_document_declares_what_the_api_enforces(http: Client, stack: Stack) -> None:
+    doc = (await http("GET", f"{stack.url}/schema/openapi.json")).json()
+    schemas = doc["components"]["schemas"]
+    bodies_seen = []
+    for item in doc["paths"].values():
+        for op in item.values():
+            ref = op.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+            if "$ref" in ref:
+                bodies_seen.append(ref["$ref"].rsplit("/", 1)[1])
+    assert len(bodies_seen) >= 7
+    lax = [name for name in bodies_seen if schemas[name].get("additionalProperties") is not False]
+    tags = [schemas[n]["properties"]["tags"] for n in ("CanvasCreate", "CanvasUpdate")]
+    tag_items = [t["items"] if "items" in t else t["oneOf"][0]["items"] for t in tags]
+    assert lax == []
+    assert all((i.get("minLength"), i.get("maxLength")) == (1, 32) for i in tag_items)
