@@ -349,3 +349,5 @@ async def test_duplicate_and_malformed_events(http: Client, stack: Stack, stack_
         fields[SOURCE_ID].decode() for _, fields in await published(stack_redis, DEAD_LETTER_STREAM)
     }
     assert (await http("GET", f"{stack.url}/api/canvases/{later}")).status == 200  # it is still there
+    await reconcile_once(stack)  # what no event will ever delete, the sweep does
+    assert await canvases_of(stack, user.id) == 0
