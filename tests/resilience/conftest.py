@@ -11,6 +11,7 @@ it back (`stack.ensure_running()`), whatever happens.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import uuid
@@ -133,7 +134,7 @@ async def stack(data_dir: Path) -> AsyncIterator[Stack]:
         "CANVAS_CLAIM_IDLE_MS": "2000",
         **_gateway_env(auth_url, canvas_url),
     }
-    migrate(list(APPS), env)
+    await asyncio.gather(*(asyncio.to_thread(migrate, [app], env) for app in APPS))
     logs = root / "logs"
     auth_db, canvas_db = await RawDB(urls["auth"]).open(2), await RawDB(urls["canvas"]).open(2)
     running = Stack(
@@ -151,8 +152,7 @@ async def stack(data_dir: Path) -> AsyncIterator[Stack]:
         canvas_db=canvas_db,
     )
     try:
-        for process in running.processes:
-            process.start()
+        await asyncio.gather(*(asyncio.to_thread(p.start) for p in running.processes))
         yield running
     finally:
         for process in reversed(running.processes):

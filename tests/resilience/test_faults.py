@@ -162,10 +162,10 @@ async def test_redis_paused_requests_answer_within_the_budget(
     assert answered_within < PAUSE_MS / 1000  # nobody waited for the pause to end
     for status, took in answers[: len(quick)]:
         assert status in (200, 201)
-        assert took < REDIS_TIMEOUT + 1.0, took
+        assert took < REDIS_TIMEOUT + 2.0, took  # no wait for Redis (6 s) nor for an upstream (3 s)
     for status, took in answers[len(quick) :]:
         assert status in (200, 503, 504)
-        assert took < READ_TIMEOUT + 1.0, took
+        assert took < READ_TIMEOUT + 1.5, took
 
     await stack_redis.ping()  # answers once the pause is over
     assert (await user.call("GET", "/api/users/me")).status == 200
@@ -194,7 +194,7 @@ async def test_canvas_killed_fails_fast_auth_goes_on_and_no_view_is_lost(http: C
             started = time.monotonic()
             reply = await user.call(method, route)
             assert reply.status in (502, 503), reply.body
-            assert time.monotonic() - started < 1.0  # refused at once; the connect timeout is 2 s
+            assert time.monotonic() - started < 1.5  # refused at once; the connect timeout is 2 s
         assert (await user.call("GET", "/api/users/me")).status == 200
         assert (await user.call("PATCH", "/api/users/me", json={"name": "Still here"})).status == 200
         assert (await log_in(http, stack, user.email)).status == 200
@@ -206,6 +206,7 @@ async def test_canvas_killed_fails_fast_auth_goes_on_and_no_view_is_lost(http: C
 
     await eventually(back)  # the gateway's breaker lets a probe through after its cooldown
     assert (await http("GET", stack.url + path)).json()["views"] == 26
+    assert (await user.canvas())["userId"] == user.id
 
 
 async def test_consumer_down_while_50_users_are_deleted(
