@@ -118,6 +118,17 @@ def _refs(node: Any) -> set[str]:
     return set()
 
 
+def _closed_bodies(schemas: dict[str, Any], paths: dict[str, Any]) -> None:
+    """Request bodies refuse unknown fields (API.md; every service's body Structs forbid them), which
+    Litestar's schema generation leaves out: say so, so clients and fuzzers see the real contract."""
+    for item in paths.values():
+        for op in item.values():
+            content = op.get("requestBody", {}).get("content", {})
+            for name in _refs(content):
+                if schemas.get(name, {}).get("type") == "object":
+                    schemas[name] = {**schemas[name], "additionalProperties": False}
+
+
 def _used(schemas: dict[str, Any], paths: dict[str, Any]) -> dict[str, Any]:
     """The schemas the kept paths reach: those of internal routes stay out of the public document."""
     pending, used = _refs(paths), set()
@@ -171,6 +182,7 @@ def merge(docs: dict[str, dict[str, Any]], table: RouteTable, *, version: str = 
                 endpoint = endpoints.get((_template(path), method))
                 if endpoint is not None and endpoint.upstream == service:
                     paths.setdefault(path, {})[method] = _document_operation(endpoint, op)
+    _closed_bodies(schemas, paths)
     return {
         "openapi": "3.1.0",
         "info": {

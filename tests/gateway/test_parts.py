@@ -229,6 +229,8 @@ def test_merge_keeps_public_routes_and_documents_the_gateway() -> None:
     assert schemas["AuthProblem"]["properties"]["status"]["type"] == "integer"
     assert schemas["Problem"]["required"] == ["title", "status", "detail"]
     assert "Internal" not in schemas  # reachable only from an internal route
+    assert schemas["Item"]["additionalProperties"] is False  # a request body: unknown fields refused
+    assert "additionalProperties" not in schemas["AuthProblem"]  # a response
     assert doc["components"]["securitySchemes"]["sessionCookie"] == {
         "type": "apiKey",
         "in": "cookie",
