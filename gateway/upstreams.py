@@ -18,11 +18,18 @@ from typing import Any
 
 import aiohttp
 import structlog
+from prometheus_client import Counter
 from yarl import URL
 
 from shared.errors import problem
 
 log = structlog.get_logger()
+
+FAILURES = Counter(
+    "canvasverse_gateway_upstream_failures_total",
+    "Calls the gateway answered itself because the service failed (502/504) or was marked down (503)",
+    ["upstream", "status"],
+)
 
 KEEPALIVE = 4.0  # seconds an idle upstream connection is kept
 # Failures to get an answer (an HTTP error status is an answer). Timeouts are checked first: some
@@ -87,6 +94,7 @@ class Upstream:
         """Raise 503 while the upstream is marked down."""
         if self.down_until and time.monotonic() < self.down_until:
             retry = max(1, math.ceil(self.down_until - time.monotonic()))
+            FAILURES.labels(self.name, "503").inc()
             raise problem(
                 503,
                 f"The {self.name} service is unavailable",
@@ -106,11 +114,9 @@ class Upstream:
                 method, self.url(path_qs), headers=headers, data=body, allow_redirects=False
             )
         except _TIMEOUT as exc:
-            self.failed(exc)
-            raise problem(504, f"The {self.name} service did not answer in time") from exc
+            raise self._failure(exc, 504, "did not answer in time") from exc
         except _BROKEN as exc:
-            self.failed(exc)
-            raise problem(502, f"The {self.name} service could not be reached") from exc
+            raise self._failure(exc, 502, "could not be reached") from exc
         self.succeeded()
         return resp
 
@@ -129,17 +135,20 @@ class Upstream:
         try:
             return await resp.read()
         except _TIMEOUT as exc:
-            self.failed(exc)
-            raise problem(504, f"The {self.name} service did not answer in time") from exc
+            raise self._failure(exc, 504, "did not answer in time") from exc
         except _BROKEN as exc:
-            self.failed(exc)
-            raise problem(502, f"The {self.name} service broke off its answer") from exc
+            raise self._failure(exc, 502, "broke off its answer") from exc
 
     async def ready(self) -> None:
         """Raise unless the upstream's /ready answers 200 (for the gateway's own /ready)."""
         async with self.session.get(self.url("/ready")) as resp:
             if resp.status != 200:
                 raise RuntimeError(f"{self.name} not ready: {resp.status}")
+
+    def _failure(self, exc: BaseException, status: int, what: str) -> Exception:
+        self.failed(exc)
+        FAILURES.labels(self.name, str(status)).inc()
+        return problem(status, f"The {self.name} service {what}")
 
     def failed(self, exc: BaseException) -> None:
         self.failures += 1

@@ -26,6 +26,9 @@ async def test_refused_upstream_is_502_then_marked_down_503(
     assert 1 <= int(reply.headers["Retry-After"]) <= 30
     assert reply.headers["Content-Type"] == "application/problem+json"
     assert (await http("POST", f"{gateway}/api/auth/login", json={})).status == 200  # auth is unaffected
+    text = (await http("GET", f"{gateway}/metrics")).body.decode()
+    assert 'canvasverse_gateway_upstream_failures_total{status="502",upstream="canvas"} 2.0' in text
+    assert 'canvasverse_gateway_upstream_failures_total{status="503",upstream="canvas"} 1.0' in text
 
 
 async def test_hanging_upstream_is_504(
