@@ -10,18 +10,22 @@ from msgspec import UNSET, UnsetType
 
 from services.auth.sessions import SessionInfo
 from shared.timeutil import rfc3339
+from shared.validation import NO_NUL, full_match
 
 # The WHATWG (HTML) definition of a valid email address; the length limit is checked separately.
-EMAIL_PATTERN = (
-    r"^[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
-    r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$"
+EMAIL_PATTERN = full_match(
+    r"[a-zA-Z0-9.!#$%&'*+/=?^_`{|}~-]+@[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?"
+    r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*"
 )
 Email = Annotated[str, msgspec.Meta(max_length=254, pattern=EMAIL_PATTERN)]
+# Passwords are kept exactly as typed, U+0000 included: they are only hashed (argon2 takes their
+# bytes with their length), never stored, so no pattern applies to them.
 NewPassword = Annotated[str, msgspec.Meta(min_length=8, max_length=256)]
 # A password being checked rather than set: any length up to the limit (a wrong one is 401/403).
 GivenPassword = Annotated[str, msgspec.Meta(max_length=256)]
-LoginEmail = Annotated[str, msgspec.Meta(max_length=254)]
-Name = Annotated[str, msgspec.Meta(max_length=100)]
+# Any text may be tried (an unknown email is 401), but it is looked up, so it must not hold U+0000.
+LoginEmail = Annotated[str, msgspec.Meta(max_length=254, pattern=NO_NUL)]
+Name = Annotated[str, msgspec.Meta(max_length=100, pattern=NO_NUL)]
 
 
 class _Body(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):

@@ -15,19 +15,20 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from services.canvas import canvases
 from services.canvas.body import StrictBody
 from services.canvas.canvases import Listing
-from services.canvas.schemas import Canvas, CanvasCreate, CanvasPage, CanvasUpdate
+from services.canvas.schemas import TYPE_PATTERN, Canvas, CanvasCreate, CanvasPage, CanvasUpdate
 from services.canvas.settings import settings
 from services.canvas.views import ViewCounter
 from shared.auth_middleware import caller_of
 from shared.errors import Invalid, Unauthorized
+from shared.validation import NO_NUL
 
 Limit = Annotated[int, QueryParameter(ge=1, le=settings.page_max, description="page size")]
 Cursor = Annotated[str | None, QueryParameter(description="`nextCursor` of the previous page")]
 TypeFilter = Annotated[
     str | None,
-    QueryParameter(name="type", min_length=1, max_length=settings.type_max, pattern="^[a-z0-9-]+$"),
+    QueryParameter(name="type", min_length=1, max_length=settings.type_max, pattern=TYPE_PATTERN),
 ]
-TagFilter = Annotated[str | None, QueryParameter(min_length=1, max_length=settings.tag_max)]
+TagFilter = Annotated[str | None, QueryParameter(min_length=1, max_length=settings.tag_max, pattern=NO_NUL)]
 UserFilter = Annotated[str | None, QueryParameter(name="userId", description="the owner's user id (a UUID)")]
 CanvasId = FromPath[uuid.UUID]
 Views = NamedDependency[ViewCounter]

@@ -5,16 +5,33 @@ from __future__ import annotations
 from typing import Annotated
 
 import msgspec
+from litestar.params import KwargDefinition
 from msgspec import UNSET, Meta, UnsetType
 
 from services.canvas.settings import settings
+from shared.validation import NO_NUL, full_match
 
-Title = Annotated[str, Meta(min_length=1, max_length=settings.title_max)]
-CanvasType = Annotated[str, Meta(min_length=1, max_length=settings.type_max, pattern="^[a-z0-9-]+$")]
+TYPE_PATTERN = full_match("[a-z0-9-]+")
+
+Title = Annotated[str, Meta(min_length=1, max_length=settings.title_max, pattern=NO_NUL)]
+CanvasType = Annotated[str, Meta(min_length=1, max_length=settings.type_max, pattern=TYPE_PATTERN)]
 # The byte limit of `code` is checked in canvases.py; a string over it in characters is over it in bytes.
-Code = Annotated[str, Meta(max_length=settings.code_max_bytes)]
-Description = Annotated[str, Meta(max_length=settings.description_max)]
-Tag = Annotated[str, Meta(min_length=1, max_length=settings.tag_max)]
+Code = Annotated[
+    str,
+    Meta(
+        max_length=settings.code_max_bytes,
+        pattern=NO_NUL,
+        description=f"at most {settings.code_max_bytes} bytes in UTF-8",
+    ),
+]
+Description = Annotated[str, Meta(max_length=settings.description_max, pattern=NO_NUL)]
+# Litestar's OpenAPI generator reads the constraints of a list's items from a KwargDefinition only
+# (it ignores msgspec's Meta there), so they are stated for both.
+Tag = Annotated[
+    str,
+    Meta(min_length=1, max_length=settings.tag_max, pattern=NO_NUL),
+    KwargDefinition(min_length=1, max_length=settings.tag_max, pattern=NO_NUL),
+]
 Tags = Annotated[list[Tag], Meta(max_length=settings.tags_max)]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 import httpx
@@ -116,3 +117,16 @@ async def test_the_openapi_document_describes_the_routes_and_their_errors(client
     assert "409" in doc["paths"]["/api/auth/signup"]["post"]["responses"]
     assert "404" in doc["paths"]["/api/auth/sessions/{session_id}"]["delete"]["responses"]
     assert {"403", "409"} <= set(doc["paths"]["/api/users/me"]["patch"]["responses"])
+
+
+async def test_the_documented_patterns_refuse_what_the_service_refuses(client: httpx.AsyncClient) -> None:
+    """A pattern means the same to the service (Python's re.search) as to the document's readers."""
+    schemas = (await client.get("/schema/openapi.json")).json()["components"]["schemas"]
+    for body in ("SignupBody", "UpdateMeBody"):
+        email, name = (schemas[body]["properties"][f]["pattern"] for f in ("email", "name"))
+        assert re.search(email, "a.b@example.com")
+        assert not re.search(email, "a.b@example.com\n")
+        assert re.search(name, "Ada\nLovelace")
+        assert not re.search(name, "Ada\x00")
+    assert not re.search(schemas["LoginBody"]["properties"]["email"]["pattern"], "a\x00@example.com")
+    assert "pattern" not in schemas["LoginBody"]["properties"]["password"]

@@ -66,10 +66,14 @@ LONG_EMAIL = "a" * (254 - len("@example.com")) + "@example.com"
         ({"email": "@example.com", "password": PASSWORD}, "email"),
         ({"email": "a b@example.com", "password": PASSWORD}, "email"),
         ({"email": " a@example.com", "password": PASSWORD}, "email"),
+        ({"email": "a@example.com\n", "password": PASSWORD}, "email"),
+        ({"email": "a\x00@example.com", "password": PASSWORD}, "email"),
         ({"email": "x" + LONG_EMAIL, "password": PASSWORD}, "email"),
         ({"email": "a@example.com", "password": "1234567"}, "password"),
         ({"email": "a@example.com", "password": "p" * 257}, "password"),
         ({"email": "a@example.com", "password": PASSWORD, "name": "n" * 101}, "name"),
+        ({"email": "a@example.com", "password": PASSWORD, "name": "\x00"}, "name"),
+        ({"email": "a@example.com", "password": PASSWORD, "name": "Ada\x00Lovelace"}, "name"),
         ({"email": None, "password": PASSWORD}, "email"),
         ({"email": "a@example.com", "password": None}, "password"),
         ({"email": "a@example.com", "password": PASSWORD, "name": None}, "name"),
@@ -124,6 +128,15 @@ async def test_signup_accepts_the_boundary_lengths_and_keeps_the_password_whole(
     assert (await api.login(stripped)).status_code == 401
 
 
+async def test_a_password_is_kept_whole_around_a_nul_character(api: Api, unique_email: str) -> None:
+    """Passwords are only hashed, never stored: U+0000 is kept like any other character."""
+    account = await api.signup(unique_email, "before\x00after", name="two\nlines")
+    assert account.user["name"] == "two\nlines"
+    assert (await api.login(account)).status_code == 200
+    for cut in ("before", "before\x00", "before\x00afte"):
+        assert (await api.login(Account(unique_email, cut, account.user, "", ""))).status_code == 401
+
+
 async def test_signup_accepts_an_eight_character_password(api: Api, unique_email: str) -> None:
     account = await api.signup(unique_email, "12345678")
     assert account.user["email"] == unique_email
@@ -160,6 +173,8 @@ async def test_unknown_email_and_wrong_password_fail_identically(
         ({"email": "a@example.com", "password": 12345678}, "password"),
         ({"email": None, "password": PASSWORD}, "email"),
         ({"email": "a" * 255, "password": PASSWORD}, "email"),
+        ({"email": "a\x00@example.com", "password": PASSWORD}, "email"),
+        ({"email": "\x00", "password": PASSWORD}, "email"),
         ({"email": "a@example.com", "password": "p" * 257}, "password"),
         ({"email": "a@example.com", "password": PASSWORD, "remember": True}, "remember"),
     ],

@@ -52,8 +52,11 @@ async def test_empty_update_changes_nothing(api: Api, account: Account) -> None:
         ({"name": None}, "name"),
         ({"name": "n" * 101}, "name"),
         ({"name": 3}, "name"),
+        ({"name": "a\x00b"}, "name"),
         ({"email": None}, "email"),
         ({"email": "nope"}, "email"),
+        ({"email": "new@example.com\n", "currentPassword": PASSWORD}, "email"),
+        ({"email": "new\x00@example.com", "currentPassword": PASSWORD}, "email"),
         ({"email": "a" * 243 + "@example.com"}, "email"),
         ({"currentPassword": None}, "currentPassword"),
         ({"currentPassword": "p" * 257}, "currentPassword"),
@@ -69,6 +72,7 @@ async def test_update_rejects_invalid_bodies(
     resp = await api.call("PATCH", ME, session=account, json=body)
     assert resp.status_code == 422
     assert [e["field"] for e in resp.json()["errors"]] == [field]
+    assert (await api.call("GET", ME, session=account)).json() == account.user
 
 
 async def test_changing_the_email_needs_the_current_password(api: Api, account: Account) -> None:

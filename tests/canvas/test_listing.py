@@ -77,6 +77,13 @@ async def test_filters_by_type_tag_and_user(alice: Caller, bob: Caller, anon: Ca
     assert await ids(tag=unique("nothing")) == []
 
 
+async def test_a_tag_filter_matches_newlines_and_spaces_exactly(alice: Caller, anon: Caller) -> None:
+    tag = unique("two\nwords") + " "
+    tagged = await alice.create(isPublic=True, tags=[tag])
+    assert [i["id"] for i in await list_all(anon, "/api/canvases", tag=tag)] == [tagged["id"]]
+    assert await list_all(anon, "/api/canvases", tag=tag.strip()) == []
+
+
 async def test_my_listing_has_all_my_canvases_private_included(alice: Caller, bob: Caller) -> None:
     tag = unique("tag")
     mine = [await alice.create(isPublic=i % 2 == 0, tags=[tag], type="note") for i in range(4)]
@@ -101,7 +108,10 @@ async def test_my_listing_has_all_my_canvases_private_included(alice: Caller, bo
         ({"userId": "123"}, "userId"),
         ({"type": "Python"}, "type"),
         ({"type": "x" * 33}, "type"),
+        ({"type": "p5\n"}, "type"),
+        ({"type": "p5\x00"}, "type"),
         ({"tag": "x" * 33}, "tag"),
+        ({"tag": "a\x00b"}, "tag"),  # PostgreSQL's text cannot hold U+0000: refused on both engines
     ],
 )
 async def test_malformed_query_values_are_422(anon: Caller, alice: Caller, params: dict, field: str) -> None:

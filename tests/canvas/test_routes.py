@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -147,6 +148,12 @@ async def test_delete_removes_the_canvas(alice: Caller) -> None:
         ({"type": "t" * 33}, "type"),
         ({"type": "Python"}, "type"),
         ({"type": "c++"}, "type"),
+        ({"type": "p5\n"}, "type"),  # Python's `$` also matches before a final newline
+        ({"type": "p5\x00"}, "type"),
+        ({"title": "a\x00b"}, "title"),  # PostgreSQL's text cannot hold U+0000: refused on both engines
+        ({"description": "\x00"}, "description"),
+        ({"code": "print(1)\x00"}, "code"),
+        ({"tags": ["ok", "a\x00"]}, "tags[1]"),
         ({"description": "d" * 2001}, "description"),
         ({"tags": [""]}, "tags[0]"),
         ({"tags": ["t" * 33]}, "tags[0]"),
@@ -199,6 +206,14 @@ async def test_limits_are_inclusive(alice: Caller) -> None:
     assert (await alice.create(code=""))["code"] == ""
 
 
+async def test_text_keeps_every_character_but_nul(alice: Caller) -> None:
+    text = "line one\nline two\r\n\t\x01\x7f\u2028é😀\n"
+    fields = {"title": text, "description": text, "code": text, "tags": [text[:32], "\n"]}
+    canvas = await alice.create(**fields)
+    assert {k: canvas[k] for k in fields} == fields
+    assert {k: (await alice.get(canvas["id"])).json()[k] for k in fields} == fields
+
+
 async def test_malformed_json_is_400_and_a_non_object_422(alice: Caller) -> None:
     resp = await alice.request(
         "POST", "/api/canvases", content=b"{not json", headers={"content-type": "application/json"}
@@ -232,3 +247,24 @@ async def test_openapi_documents_the_routes(client: AsyncClient) -> None:
     assert create["properties"]["title"]["maxLength"] == 200
     params = {p["name"] for p in doc["paths"]["/api/canvases"]["get"]["parameters"]}
     assert params == {"type", "tag", "userId", "limit", "cursor"}
+
+
+async def test_openapi_declares_what_the_service_enforces(client: AsyncClient) -> None:
+    """Tag lengths, no U+0000 in text, and patterns that mean the same to the service (Python's
+    re.search) as to the document's readers."""
+    doc = (await client.get("/schema/openapi.json")).json()
+    create, update = (
+        doc["components"]["schemas"][name]["properties"] for name in ("CanvasCreate", "CanvasUpdate")
+    )
+    for tag in (create["tags"]["items"], update["tags"]["oneOf"][0]["items"]):
+        assert (tag["minLength"], tag["maxLength"]) == (1, 32)
+        assert not re.search(tag["pattern"], "a\x00")
+    for name in ("title", "description", "code"):
+        assert re.search(create[name]["pattern"], "a\nb\n")
+        assert not re.search(create[name]["pattern"], "a\x00b")
+        assert update[name]["pattern"] == create[name]["pattern"]
+    query = {p["name"]: p["schema"] for p in doc["paths"]["/api/canvases"]["get"]["parameters"]}
+    for kind in (create["type"]["pattern"], update["type"]["pattern"], query["type"]["pattern"]):
+        assert re.search(kind, "p5-js")
+        assert not re.search(kind, "p5\n")
+    assert not re.search(query["tag"]["pattern"], "a\x00")
