@@ -62,12 +62,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--warmup", type=float, default=None, help="seconds of warm-up load (default 3, 1 with --quick)"
     )
     parser.add_argument(
-        "--rounds", type=int, default=1, help="measured runs per side, alternating; median kept"
+        "--rounds",
+        type=int,
+        default=None,
+        help="measured runs per side, alternating (default 2, 1 with --quick)",
     )
     parser.add_argument("--quick", action="store_true", help="about a tenth of the data and request counts")
     parser.add_argument("--profile", action="store_true", help="py-spy the processes of a missed goal")
     parser.add_argument("--output", type=Path, default=DEFAULT_REPORT, help="where the report goes")
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+    args.command = " ".join(["python -m bench", *map(shlex.quote, argv)])
     if not 0 < args.duration <= MAX_DURATION:
         parser.error(f"--duration must be in (0, {MAX_DURATION:.0f}]")
     if args.warmup is None:
@@ -133,6 +138,36 @@ def _not_run(db: str, scenarios: list[Scenario], status: str, why: str) -> list[
     return [Outcome(s.number, s.title, db, s.goal, status=status, notes=[why]) for s in scenarios]
 
 
+def _header(
+    command: str,
+    options: Options,
+    *,
+    began: datetime,
+    load_before: str,
+    versions: list[str],
+    run_dir: Path,
+) -> list[str]:
+    minutes = (datetime.now(UTC) - began).total_seconds() / 60
+    rounds = f"{options.rounds} rounds per side in alternating order, the lower-median run kept"
+    return [
+        f"- **Date:** {began:%Y-%m-%d %H:%M} UTC; the run took {minutes:.1f} min.",
+        f"- **Reproduce:** `{command}` (`make bench` runs everything with the defaults).",
+        f"- **Machine:** {machine.machine()}; load average (1/5/15 min) {load_before} before the run, "
+        f"{machine.load_average()} after.",
+        f"- **Versions:** {', '.join(versions)}.",
+        "- **Method:** every process on this machine, on loopback: Redis, the databases, the auth service, "
+        "the relay, the canvas service and the gateway (one uvicorn process each, uvloop + httptools, "
+        "LOG_LEVEL=WARNING, the gateway's rate limiter on with a limit no client reaches), and the load "
+        f"generator (wrk, 1 thread). Each measured run lasts {options.duration:g} s after "
+        f"{options.warmup:g} s of the same load; "
+        + (rounds if options.rounds > 1 else "one round per side")
+        + ". Latencies are wrk's (closed loop). CPU ms/req: CPU time each process spent during the run "
+        "(from /proc) per answered request. Sizes: "
+        + ("--quick (about a tenth)." if options.quick else "as issue 6 states them.")
+        + f" Raw wrk output and logs: `{run_dir.relative_to(ROOT)}` (not committed).",
+    ]
+
+
 async def run(args: argparse.Namespace) -> int:
     began = datetime.now(UTC)
     load_before = machine.load_average()
@@ -158,33 +193,15 @@ async def run(args: argparse.Namespace) -> int:
                 db, scenarios, ERROR, f"The system did not start: {type(exc).__name__}: {exc}"
             )
     outcomes.sort(key=lambda o: (o.number, args.db.index(o.db)))
-    minutes = (datetime.now(UTC) - began).total_seconds() / 60
-    command = "python -m bench" + "".join(f" {shlex.quote(a)}" for a in sys.argv[1:])
-    header = [
-        f"- **Date:** {began:%Y-%m-%d %H:%M} UTC; the run took {minutes:.1f} min.",
-        f"- **Reproduce:** `{command}` (`make bench` runs everything with the defaults).",
-        f"- **Machine:** {machine.machine()}; load average (1/5/15 min) {load_before} before, "
-        f"{machine.load_average()} after.",
-        "- **Versions:** "
-        + ", ".join(
-            machine.versions(
-                redis_server=shutil.which("redis-server") or "redis-server",
-                postgres=pg_version,
-                wrk=found.path("wrk"),
-                nginx=found.path("nginx"),
-            )
-        )
-        + ".",
-        f"- **Method:** every process on this machine, on loopback: Redis, the databases, the auth service, "
-        f"the relay, the canvas service and the gateway (one uvicorn process each, uvloop + httptools, "
-        f"LOG_LEVEL=WARNING, the gateway's rate limiter on with a limit no client reaches), and the load "
-        f"generator (wrk, 1 thread). Each measured run lasts {options.duration:g} s after "
-        f"{options.warmup:g} s of the same load; {options.rounds} round(s) per side"
-        + (" (median kept)" if options.rounds > 1 else "")
-        + ". Latencies are wrk's (closed loop). Sizes: "
-        + ("--quick (about a tenth)." if options.quick else "as issue 6 states them.")
-        + f" Raw wrk output and logs: `{run_dir.relative_to(ROOT)}` (not committed).",
-    ]
+    versions = machine.versions(
+        redis_server=shutil.which("redis-server") or "redis-server",
+        postgres=pg_version,
+        wrk=found.path("wrk"),
+        nginx=found.path("nginx"),
+    )
+    header = _header(
+        args.command, options, began=began, load_before=load_before, versions=versions, run_dir=run_dir
+    )
     docs = {s.number: s.doc for s in ALL}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(render(outcomes=outcomes, header=header, scenario_docs=docs, general_notes=notes))

@@ -19,7 +19,7 @@ class Scale:
     deep_after: int = 10_000  # scenario 5: the deep page starts after this many items
     cascade_sizes: tuple[int, ...] = (1_000, 10_000)  # scenario 6
     memory_checkpoints: tuple[int, int] = (10_000, 100_000)  # scenario 8
-    exact_reads: int = 20_000  # scenario 4: reads whose count is checked exactly
+    exact_reads: int = 10_000  # scenario 4: reads whose count is checked exactly
 
 
 QUICK = Scale(

@@ -34,22 +34,33 @@ def _own(pid: int) -> float:
     return 0.0 if fields is None else (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
 
 
-def snapshot(processes: Mapping[str, int]) -> dict[str, float]:
-    """CPU seconds so far of each named process and its live descendants (nginx's workers)."""
+Snapshot = dict[str, dict[int, float]]  # group name -> pid -> CPU seconds so far
+
+
+def snapshot(processes: Mapping[str, list[int]]) -> Snapshot:
+    """CPU seconds so far of each process of each named group, and of their live descendants (nginx's
+    workers)."""
     parents = _parents()
     result = {}
-    for name, pid in processes.items():
-        tree, frontier = {pid}, [pid]
+    for name, pids in processes.items():
+        tree, frontier = set(pids), list(pids)
         while frontier:
             parent = frontier.pop()
             children = [child for child, ppid in parents.items() if ppid == parent and child not in tree]
             tree.update(children)
             frontier += children
-        result[name] = sum(_own(p) for p in tree)
+        result[name] = {pid: _own(pid) for pid in tree}
     return result
 
 
-def per_request_ms(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
+def per_request_ms(before: Snapshot, after: Snapshot, requests: int) -> dict[str, float]:
+    """CPU ms per request by group: processes that appeared during the run count from zero, those gone
+    by its end are left out."""
     if requests <= 0:
         return {}
-    return {name: (after[name] - before[name]) * 1000 / requests for name in before if name in after}
+    return {
+        name: sum(seconds - before.get(name, {}).get(pid, 0.0) for pid, seconds in pids.items())
+        * 1000
+        / requests
+        for name, pids in after.items()
+    }

@@ -55,6 +55,17 @@ class Databases:
         base = ADMIN_URL.rsplit("/", 1)[0]
         self.urls = {app: f"{base}/{name}" for app, name in self.names.items()}
 
+    async def backends(self) -> list[int]:
+        """The PostgreSQL server processes serving connections to these databases."""
+        conn = await asyncpg.connect(ADMIN_URL, timeout=5)
+        try:
+            rows = await conn.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = ANY($1::text[])", list(self.names.values())
+            )
+        finally:
+            await conn.close()
+        return [int(row["pid"]) for row in rows]
+
     async def drop(self) -> None:
         if self.kind != "postgres" or not self.urls:
             return

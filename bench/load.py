@@ -21,7 +21,7 @@ class Target:
 
 async def measure(ctx: Context, target: Target, connections: int, *, seconds: float | None = None) -> Run:
     """One wrk run, with the CPU time each watched process spent per answered request."""
-    watched = ctx.system.watched()
+    watched = await ctx.system.watched()
     before = cpu.snapshot(watched)
     run = await wrk.run(
         target.label,
@@ -32,6 +32,7 @@ async def measure(ctx: Context, target: Target, connections: int, *, seconds: fl
         workdir=ctx.workdir,
     )
     if not run.overlapped:
+        watched |= await ctx.system.watched()  # PostgreSQL backends that connected during the run
         run.cpu_ms = cpu.per_request_ms(before, cpu.snapshot(watched), run.requests)
     return run
 

@@ -105,12 +105,14 @@ class System:
         assert proc is not None
         return proc.pid
 
-    def watched(self) -> dict[str, int]:
-        """The processes whose CPU time the load runs record."""
-        found = {name: self.pid(name) for name in self.processes}
+    async def watched(self) -> dict[str, list[int]]:
+        """The processes whose CPU time the load runs record (PostgreSQL: our databases' backends)."""
+        found = {name: [self.pid(name)] for name in self.processes}
         if self.redis is not None and self.redis.process is not None:
-            found["redis"] = self.redis.process.pid
-        return found | self.also_watched
+            found["redis"] = [self.redis.process.pid]
+        if self.db == "postgres":
+            found["postgres"] = await self.databases.backends()
+        return found | {name: [pid] for name, pid in self.also_watched.items()}
 
     def credential(self, user_id: str | None = None, session_id: str | None = None) -> str:
         """A valid X-Internal-Auth value, as the gateway would sign it, valid ~34 s from now."""
