@@ -22,11 +22,10 @@ from tests.resilience.conftest import Stack
 T = TypeVar("T")
 
 
-async def member(http: Client, stack: Stack, base: str | None = None) -> User:
+async def member(http: Client, stack: Stack) -> User:
     """A new account (signed up through the gateway); its token goes on the stack's ledger."""
-    base = base or stack.url
     email = new_email()
-    reply = await http("POST", f"{base}/api/auth/signup", json={"email": email, "password": PASSWORD})
+    reply = await http("POST", f"{stack.url}/api/auth/signup", json={"email": email, "password": PASSWORD})
     assert reply.status == 201, reply.body
     stack.tokens.append(reply.json()["token"])
     return User(http, stack.url, email, reply.json()["token"], reply.json())
@@ -44,16 +43,27 @@ async def bounded(calls: Iterable[Awaitable[T]], limit: int = 4) -> list[T]:
     return list(await asyncio.gather(*(one(c) for c in calls)))
 
 
-async def log_in(http: Client, stack: Stack, email: str, password: str = PASSWORD, **kwargs: Any) -> Reply:
-    reply = await http(
-        "POST",
-        f"{kwargs.pop('base', stack.url)}/api/auth/login",
-        json={"email": email, "password": password},
-        **kwargs,
-    )
+async def log_in(
+    http: Client,
+    stack: Stack,
+    email: str,
+    password: str = PASSWORD,
+    *,
+    base: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> Reply:
+    """POST /api/auth/login (through `base`, by default the stack's gateway); a token goes on the ledger."""
+    body = {"email": email, "password": password}
+    reply = await http("POST", f"{base or stack.url}/api/auth/login", json=body, headers=headers or {})
     if reply.status == 200:
         stack.tokens.append(reply.json()["token"])
     return reply
+
+
+async def current_session(user: User) -> str:
+    """The id of the session the user's token stands for."""
+    listed = (await user.call("GET", "/api/auth/sessions")).json()["items"]
+    return next(s["id"] for s in listed if s["current"])  # type: ignore[no-any-return]
 
 
 async def delete_account(user: User) -> None:

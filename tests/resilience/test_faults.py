@@ -23,13 +23,13 @@ from shared.events import DEAD_LETTER_STREAM, USER_EVENTS_STREAM, encode_event
 from shared.session_cache import cache_key
 from shared.streams import ERROR, SOURCE_ID
 from tests.canvas.support import eventually
-from tests.e2e.support import User
 from tests.gateway.support import Client, Reply, bearer
 from tests.resilience.conftest import READ_TIMEOUT, REDIS_TIMEOUT, Stack
 from tests.resilience.support import (
     Traffic,
     bounded,
     canvases_of,
+    current_session,
     delete_account,
     group_settled,
     insert_canvas,
@@ -45,11 +45,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.resilience]
 
 PAUSE_MS = 6000  # longer than any budget below, so an answer inside it did not wait for Redis
 CASCADE_WITHIN = 30.0  # relay backoff + consumer backoff after an outage, with room to spare
-
-
-async def session_id(user: User) -> str:
-    listed = (await user.call("GET", "/api/auth/sessions")).json()["items"]
-    return next(s["id"] for s in listed if s["current"])  # type: ignore[no-any-return]
 
 
 def pids(stack: Stack) -> dict[str, int]:
@@ -110,7 +105,7 @@ async def test_redis_killed_during_traffic_falls_back_fails_closed_and_resumes(
     assert set(traffic.statuses("racing")) <= {200, 401}
     assert pids(stack) == before  # nothing was restarted
 
-    sid = await session_id(alice)
+    sid = await current_session(alice)
 
     async def cached_again() -> bool:
         assert (await alice.call("GET", "/api/users/me")).status == 200
@@ -170,7 +165,7 @@ async def test_redis_paused_requests_answer_within_the_budget(
     await stack_redis.ping()  # answers once the pause is over
     assert (await user.call("GET", "/api/users/me")).status == 200
     assert int((await stack_redis.info("clients"))["connected_clients"]) <= clients_before + 10
-    sid = await session_id(user)
+    sid = await current_session(user)
 
     async def cached_again() -> bool:
         assert (await user.call("GET", "/api/users/me")).status == 200

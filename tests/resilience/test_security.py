@@ -25,7 +25,7 @@ from shared import internal_auth
 from tests.e2e.support import PASSWORD, User, new_email
 from tests.gateway.support import ALLOWED_ORIGIN, Client, Reply, bearer, cookie
 from tests.resilience.conftest import CLIENT_LIMIT, Stack, web_process
-from tests.resilience.support import Traffic, bounded, log_in, member
+from tests.resilience.support import Traffic, bounded, current_session, log_in, member
 
 pytestmark = [pytest.mark.e2e, pytest.mark.resilience]
 
@@ -36,11 +36,6 @@ EVIL = "http://evil.example"
 
 def sha256(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-async def current_session(user: User) -> str:
-    listed = (await user.call("GET", "/api/auth/sessions")).json()["items"]
-    return next(s["id"] for s in listed if s["current"])  # type: ignore[no-any-return]
 
 
 async def second_session(http: Client, stack: Stack, user: User) -> User:
@@ -276,23 +271,6 @@ async def test_a_revoked_token_fails_at_the_very_next_request(http: Client, stac
 # --- Access control -----------------------------------------------------------------------------
 
 
-class Scene:
-    """An owner with a private and a public canvas, a stranger, and anonymous callers."""
-
-    def __init__(self, http: Client, stack: Stack, owner: User, stranger: User) -> None:
-        self.http, self.stack, self.owner, self.stranger = http, stack, owner, stranger
-        self.private: dict[str, Any] = {}
-        self.public: dict[str, Any] = {}
-        self.kind = f"acl{secrets.token_hex(4)}"
-
-    async def anonymous(self, method: str, path: str, **kwargs: Any) -> Reply:
-        return await self.http(method, self.stack.url + path, **kwargs)
-
-
-async def disposable(http: Client, stack: Stack, user: User) -> User:
-    return await second_session(http, stack, user)
-
-
 async def test_every_route_as_another_user_and_anonymously(http: Client, stack: Stack) -> None:
     """The access-control matrix over every public route: a stranger and an anonymous caller can
     neither see nor change the owner's private canvas (404, exactly as for a canvas that does not
@@ -300,12 +278,16 @@ async def test_every_route_as_another_user_and_anonymously(http: Client, stack: 
     listing, never move its view count, and session routes only ever act on the caller's own
     account. The matrix must name every route the gateway serves."""
     owner, stranger = await member(http, stack), await member(http, stack)
-    scene = Scene(http, stack, owner, stranger)
-    scene.private = await owner.canvas(type=scene.kind, tags=["secret"])
-    scene.public = await owner.canvas(type=scene.kind, tags=["secret"], isPublic=True)
+    kind = f"acl{secrets.token_hex(4)}"
+    private_canvas = await owner.canvas(type=kind, tags=["secret"])
+    public_canvas = await owner.canvas(type=kind, tags=["secret"], isPublic=True)
+
+    async def anonymous(method: str, path: str, **kwargs: Any) -> Reply:
+        return await http(method, stack.url + path, **kwargs)
+
     owner_sid = await current_session(owner)
     private, public, nowhere = (
-        f"/api/canvases/{c}" for c in (scene.private["id"], scene.public["id"], uuid.uuid4())
+        f"/api/canvases/{c}" for c in (private_canvas["id"], public_canvas["id"], uuid.uuid4())
     )
     covered: set[tuple[str, str]] = set()
 
@@ -316,42 +298,40 @@ async def test_every_route_as_another_user_and_anonymously(http: Client, stack: 
     for ep in ENDPOINTS:
         if ep.access is Access.SESSION:
             path = ep.template.replace(
-                "{id}", owner_sid if "sessions" in ep.template else scene.private["id"]
+                "{id}", owner_sid if "sessions" in ep.template else private_canvas["id"]
             )
-            reply = await scene.anonymous(ep.method, path, json={})
+            reply = await anonymous(ep.method, path, json={})
             assert reply.status == 401, (ep.method, path)
             assert reply.headers["WWW-Authenticate"] == "Bearer"
 
     # Canvases by id: private is 404 to others (the same answer as a canvas that never existed).
-    for anonymous, caller in ((False, stranger.call), (True, scene.anonymous)):
+    for nobody, caller in ((False, stranger.call), (True, anonymous)):
         for method, body in (("GET", None), ("HEAD", None), ("PATCH", {"title": "x"}), ("DELETE", None)):
             hidden = await caller(method, private, json=body) if body else await caller(method, private)
             absent = await caller(method, nowhere, json=body) if body else await caller(method, nowhere)
-            expected = 401 if anonymous and method in ("PATCH", "DELETE") else 404
+            expected = 401 if nobody and method in ("PATCH", "DELETE") else 404
             assert hidden.status == absent.status == expected, (method, hidden.body)
             assert hidden.body == absent.body
             cover(method, "/api/canvases/{id}")
     assert (await stranger.call("GET", public)).status == 200
-    assert (await scene.anonymous("HEAD", public)).status == 200
+    assert (await anonymous("HEAD", public)).status == 200
     assert (await stranger.call("PATCH", public, json={"title": "mine now"})).status == 403
     assert (await stranger.call("DELETE", public)).status == 403
 
     # Listings: the private canvas is in none of them, whoever asks and however filtered.
     queries = [
         "/api/canvases",
-        f"/api/canvases?type={scene.kind}",
+        f"/api/canvases?type={kind}",
         "/api/canvases?tag=secret&limit=100",
         f"/api/canvases?userId={owner.id}",
-        f"/api/canvases?userId={owner.id}&type={scene.kind}&tag=secret",
+        f"/api/canvases?userId={owner.id}&type={kind}&tag=secret",
     ]
     for query in queries:
-        for caller in (stranger.call, scene.anonymous):
+        for caller in (stranger.call, anonymous):
             reply = await caller("GET", query)
             assert reply.status == 200
-            assert scene.private["id"] not in reply.body.decode()
-    assert [c["id"] for c in (await scene.anonymous("GET", queries[4])).json()["items"]] == [
-        scene.public["id"]
-    ]
+            assert private_canvas["id"] not in reply.body.decode()
+    assert [c["id"] for c in (await anonymous("GET", queries[4])).json()["items"]] == [public_canvas["id"]]
     cover("GET", "/api/canvases")
     mine = (await stranger.call("GET", "/api/users/me/canvases?limit=100")).json()["items"]
     assert owner.id not in {c["userId"] for c in mine}
@@ -374,14 +354,14 @@ async def test_every_route_as_another_user_and_anonymously(http: Client, stack: 
     cover("DELETE", "/api/auth/sessions/{id}")
     assert (await stranger.call("DELETE", "/api/auth/sessions")).status == 204
     cover("DELETE", "/api/auth/sessions")
-    assert (await (await disposable(http, stack, stranger)).call("POST", "/api/auth/logout")).status == 204
+    assert (
+        await (await second_session(http, stack, stranger)).call("POST", "/api/auth/logout")
+    ).status == 204
     cover("POST", "/api/auth/logout")
     body = {"currentPassword": PASSWORD, "newPassword": PASSWORD + "!"}
     assert (await stranger.call("POST", "/api/users/me/password", json=body)).status == 204
     cover("POST", "/api/users/me/password")
-    taken = await scene.anonymous(
-        "POST", "/api/auth/signup", json={"email": owner.email, "password": "whatever1"}
-    )
+    taken = await anonymous("POST", "/api/auth/signup", json={"email": owner.email, "password": "whatever1"})
     assert taken.status == 409
     cover("POST", "/api/auth/signup")
     assert (await log_in(http, stack, owner.email, "not the password")).status == 401
@@ -395,10 +375,10 @@ async def test_every_route_as_another_user_and_anonymously(http: Client, stack: 
     assert (await owner.call("GET", "/api/users/me")).status == 200
     assert (await owner.call("GET", private)).json()["views"] == 1
     seen = await owner.call("GET", public)
-    assert (seen.json()["views"], seen.json()["title"]) == (2, scene.public["title"])
+    assert (seen.json()["views"], seen.json()["title"]) == (2, public_canvas["title"])
     assert (await owner.call("PATCH", public, json={"isPublic": False})).status == 200
-    assert (await scene.anonymous("GET", public)).status == 404  # private now: gone for others at once
-    assert scene.public["id"] not in (await scene.anonymous("GET", queries[3])).body.decode()
+    assert (await anonymous("GET", public)).status == 404  # private now: gone for others at once
+    assert public_canvas["id"] not in (await anonymous("GET", queries[3])).body.decode()
 
 
 MASS_ASSIGNMENT = [
