@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shlex
 import shutil
 import signal
@@ -33,6 +34,7 @@ from devtools.processes import ROOT
 
 DEFAULT_REPORT = ROOT / "bench" / "REPORT.md"
 RESULTS = ROOT / "bench" / "results"
+FINDINGS = ROOT / "bench" / "FINDINGS.md"  # hand-written: what the profiles of missed goals show
 MAX_DURATION = 30.0  # a direct call's credential must outlive one wrk run (bench/system.py)
 
 
@@ -138,6 +140,17 @@ def _not_run(db: str, scenarios: list[Scenario], status: str, why: str) -> list[
     return [Outcome(s.number, s.title, db, s.goal, status=status, notes=[why]) for s in scenarios]
 
 
+def _busy_machine_notes(load_before: str) -> list[str]:
+    busiest = max(float(x) for x in load_before.split(" / ")) if "/" in load_before else 0.0
+    if busiest <= (os.cpu_count() or 1) / 2:
+        return []
+    return [
+        f"The machine was already busy when the run began (load average {load_before} on {os.cpu_count()} "
+        "CPUs: other work shares the cores). Absolute figures are then lower and noisier than on an idle "
+        "machine; the ratios, measured side by side, and the CPU ms per request hold up better."
+    ]
+
+
 def _header(
     command: str,
     options: Options,
@@ -148,6 +161,7 @@ def _header(
     run_dir: Path,
 ) -> list[str]:
     minutes = (datetime.now(UTC) - began).total_seconds() / 60
+    analysis = [f"- **Analysis of the missed goals** (profiles, fixes): `{FINDINGS.relative_to(ROOT)}`."]
     rounds = f"{options.rounds} rounds per side in alternating order, the lower-median run kept"
     return [
         f"- **Date:** {began:%Y-%m-%d %H:%M} UTC; the run took {minutes:.1f} min.",
@@ -155,6 +169,7 @@ def _header(
         f"- **Machine:** {machine.machine()}; load average (1/5/15 min) {load_before} before the run, "
         f"{machine.load_average()} after.",
         f"- **Versions:** {', '.join(versions)}.",
+        *(analysis if FINDINGS.exists() else []),
         "- **Method:** every process on this machine, on loopback: Redis, the databases, the auth service, "
         "the relay, the canvas service and the gateway (one uvicorn process each, uvloop + httptools, "
         "LOG_LEVEL=WARNING, the gateway's rate limiter on with a limit no client reaches), and the load "
@@ -162,7 +177,7 @@ def _header(
         f"{options.warmup:g} s of the same load; "
         + (rounds if options.rounds > 1 else "one round per side")
         + ". Latencies are wrk's (closed loop). CPU ms/req: CPU time each process spent during the run "
-        "(from /proc) per answered request. Sizes: "
+        "(from /proc) per answered request; `postgres` is the server processes serving our databases. Sizes: "
         + ("--quick (about a tenth)." if options.quick else "as issue 6 states them.")
         + f" Raw wrk output and logs: `{run_dir.relative_to(ROOT)}` (not committed).",
     ]
@@ -178,7 +193,7 @@ async def run(args: argparse.Namespace) -> int:
     found = tools.ensure(tuple(sorted({p for s in scenarios for p in s.needs})))
     run_dir = RESULTS / began.strftime("%Y%m%d-%H%M%S")
     pg_version = await postgres_version() if "postgres" in args.db else None
-    notes: list[str] = []
+    notes = _busy_machine_notes(load_before)
     outcomes: list[Outcome] = []
     for db in args.db:
         if db == "postgres" and pg_version is None:
