@@ -41,6 +41,7 @@ def create_service_app(
         openapi_config=OpenAPIConfig(title=f"canvas-verse {name}", version="1.0.0", path="/schema"),
         request_max_body_size=request_max_body_size,
         debug=False,
+        logging_config=None,  # Litestar's default would replace the structlog setup above
         **config,
     )
     wrap_outermost(app)
