@@ -107,9 +107,7 @@ def _message_of(error: dict[str, Any]) -> str:
 
 def _from_validation(exc: ValidationException) -> ProblemDetailsException:
     raw = exc.extra if isinstance(exc.extra, list) else []
-    errors = [
-        {"field": _field_of(e), "message": _message_of(e)} for e in raw if isinstance(e, dict)
-    ]
+    errors = [{"field": _field_of(e), "message": _message_of(e)} for e in raw if isinstance(e, dict)]
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or str(exc.detail)
     status = exc.status_code if exc.status_code != 400 else 422
     if "JSON" in str(exc.detail) or "decode" in str(exc.detail).lower():
