@@ -12,6 +12,7 @@ from shared import internal_auth
 from shared.internal_auth import InternalCredential
 
 OPEN_PATHS = {"/health", "/ready", "/metrics", "/schema"}
+EXCLUDE_FROM_AUTH = "exclude_from_auth"  # a route handler opt: open without a credential
 
 
 class InternalAuthMiddleware(AbstractAuthenticationMiddleware):
@@ -42,6 +43,7 @@ def internal_auth_middleware(
         secret=secret,
         max_age=max_age,
         exclude=[f"^{p}" for p in OPEN_PATHS],
+        exclude_from_auth_key=EXCLUDE_FROM_AUTH,
     )
 
 

@@ -31,9 +31,11 @@ from services.auth.schemas import (
     session_out,
     user_out,
 )
-from services.auth.sessions import SessionService
+from services.auth.sessions import SessionService, session_id_of
+from services.auth.settings import settings
 from services.auth.throttle import LoginThrottle
-from shared.auth_middleware import caller_of
+from shared import internal_auth
+from shared.auth_middleware import EXCLUDE_FROM_AUTH, caller_of
 from shared.errors import NotFound, Unauthorized
 from shared.timeutil import rfc3339
 
@@ -238,6 +240,26 @@ class InternalController(Controller):
         return ValidatedSession(
             user_id=info.user_id, session_id=info.id, expires_at=rfc3339(info.expires_at), renewed=renewed
         )
+
+    @get("/forward-auth", status_code=204, include_in_schema=False, opt={EXCLUDE_FROM_AUTH: True})
+    async def forward_auth(self, request: Request, sessions: Sessions) -> Response[None]:
+        """nginx/Traefik-style forward auth (`auth_request`): a valid Bearer token in, the signed
+        internal credential out in `X-Internal-Auth`. Open without a credential because the proxy
+        cannot sign one; it mints a credential only for a live session, for that session's user."""
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        found = (
+            await sessions.validate(session_id_of(token)) if scheme.lower() == "bearer" and token else None
+        )
+        if found is None:
+            raise Unauthorized("Invalid or expired session")
+        info, _ = found
+        credential = internal_auth.sign(
+            settings.secret,
+            user_id=info.user_id,
+            session_id=info.id,
+            request_id=request.headers.get("x-request-id"),
+        )
+        return Response(None, status_code=204, headers={internal_auth.HEADER: credential})
 
     @post("/users/existing", status_code=200, responses=errors(INVALID))
     async def existing_users(self, data: JSONBody[ExistingUsersBody]) -> ExistingUsers:
