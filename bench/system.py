@@ -79,10 +79,12 @@ class System:
             await self.start_process(name)
 
     async def start_process(self, name: str) -> None:
-        """Start one process and wait for its /health (the harness's first API calls prove the rest)."""
+        """Start one process and wait until its /ready answers 200 (database and Redis reached)."""
         proc = self._process(name)
         self.processes[name] = proc
         await asyncio.to_thread(proc.start, 60)
+        if proc.health_url:
+            await asyncio.to_thread(proc.wait_healthy, 60, proc.health_url.replace("/health", "/ready"))
 
     async def restart(self, names: tuple[str, ...] = ("auth", "relay", "canvas", "gateway")) -> None:
         """Fresh processes (same databases and Redis), e.g. to measure memory from a cold start."""
