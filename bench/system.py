@@ -24,6 +24,7 @@ SERVICES = {
 # Signed this far ahead (within the receiver's clock-skew allowance), a credential stays valid for
 # max_age + this many seconds: long enough for any single wrk run the harness makes.
 CREDENTIAL_LEAD = 4.0
+START_ORDER = ("auth", "relay", "canvas", "gateway")
 UNLIMITED_RATE = "1000000000"  # the rate limiter still runs on every request; no client trips it
 
 
@@ -75,7 +76,7 @@ class System:
         await self.databases.create()
         self.env = self._environment(self.redis.url)
         await asyncio.to_thread(migrate, None, self.env)
-        for name in ("auth", "relay", "canvas", "gateway"):
+        for name in START_ORDER:
             await self.start_process(name)
 
     async def start_process(self, name: str) -> None:
@@ -86,11 +87,13 @@ class System:
         if proc.health_url:
             await asyncio.to_thread(proc.wait_healthy, 60, proc.health_url.replace("/health", "/ready"))
 
-    async def restart(self, names: tuple[str, ...] = ("auth", "relay", "canvas", "gateway")) -> None:
-        """Fresh processes (same databases and Redis), e.g. to measure memory from a cold start."""
-        for name in reversed(names):
+    async def restart(self, names: tuple[str, ...] = START_ORDER) -> None:
+        """Fresh processes (same databases and Redis), e.g. to measure memory from a cold start; stopped
+        in reverse start order, started in start order (the gateway is ready only once both services are)."""
+        chosen = [name for name in START_ORDER if name in names]
+        for name in reversed(chosen):
             await asyncio.to_thread(self.processes[name].stop, 20)
-        for name in names:
+        for name in chosen:
             await self.start_process(name)
 
     async def stop(self) -> None:
