@@ -10,10 +10,8 @@ concurrent requests.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +23,7 @@ from litestar import Litestar
 from services.auth.sessions import session_id_of
 from services.auth.settings import AuthSettings, settings
 from shared import internal_auth
+from tests import asgi
 
 PASSWORD = "correct horse battery staple"
 
@@ -33,29 +32,8 @@ def auth_settings(**changes: Any) -> AuthSettings:
     return msgspec.structs.replace(settings, **changes)
 
 
-@asynccontextmanager
-async def running(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
-    """Run the app's lifespan (in a task of its own, which must also leave it) and give a client."""
-    started, stop = asyncio.Event(), asyncio.Event()
-
-    async def hold() -> None:
-        async with app.lifespan():
-            started.set()
-            await stop.wait()
-
-    lifespan = asyncio.create_task(hold())
-    waiter = asyncio.create_task(started.wait())
-    await asyncio.wait([lifespan, waiter], return_when=asyncio.FIRST_COMPLETED)
-    waiter.cancel()
-    if lifespan.done():
-        lifespan.result()  # startup failed: raise its error
-    try:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://auth.test") as client:
-            yield client
-    finally:
-        stop.set()
-        await lifespan
+def running(app: Litestar) -> AbstractAsyncContextManager[httpx.AsyncClient]:
+    return asgi.running(app, "http://auth.test")
 
 
 def signed(

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ from litestar import Litestar
 
 from services.canvas.settings import CanvasSettings, settings
 from shared import internal_auth
+from tests import asgi
 
 
 def canvas_settings(**changes: Any) -> CanvasSettings:
@@ -30,33 +31,8 @@ def canvas_settings(**changes: Any) -> CanvasSettings:
     return msgspec.structs.replace(settings, **{"run_background": False, **changes})
 
 
-@asynccontextmanager
-async def running(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
-    """Run the app's lifespan and give a client that calls it in-process.
-
-    The lifespan runs in a task of its own: it holds an anyio task group, which must be left by the
-    task that entered it (pytest-asyncio runs fixture setup and teardown in different tasks).
-    """
-    started, stop = asyncio.Event(), asyncio.Event()
-
-    async def hold() -> None:
-        async with app.lifespan():
-            started.set()
-            await stop.wait()
-
-    lifespan = asyncio.create_task(hold())
-    waiter = asyncio.create_task(started.wait())
-    await asyncio.wait([lifespan, waiter], return_when=asyncio.FIRST_COMPLETED)
-    waiter.cancel()
-    if lifespan.done():
-        lifespan.result()  # startup failed: raise its error
-    try:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://canvas.test") as client:
-            yield client
-    finally:
-        stop.set()
-        await lifespan
+def running(app: Litestar) -> AbstractAsyncContextManager[httpx.AsyncClient]:
+    return asgi.running(app, "http://canvas.test")
 
 
 async def eventually(
