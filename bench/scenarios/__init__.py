@@ -15,8 +15,8 @@ from bench.scenarios import (
 from bench.scenarios.base import Scenario
 
 ALL: list[Scenario] = [
-    m.SCENARIO
-    for m in (
+    module.SCENARIO
+    for module in (
         s1_nginx,
         s2_overhead,
         s3_orm,
