@@ -14,6 +14,7 @@ from services.canvas.auth_client import AuthClient
 from services.canvas.background import Background
 from services.canvas.controllers import CanvasController, MyCanvasController
 from services.canvas.db import DB
+from services.canvas.read_cache import ReadCache
 from services.canvas.settings import CanvasSettings, settings
 from services.canvas.views import ViewCounter
 from shared.app import create_service_app
@@ -40,8 +41,9 @@ async def lifespan(config: CanvasSettings, app: Litestar) -> AsyncIterator[None]
         http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=config.auth_timeout))
         app.state.redis = redis
         app.state.views = ViewCounter(redis, batch_retention=config.view_batch_retention)
+        app.state.cache = ReadCache.configured(redis, config)
         app.state.auth = AuthClient(http, config.auth_url, config.secret)
-        background = Background(config, redis, app.state.views, app.state.auth)
+        background = Background(config, redis, app.state.views, app.state.cache, app.state.auth)
         if config.run_background:
             background.start()
         try:

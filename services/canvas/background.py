@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 
 from services.canvas import cascade, reconcile
 from services.canvas.auth_client import AuthClient, AuthUnavailable
+from services.canvas.read_cache import ReadCache
 from services.canvas.settings import CanvasSettings
 from services.canvas.views import ViewCounter
 from shared.events import DEAD_LETTER_STREAM, USER_EVENTS_STREAM
@@ -19,13 +20,13 @@ log = structlog.get_logger()
 STOP_TIMEOUT = 10.0
 
 
-def user_events_consumer(config: CanvasSettings, redis: Redis) -> StreamConsumer:
+def user_events_consumer(config: CanvasSettings, redis: Redis, cache: ReadCache) -> StreamConsumer:
     return StreamConsumer(
         redis=redis,
         stream=USER_EVENTS_STREAM,
         group=cascade.CONSUMER_GROUP,
         name=config.consumer_name,
-        handler=cascade.event_handler(config.delete_batch),
+        handler=cascade.event_handler(cache, config.delete_batch),
         dead_letter_stream=DEAD_LETTER_STREAM,
         max_deliveries=config.max_deliveries,
         claim_idle_ms=config.claim_idle_ms,
@@ -34,11 +35,14 @@ def user_events_consumer(config: CanvasSettings, redis: Redis) -> StreamConsumer
 
 
 class Background:
-    def __init__(self, config: CanvasSettings, redis: Redis, views: ViewCounter, auth: AuthClient) -> None:
+    def __init__(
+        self, config: CanvasSettings, redis: Redis, views: ViewCounter, cache: ReadCache, auth: AuthClient
+    ) -> None:
         self.config = config
         self.views = views
+        self.cache = cache
         self.auth = auth
-        self.consumer = user_events_consumer(config, redis)
+        self.consumer = user_events_consumer(config, redis, cache)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -79,7 +83,10 @@ class Background:
                 return
             try:
                 await reconcile.sweep(
-                    self.auth, batch=self.config.reconcile_batch, delete_batch=self.config.delete_batch
+                    self.auth,
+                    self.cache,
+                    batch=self.config.reconcile_batch,
+                    delete_batch=self.config.delete_batch,
                 )
             except AuthUnavailable as exc:
                 log.warning("reconcile_sweep_skipped", error=str(exc))

@@ -14,6 +14,7 @@ import msgspec
 import structlog
 
 from services.canvas.db import DB
+from services.canvas.read_cache import ReadCache
 from services.canvas.tables import Canvas, DeletedUser, ProcessedEvent
 from shared.events import decode_event
 from shared.streams import Fields, Handler, PoisonMessage
@@ -31,7 +32,9 @@ class Deletion:
     already_done: bool = False
 
 
-async def delete_user(user_id: uuid.UUID, *, batch_size: int, event_id: str | None = None) -> Deletion:
+async def delete_user(
+    user_id: uuid.UUID, *, cache: ReadCache, batch_size: int, event_id: str | None = None
+) -> Deletion:
     """Mark the user deleted, then delete their canvases `batch_size` per transaction.
 
     The mark comes first and commits on its own: from then on creates for the user are refused (see
@@ -65,13 +68,14 @@ async def delete_user(user_id: uuid.UUID, *, batch_size: int, event_id: str | No
                     .on_conflict(action="DO NOTHING")
                     .run()
                 )
+        await cache.forget(row["id"] for row in deleted)
         canvases += len(deleted)
         batches += 1 if deleted else 0
         if len(deleted) < batch_size:
             return Deletion(canvases=canvases, batches=batches)
 
 
-def event_handler(batch_size: int) -> Handler:
+def event_handler(cache: ReadCache, batch_size: int) -> Handler:
     """The stream handler: a malformed entry is poison (dead-lettered at once), not an error to retry."""
 
     async def handle(entry_id: str, fields: Fields) -> None:
@@ -80,7 +84,7 @@ def event_handler(batch_size: int) -> Handler:
             user_id = uuid.UUID(event.user_id)
         except (KeyError, ValueError, msgspec.DecodeError) as exc:
             raise PoisonMessage(f"malformed user event: {exc!r}") from exc
-        done = await delete_user(user_id, batch_size=batch_size, event_id=event.event_id)
+        done = await delete_user(user_id, cache=cache, batch_size=batch_size, event_id=event.event_id)
         log.info(
             "user_canvases_deleted",
             entry_id=entry_id,

@@ -15,6 +15,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from services.canvas import canvases
 from services.canvas.body import StrictBody
 from services.canvas.canvases import Listing
+from services.canvas.read_cache import ReadCache
 from services.canvas.schemas import TYPE_PATTERN, Canvas, CanvasCreate, CanvasPage, CanvasUpdate
 from services.canvas.settings import settings
 from services.canvas.views import ViewCounter
@@ -32,6 +33,7 @@ TagFilter = Annotated[str | None, QueryParameter(min_length=1, max_length=settin
 UserFilter = Annotated[str | None, QueryParameter(name="userId", description="the owner's user id (a UUID)")]
 CanvasId = FromPath[uuid.UUID]
 Views = NamedDependency[ViewCounter]
+Cache = NamedDependency[ReadCache]
 
 
 def caller(connection: ASGIConnection) -> uuid.UUID | None:
@@ -68,10 +70,17 @@ def provide_views(state: State) -> ViewCounter:
     return state.views  # type: ignore[no-any-return]
 
 
+def provide_cache(state: State) -> ReadCache:
+    return state.cache  # type: ignore[no-any-return]
+
+
 class CanvasController(Controller):
     path = "/api/canvases"
     tags = ["canvases"]
-    dependencies = {"views": Provide(provide_views, sync_to_thread=False)}
+    dependencies = {
+        "views": Provide(provide_views, sync_to_thread=False),
+        "cache": Provide(provide_cache, sync_to_thread=False),
+    }
 
     @post("/", dto=StrictBody[CanvasCreate], return_dto=None, guards=[requires_user])
     async def create_canvas(self, request: Request, data: JSONBody[CanvasCreate]) -> Canvas:
@@ -94,9 +103,9 @@ class CanvasController(Controller):
         return await canvases.list_canvases(views, listing, limit=limit, cursor=cursor)
 
     @get("/{canvas_id:uuid}")
-    async def read_canvas(self, request: Request, views: Views, canvas_id: CanvasId) -> Canvas:
+    async def read_canvas(self, request: Request, views: Views, cache: Cache, canvas_id: CanvasId) -> Canvas:
         """The canvas; counts one view, included in the returned `views`."""
-        return await canvases.read(views, canvas_id, caller(request))
+        return await canvases.read(views, cache, canvas_id, caller(request))
 
     @head("/{canvas_id:uuid}")
     async def head_canvas(self, request: Request, canvas_id: CanvasId) -> None:
@@ -105,15 +114,20 @@ class CanvasController(Controller):
 
     @patch("/{canvas_id:uuid}", dto=StrictBody[CanvasUpdate], return_dto=None, guards=[requires_user])
     async def update_canvas(
-        self, request: Request, views: Views, canvas_id: CanvasId, data: JSONBody[CanvasUpdate]
+        self,
+        request: Request,
+        views: Views,
+        cache: Cache,
+        canvas_id: CanvasId,
+        data: JSONBody[CanvasUpdate],
     ) -> Canvas:
         """Change the caller's canvas; omitted fields are left unchanged."""
-        return await canvases.update(views, canvas_id, user_of(request), data)
+        return await canvases.update(views, cache, canvas_id, user_of(request), data)
 
     @delete("/{canvas_id:uuid}", guards=[requires_user])
-    async def delete_canvas(self, request: Request, canvas_id: CanvasId) -> None:
+    async def delete_canvas(self, request: Request, cache: Cache, canvas_id: CanvasId) -> None:
         """Delete the caller's canvas."""
-        await canvases.delete(canvas_id, user_of(request))
+        await canvases.delete(cache, canvas_id, user_of(request))
 
 
 class MyCanvasController(Controller):

@@ -17,10 +17,12 @@ from dataclasses import dataclass
 
 import aiohttp
 import structlog
+from redis.asyncio import Redis
 
 from services.canvas.auth_client import AuthClient
 from services.canvas.cascade import delete_user
 from services.canvas.db import DB
+from services.canvas.read_cache import ReadCache
 from services.canvas.settings import CanvasSettings, settings
 from services.canvas.tables import Canvas
 from shared.db import engine_lifespan
@@ -43,7 +45,7 @@ async def _owners_after(after: uuid.UUID | None, limit: int) -> list[uuid.UUID]:
     return [uuid.UUID(str(row["user_id"])) for row in await query.run()]
 
 
-async def sweep(auth: AuthClient, *, batch: int, delete_batch: int) -> Sweep:
+async def sweep(auth: AuthClient, cache: ReadCache, *, batch: int, delete_batch: int) -> Sweep:
     """One full pass over every canvas owner. Raises AuthUnavailable if the auth service fails."""
     result = Sweep()
     after: uuid.UUID | None = None
@@ -51,7 +53,7 @@ async def sweep(auth: AuthClient, *, batch: int, delete_batch: int) -> Sweep:
         existing = await auth.existing_users(owners)
         for owner in owners:
             if owner not in existing:
-                deleted = await delete_user(owner, batch_size=delete_batch)
+                deleted = await delete_user(owner, cache=cache, batch_size=delete_batch)
                 result.owners_removed += 1
                 result.canvases_deleted += deleted.canvases
         result.owners_checked += len(owners)
@@ -66,7 +68,12 @@ async def run_once(config: CanvasSettings = settings) -> Sweep:
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=config.auth_timeout)) as http,
     ):
         auth = AuthClient(http, config.auth_url, config.secret)
-        return await sweep(auth, batch=config.reconcile_batch, delete_batch=config.delete_batch)
+        redis = Redis.from_url(config.redis_url)
+        try:
+            cache = ReadCache.configured(redis, config)
+            return await sweep(auth, cache, batch=config.reconcile_batch, delete_batch=config.delete_batch)
+        finally:
+            await redis.aclose()
 
 
 def main() -> None:

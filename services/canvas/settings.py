@@ -36,6 +36,10 @@ class CanvasSettings(CommonSettings, kw_only=True):
     run_background: bool = True
     flush_interval: float = 1.0  # seconds between view-buffer flushes
     view_batch_retention: float = 86_400.0  # seconds an applied batch id is remembered
+
+    # The read cache (read_cache.py): canvases served from Redis; 0 seconds turns it off.
+    read_cache_ttl: int = 60  # seconds a cached canvas lives (bounds a missed invalidation)
+    read_cache_max_bytes: int = 65_536  # larger canvases (as JSON) are always read from the database
     reconcile_interval: float = 3_600.0  # seconds between reconciliation sweeps
     reconcile_batch: int = 1000  # owner ids per call to the auth service (its limit: 1000)
     delete_batch: int = 1000  # canvases deleted per transaction in the cascade
@@ -52,6 +56,8 @@ class CanvasSettings(CommonSettings, kw_only=True):
             raise SettingsError("CANVAS_PAGE_DEFAULT must be between 1 and CANVAS_PAGE_MAX")
         if not 1 <= self.reconcile_batch <= 1000:
             raise SettingsError("CANVAS_RECONCILE_BATCH must be 1..1000 (the auth service's limit)")
+        if self.read_cache_ttl < 0 or self.read_cache_max_bytes < 0:
+            raise SettingsError("CANVAS_READ_CACHE_TTL and CANVAS_READ_CACHE_MAX_BYTES must be >= 0")
         if self.max_deliveries < 1 or self.delete_batch < 1 or self.flush_interval <= 0:
             raise SettingsError(
                 "CANVAS_MAX_DELIVERIES, CANVAS_DELETE_BATCH and CANVAS_FLUSH_INTERVAL must be > 0"

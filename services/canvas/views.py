@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -44,8 +45,10 @@ log = structlog.get_logger()
 OPEN_KEY = "canvas-views:open"
 PENDING_KEY = "canvas-views:pending"
 BATCH_PREFIX = "canvas-views:batch:"
+DOC_PREFIX = "canvas-doc:"  # the read cache's hash per canvas (read_cache.py), with its running total
 
-# KEYS: open, pending. ARGV: new batch id ('' = count nothing), batch prefix, canvas ids...
+# KEYS: open, pending, the canvas's read-cache doc when counting. ARGV: new batch id ('' = count
+# nothing), batch prefix, canvas ids... A cached canvas's running total counts every read, this one too.
 _READ = """
 local open = redis.call('GET', KEYS[1])
 if ARGV[1] ~= '' then
@@ -54,6 +57,9 @@ if ARGV[1] ~= '' then
     redis.call('SET', KEYS[1], open)
   end
   redis.call('HINCRBY', ARGV[2] .. open, ARGV[3], 1)
+  if redis.call('EXISTS', KEYS[3]) == 1 then
+    redis.call('HINCRBY', KEYS[3], 'views', 1)
+  end
 end
 local batches = redis.call('SMEMBERS', KEYS[2])
 if open then table.insert(batches, open) end
@@ -89,24 +95,23 @@ class ViewCounter:
         self._read = redis.register_script(_READ)
         self._close = redis.register_script(_CLOSE)
 
-    async def count_view(self, canvas_id: uuid.UUID) -> int | None:
-        """Count one read of the canvas; returns its views, this read included (None if it is gone)."""
+    async def count_view(self, canvas_id: uuid.UUID) -> Snapshot:
+        """Count one read of the canvas; the snapshot's `totals` include this read (empty if it is gone)."""
         buffered = await self._buffered([canvas_id], count=True)
-        return (await _settled([canvas_id], buffered)).get(str(canvas_id))
+        return await snapshot([canvas_id], buffered)
 
     async def current(self, canvas_ids: Sequence[uuid.UUID]) -> dict[str, int]:
         """The views of these canvases (by id string), counting nothing."""
         if not canvas_ids:
             return {}
-        return await _settled(canvas_ids, await self._buffered(canvas_ids, count=False))
+        return (await snapshot(canvas_ids, await self._buffered(canvas_ids, count=False))).totals
 
     async def _buffered(self, canvas_ids: Sequence[uuid.UUID], *, count: bool) -> dict[str, list[int]]:
         """Batch id -> buffered counts, aligned with `canvas_ids`."""
         new_batch = uuid.uuid4().hex if count else ""
         try:
-            reply = await self._read(
-                keys=[OPEN_KEY, PENDING_KEY], args=[new_batch, BATCH_PREFIX, *map(str, canvas_ids)]
-            )
+            keys = [OPEN_KEY, PENDING_KEY, DOC_PREFIX + str(canvas_ids[0]) if count else ""]
+            reply = await self._read(keys=keys, args=[new_batch, BATCH_PREFIX, *map(str, canvas_ids)])
         except (RedisConnectionError, RedisTimeoutError) as exc:
             raise Unavailable("the view counter (Redis) is unavailable") from exc
         return {reply[i].decode(): [int(n or 0) for n in reply[i + 1]] for i in range(0, len(reply), 2)}
@@ -160,21 +165,31 @@ async def apply_batch(batch_id: str, counts: dict[str, int]) -> int:
     return sum(counts.values())
 
 
-async def _settled(canvas_ids: Sequence[uuid.UUID], buffered: dict[str, list[int]]) -> dict[str, int]:
+@dataclass(frozen=True)
+class Snapshot:
+    """What one statement saw: the stored counts, which buffered batches they include, and the totals."""
+
+    stored: dict[str, int]  # canvas id -> `canvas.views` (only canvases that exist)
+    applied: dict[str, bool]  # each buffered batch asked about -> already added to `stored`
+    totals: dict[str, int]  # stored + the buffered counts of the batches not applied
+
+
+async def snapshot(canvas_ids: Sequence[uuid.UUID], buffered: dict[str, list[int]]) -> Snapshot:
     batches = list(buffered) or [""]
     sql = _SETTLED_SQL.format(
         ids=", ".join("{}" for _ in canvas_ids), batches=", ".join("{}" for _ in batches)
     )
-    views: dict[str, int] = {}
+    stored: dict[str, int] = {}
     applied = set()
     for row in await Canvas.raw(sql, *canvas_ids, *batches).run():
         if row["kind"] == "c":
-            views[row["k"]] = int(row["n"])
+            stored[row["k"]] = int(row["n"])
         else:
             applied.add(row["k"])
+    totals = dict(stored)
     for batch_id, counts in buffered.items():
         if batch_id not in applied:
             for canvas_id, n in zip(canvas_ids, counts, strict=True):
-                if str(canvas_id) in views:
-                    views[str(canvas_id)] += n
-    return views
+                if str(canvas_id) in totals:
+                    totals[str(canvas_id)] += n
+    return Snapshot(stored, {batch_id: batch_id in applied for batch_id in buffered}, totals)

@@ -15,7 +15,9 @@ import pytest
 if TYPE_CHECKING:
     from httpx import AsyncClient
     from litestar import Litestar
+    from redis.asyncio import Redis
 
+    from services.canvas.read_cache import ReadCache
     from services.canvas.views import ViewCounter
     from tests.canvas.support import Caller
 
@@ -40,6 +42,15 @@ async def client(app: Litestar) -> AsyncIterator[AsyncClient]:
 def views(app: Litestar, client: AsyncClient) -> ViewCounter:
     """The running app's view counter."""
     return app.state.views  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def cache(redis: Redis) -> ReadCache:
+    """A read cache on the test Redis, configured as the service's."""
+    from services.canvas.read_cache import ReadCache
+    from tests.canvas.support import canvas_settings
+
+    return ReadCache.configured(redis, canvas_settings())
 
 
 @pytest.fixture

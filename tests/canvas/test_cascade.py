@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from services.canvas import cascade
 from services.canvas.app import create_app
 from services.canvas.background import user_events_consumer
+from services.canvas.read_cache import ReadCache
 from services.canvas.tables import Canvas, CanvasTag, DeletedUser, ProcessedEvent
 from shared.events import USER_EVENTS_STREAM, UserDeleted, publish
 from shared.streams import StreamConsumer, dead_letters
@@ -33,14 +34,14 @@ async def stream(redis: Redis) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def events(redis: Redis, stream: str) -> StreamConsumer:
+async def events(redis: Redis, stream: str, cache: ReadCache) -> StreamConsumer:
     """The canvas service's consumer, on a stream of this test's own."""
     consumer = StreamConsumer(
         redis=redis,
         stream=stream,
         group=cascade.CONSUMER_GROUP,
         name="test-consumer",
-        handler=cascade.event_handler(batch_size=3),
+        handler=cascade.event_handler(cache, batch_size=3),
         dead_letter_stream=f"{stream}:dead",
         block_ms=10,
         claim_idle_ms=100,
@@ -78,7 +79,7 @@ async def test_a_user_deleted_event_deletes_their_canvases_and_refuses_new_ones(
 
 
 async def test_a_redelivered_event_changes_nothing(
-    alice: Caller, events: StreamConsumer, stream: str, redis: Redis
+    alice: Caller, events: StreamConsumer, stream: str, redis: Redis, cache: ReadCache
 ) -> None:
     await alice.create()
     event = user_deleted(alice.uid)
@@ -89,7 +90,9 @@ async def test_a_redelivered_event_changes_nothing(
     await publish(redis, event, stream)  # the same event again
     assert await events.poll() == 1
     assert await owned(alice.uid) == 1  # the event id was recorded: it is not applied twice
-    done = await cascade.delete_user(uuid.UUID(alice.uid), batch_size=10, event_id=event.event_id)
+    done = await cascade.delete_user(
+        uuid.UUID(alice.uid), cache=cache, batch_size=10, event_id=event.event_id
+    )
     assert done.already_done
     assert await dead_letters(redis, f"{stream}:dead") == []
 
@@ -140,11 +143,11 @@ async def test_an_event_pending_on_a_dead_consumer_is_reclaimed(
 
 
 @pytest.mark.slow
-async def test_ten_thousand_canvases_are_deleted_in_batches() -> None:
+async def test_ten_thousand_canvases_are_deleted_in_batches(cache: ReadCache) -> None:
     owner = uuid.uuid4()
     await insert_canvases(owner, 10_000, tags=["t"])
     assert await owned(str(owner)) == 10_000
-    done = await cascade.delete_user(owner, batch_size=1000, event_id=str(uuid.uuid4()))
+    done = await cascade.delete_user(owner, cache=cache, batch_size=1000, event_id=str(uuid.uuid4()))
     assert (done.canvases, done.batches) == (10_000, 10)
     assert await owned(str(owner)) == 0
 
@@ -167,7 +170,7 @@ async def test_the_service_consumes_the_user_events_stream(redis: Redis) -> None
 
 
 async def test_the_consumer_is_wired_to_the_contract_names() -> None:
-    consumer = user_events_consumer(canvas_settings(), Redis())
+    consumer = user_events_consumer(canvas_settings(), Redis(), ReadCache(Redis(), ttl=60, max_bytes=1))
     assert (consumer.stream, consumer.group, consumer.dead_letter_stream) == (
         "user-events",
         "canvas",

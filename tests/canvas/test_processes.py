@@ -21,6 +21,7 @@ from devtools.redis_server import free_port
 from services.canvas import reconcile
 from services.canvas import views as views_module
 from services.canvas.auth_client import AuthClient
+from services.canvas.read_cache import ReadCache
 from services.canvas.settings import settings
 from services.canvas.tables import Canvas, DeletedUser
 from shared import internal_auth, streams
@@ -92,7 +93,7 @@ async def owned(user_id: str) -> int:
     return await Canvas.count().where(Canvas.user_id == uuid.UUID(user_id)).run()
 
 
-async def test_the_sweep_asks_the_real_auth_service(data_dir: Path) -> None:
+async def test_the_sweep_asks_the_real_auth_service(data_dir: Path, cache: ReadCache) -> None:
     auth = service_process(data_dir, "auth", "services.auth.app:app").start()
     try:
         async with aiohttp.ClientSession() as http:
@@ -105,7 +106,7 @@ async def test_the_sweep_asks_the_real_auth_service(data_dir: Path) -> None:
             await insert_canvases(uuid.UUID(ghost), 2)
             client = AuthClient(http, url_of(auth), settings.secret)
 
-            first = await reconcile.sweep(client, batch=1000, delete_batch=100)
+            first = await reconcile.sweep(client, cache, batch=1000, delete_batch=100)
             assert first.owners_removed >= 1
             assert (await owned(user_id), await owned(ghost)) == (2, 0)
 
@@ -117,7 +118,7 @@ async def test_the_sweep_asks_the_real_auth_service(data_dir: Path) -> None:
                 headers={internal_auth.HEADER: credential},
             ) as resp:
                 assert resp.status == 204, await resp.text()
-            await reconcile.sweep(client, batch=1000, delete_batch=100)
+            await reconcile.sweep(client, cache, batch=1000, delete_batch=100)
             assert await owned(user_id) == 0
             assert await DeletedUser.exists().where(DeletedUser.user_id == uuid.UUID(user_id)).run()
     finally:

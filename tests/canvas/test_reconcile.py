@@ -21,6 +21,7 @@ from devtools.processes import ROOT
 from devtools.redis_server import free_port
 from services.canvas import reconcile
 from services.canvas.auth_client import AuthClient, AuthUnavailable
+from services.canvas.read_cache import ReadCache
 from services.canvas.settings import settings
 from services.canvas.tables import Canvas, DeletedUser
 from shared import internal_auth
@@ -75,14 +76,14 @@ async def make_ghosts(alice: Caller, count: int) -> list[Caller]:
 
 
 async def test_the_sweep_deletes_the_canvases_of_owners_auth_no_longer_knows(
-    alice: Caller, auth: tuple[AuthStandIn, str]
+    alice: Caller, auth: tuple[AuthStandIn, str], cache: ReadCache
 ) -> None:
     stand_in, url = auth
     await alice.create()
     ghosts = await make_ghosts(alice, 3)
     stand_in.gone = {str(g.uid) for g in ghosts}
     async with aiohttp.ClientSession() as http:
-        result = await reconcile.sweep(AuthClient(http, url, settings.secret), batch=3, delete_batch=1)
+        result = await reconcile.sweep(AuthClient(http, url, settings.secret), cache, batch=3, delete_batch=1)
     assert result.owners_removed >= 3
     assert result.canvases_deleted >= 6
     for ghost in ghosts:
@@ -98,7 +99,7 @@ async def test_the_sweep_deletes_the_canvases_of_owners_auth_no_longer_knows(
 
 
 async def test_the_sweep_deletes_nothing_when_auth_cannot_answer(
-    alice: Caller, auth: tuple[AuthStandIn, str]
+    alice: Caller, auth: tuple[AuthStandIn, str], cache: ReadCache
 ) -> None:
     stand_in, url = auth
     [ghost] = await make_ghosts(alice, 1)
@@ -106,18 +107,21 @@ async def test_the_sweep_deletes_nothing_when_auth_cannot_answer(
     stand_in.status = 503
     async with aiohttp.ClientSession() as http:
         with pytest.raises(AuthUnavailable):
-            await reconcile.sweep(AuthClient(http, url, settings.secret), batch=1000, delete_batch=100)
+            await reconcile.sweep(AuthClient(http, url, settings.secret), cache, batch=1000, delete_batch=100)
         with pytest.raises(AuthUnavailable):  # a wrong secret is refused by the auth side
-            await reconcile.sweep(AuthClient(http, url, b"x" * 32), batch=1000, delete_batch=100)
+            await reconcile.sweep(AuthClient(http, url, b"x" * 32), cache, batch=1000, delete_batch=100)
         with pytest.raises(AuthUnavailable):  # nobody listening
             await reconcile.sweep(
-                AuthClient(http, f"http://127.0.0.1:{free_port()}", settings.secret), batch=10, delete_batch=1
+                AuthClient(http, f"http://127.0.0.1:{free_port()}", settings.secret),
+                cache,
+                batch=10,
+                delete_batch=1,
             )
     assert await owned(str(ghost.uid)) == 2
 
 
 async def test_reconcile_runs_on_demand_from_the_command_line(
-    alice: Caller, auth: tuple[AuthStandIn, str]
+    alice: Caller, auth: tuple[AuthStandIn, str], cache: ReadCache
 ) -> None:
     stand_in, url = auth
     [ghost] = await make_ghosts(alice, 1)
