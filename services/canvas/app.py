@@ -41,7 +41,7 @@ async def lifespan(config: CanvasSettings, app: Litestar) -> AsyncIterator[None]
         http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=config.auth_timeout))
         app.state.redis = redis
         app.state.views = ViewCounter(redis, batch_retention=config.view_batch_retention)
-        app.state.cache = ReadCache.configured(redis, config)
+        app.state.cache = ReadCache.configured(app.state.views, config)
         app.state.auth = AuthClient(http, config.auth_url, config.secret)
         background = Background(config, redis, app.state.views, app.state.cache, app.state.auth)
         if config.run_background:

@@ -114,9 +114,7 @@ async def _insert_tags(canvas_id: uuid.UUID, tags: list[str]) -> None:
         await CanvasTag.insert(*(CanvasTag(canvas=canvas_id, tag=tag) for tag in tags)).run()
 
 
-async def read(
-    views: ViewCounter, cache: ReadCache, canvas_id: uuid.UUID, uid: uuid.UUID | None
-) -> schemas.Canvas:
+async def read(cache: ReadCache, canvas_id: uuid.UUID, uid: uuid.UUID | None) -> schemas.Canvas:
     """GET: the canvas with one more view counted; from the read cache when it holds the canvas."""
     found = await cache.lookup(canvas_id, uid) if cache.enabled else None
     if isinstance(found, schemas.Canvas):
@@ -124,7 +122,7 @@ async def read(
     if found is HIDDEN:
         raise NotFound("canvas not found")
     row = await _visible(canvas_id, uid)
-    seen = await views.count_view(canvas_id)
+    seen = await cache.views.count_view(canvas_id)
     if str(canvas_id) not in seen.totals:  # deleted since we read it
         raise NotFound("canvas not found")
     canvas = _canvas(row, seen.totals[str(canvas_id)])
@@ -139,7 +137,7 @@ async def check_visible(canvas_id: uuid.UUID, uid: uuid.UUID | None) -> None:
 
 
 async def update(
-    views: ViewCounter, cache: ReadCache, canvas_id: uuid.UUID, uid: uuid.UUID, data: schemas.CanvasUpdate
+    cache: ReadCache, canvas_id: uuid.UUID, uid: uuid.UUID, data: schemas.CanvasUpdate
 ) -> schemas.Canvas:
     changes: dict[str, Any] = {
         name: value for name in data.__struct_fields__ if (value := getattr(data, name)) is not UNSET
@@ -159,7 +157,7 @@ async def update(
             await _insert_tags(canvas_id, row["tags"])
     await cache.forget([canvas_id])
     try:
-        current = (await views.current([canvas_id])).get(str(canvas_id), row["views"])
+        current = (await cache.views.current([canvas_id])).get(str(canvas_id), row["views"])
     except Unavailable:  # the change is committed: answer it, with the views flushed so far
         current = row["views"]
     return _canvas(row, current)

@@ -103,9 +103,9 @@ class CanvasController(Controller):
         return await canvases.list_canvases(views, listing, limit=limit, cursor=cursor)
 
     @get("/{canvas_id:uuid}")
-    async def read_canvas(self, request: Request, views: Views, cache: Cache, canvas_id: CanvasId) -> Canvas:
+    async def read_canvas(self, request: Request, cache: Cache, canvas_id: CanvasId) -> Canvas:
         """The canvas; counts one view, included in the returned `views`."""
-        return await canvases.read(views, cache, canvas_id, caller(request))
+        return await canvases.read(cache, canvas_id, caller(request))
 
     @head("/{canvas_id:uuid}")
     async def head_canvas(self, request: Request, canvas_id: CanvasId) -> None:
@@ -116,13 +116,12 @@ class CanvasController(Controller):
     async def update_canvas(
         self,
         request: Request,
-        views: Views,
         cache: Cache,
         canvas_id: CanvasId,
         data: JSONBody[CanvasUpdate],
     ) -> Canvas:
         """Change the caller's canvas; omitted fields are left unchanged."""
-        return await canvases.update(views, cache, canvas_id, user_of(request), data)
+        return await canvases.update(cache, canvas_id, user_of(request), data)
 
     @delete("/{canvas_id:uuid}", guards=[requires_user])
     async def delete_canvas(self, request: Request, cache: Cache, canvas_id: CanvasId) -> None:

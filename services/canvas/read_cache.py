@@ -27,13 +27,12 @@ from dataclasses import dataclass
 
 import msgspec
 import structlog
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.canvas import schemas
 from services.canvas.settings import CanvasSettings
-from services.canvas.views import BATCH_PREFIX, DOC_PREFIX, OPEN_KEY, PENDING_KEY, Snapshot
+from services.canvas.views import BATCH_PREFIX, DOC_PREFIX, OPEN_KEY, PENDING_KEY, Snapshot, ViewCounter
 from shared.errors import Unavailable
 
 GEN_PREFIX = "canvas-doc-gen:"
@@ -102,16 +101,19 @@ HIDDEN = object()  # the doc is cached, and the caller may not see it
 
 
 class ReadCache:
-    def __init__(self, redis: Redis, *, ttl: int, max_bytes: int) -> None:
-        self.redis = redis
+    """The read path over the view counter: a cached read counts through the same batches."""
+
+    def __init__(self, views: ViewCounter, *, ttl: int, max_bytes: int) -> None:
+        self.views = views
+        self.redis = redis = views.redis
         self.ttl = ttl
         self.max_bytes = max_bytes
         self._hit = redis.register_script(_HIT)
         self._fill = redis.register_script(_FILL)
 
     @classmethod
-    def configured(cls, redis: Redis, config: CanvasSettings) -> ReadCache:
-        return cls(redis, ttl=config.read_cache_ttl, max_bytes=config.read_cache_max_bytes)
+    def configured(cls, views: ViewCounter, config: CanvasSettings) -> ReadCache:
+        return cls(views, ttl=config.read_cache_ttl, max_bytes=config.read_cache_max_bytes)
 
     @property
     def enabled(self) -> bool:

@@ -25,6 +25,7 @@ from services.canvas.db import DB
 from services.canvas.read_cache import ReadCache
 from services.canvas.settings import CanvasSettings, settings
 from services.canvas.tables import Canvas
+from services.canvas.views import ViewCounter
 from shared.db import engine_lifespan
 from shared.logging import configure_logging
 
@@ -70,7 +71,7 @@ async def run_once(config: CanvasSettings = settings) -> Sweep:
         auth = AuthClient(http, config.auth_url, config.secret)
         redis = Redis.from_url(config.redis_url)
         try:
-            cache = ReadCache.configured(redis, config)
+            cache = ReadCache.configured(ViewCounter(redis), config)
             return await sweep(auth, cache, batch=config.reconcile_batch, delete_batch=config.delete_batch)
         finally:
             await redis.aclose()

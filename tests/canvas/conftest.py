@@ -48,9 +48,10 @@ def views(app: Litestar, client: AsyncClient) -> ViewCounter:
 def cache(redis: Redis) -> ReadCache:
     """A read cache on the test Redis, configured as the service's."""
     from services.canvas.read_cache import ReadCache
+    from services.canvas.views import ViewCounter
     from tests.canvas.support import canvas_settings
 
-    return ReadCache.configured(redis, canvas_settings())
+    return ReadCache.configured(ViewCounter(redis), canvas_settings())
 
 
 @pytest.fixture

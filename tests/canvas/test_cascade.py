@@ -16,6 +16,7 @@ from services.canvas.app import create_app
 from services.canvas.background import user_events_consumer
 from services.canvas.read_cache import ReadCache
 from services.canvas.tables import Canvas, CanvasTag, DeletedUser, ProcessedEvent
+from services.canvas.views import ViewCounter
 from shared.events import USER_EVENTS_STREAM, UserDeleted, publish
 from shared.streams import StreamConsumer, dead_letters
 from tests.canvas.support import Caller, canvas_settings, eventually, insert_canvases, running
@@ -170,7 +171,9 @@ async def test_the_service_consumes_the_user_events_stream(redis: Redis) -> None
 
 
 async def test_the_consumer_is_wired_to_the_contract_names() -> None:
-    consumer = user_events_consumer(canvas_settings(), Redis(), ReadCache(Redis(), ttl=60, max_bytes=1))
+    consumer = user_events_consumer(
+        canvas_settings(), Redis(), ReadCache(ViewCounter(Redis()), ttl=60, max_bytes=1)
+    )
     assert (consumer.stream, consumer.group, consumer.dead_letter_stream) == (
         "user-events",
         "canvas",
