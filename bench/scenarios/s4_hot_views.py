@@ -78,7 +78,8 @@ async def run(ctx: Context, out: Outcome) -> None:
     ctx.system.also_watched["refapp"] = reference.proc.pid
     try:
         ours_path = f"/api/canvases/{ctx.fixtures.public_canvas}"
-        ours, ref = await side_by_side(
+        ref_url = reference.health_url.removesuffix("/health") if reference.health_url else ""
+        ours, ref, ceiling = await side_by_side(
             ctx,
             [
                 Target(
@@ -88,18 +89,24 @@ async def run(ctx: Context, out: Outcome) -> None:
                 ),
                 Target(
                     f"per-request UPDATE ({ctx.db})",
-                    reference.health_url.removesuffix("/health") if reference.health_url else "",
+                    ref_url,
                     lambda: [wrk.Request(f"/api/canvases/{ref_canvas}")],
                 ),
+                Target("ceiling: the reference app's empty route", ref_url, lambda: [wrk.Request("/health")]),
             ],
             CONNECTIONS,
         )
     finally:
         ctx.system.also_watched.pop("refapp", None)
         await asyncio.to_thread(reference.stop, 20)
-    out.runs = [ours, ref]
+    out.runs = [ours, ref, ceiling]
     out.ours, out.reference = rps(ours), rps(ref)
     out.ratio, out.ratio_of = ours.rps / ref.rps, "ours / per-request UPDATE req/s"
+    out.notes.append(
+        f"Ceiling: Litestar's empty route on uvicorn (the reference app's `/health`: no database, no "
+        f"Redis, no middleware) answered {ceiling.rps:,.0f} req/s, {ceiling.rps / ref.rps:.2f}x the "
+        "per-request UPDATE, in the same run: no handler on this stack and machine can do more."
+    )
     exact = await _exact_count(ctx, out)
     if ctx.db == "postgres":
         out.judge(exact and out.ratio >= GOAL_RATIO)
@@ -124,9 +131,10 @@ internal credential), whose views are buffered in Redis and flushed in batches, 
 reference app `bench/refapp.py` serving the same GET with one `UPDATE canvas SET views = views + 1
 ... RETURNING` per request on the same database (asyncpg pool of the service's size, or one
 autocommit aiosqlite connection), reading a second public canvas. Ratio: ours req/s / reference
-req/s. Then the exact-count check: a fixed number of reads by the aiohttp generator (every request
-awaited, which wrk cannot do at its deadline), the count before and after in the answers, and the
-stored `views` once the flusher has run.
+req/s. For scale, the same reference app's empty `/health` route is measured alongside: the most any
+Litestar handler on uvicorn serves here. Then the exact-count check: a fixed number of reads by the
+aiohttp generator (every request awaited, which wrk cannot do at its deadline), the count before and
+after in the answers, and the stored `views` once the flusher has run.
 """,
     profiled=("canvas",),
 )
