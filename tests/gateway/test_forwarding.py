@@ -70,6 +70,23 @@ async def test_request_id_is_kept_when_valid_and_forwarded(http: Client, gateway
     assert echoed["credential"]["rid"] == "trace-1.A_b"
 
 
+async def test_upstream_calls_name_the_gateway_and_ask_for_no_encoding(http: Client, gateway: str) -> None:
+    reply = await http(
+        "GET",
+        f"{gateway}/api/canvases/abc",
+        headers={"User-Agent": "client/1.0", "Accept-Encoding": "gzip, br"},
+    )
+    assert reply.status == 200
+    seen = reply.json()["headers"]
+    assert seen["user-agent"] == "canvas-verse-gateway"
+    assert seen["accept-encoding"] == "identity"
+
+
+async def test_one_request_id_in_the_answer_whatever_the_upstream_sent(http: Client, gateway: str) -> None:
+    reply = await http("GET", f"{gateway}/api/canvases/abc", headers={"X-Request-Id": "trace-2"})
+    assert reply.headers.getall("X-Request-Id") == ["trace-2"]
+
+
 @pytest.mark.parametrize("sent", ["", "has space", "x" * 129, "semi;colon"])
 async def test_malformed_request_id_is_replaced(http: Client, gateway: str, sent: str) -> None:
     reply = await http("GET", f"{gateway}/api/canvases/abc", headers={"X-Request-Id": sent})
