@@ -42,6 +42,8 @@ class CanvasSettings(CommonSettings, kw_only=True):
     read_cache_max_bytes: int = 65_536  # larger canvases (as JSON) are always read from the database
     reconcile_interval: float = 3_600.0  # seconds between reconciliation sweeps
     reconcile_batch: int = 1000  # owner ids per call to the auth service (its limit: 1000)
+    # A sweep that finds more than this share of owners unknown to auth deletes nothing (reconcile.py).
+    reconcile_max_unknown_fraction: float = 0.5
     delete_batch: int = 1000  # canvases deleted per transaction in the cascade
 
     # The user-events consumer.
@@ -56,6 +58,8 @@ class CanvasSettings(CommonSettings, kw_only=True):
             raise SettingsError("CANVAS_PAGE_DEFAULT must be between 1 and CANVAS_PAGE_MAX")
         if not 1 <= self.reconcile_batch <= 1000:
             raise SettingsError("CANVAS_RECONCILE_BATCH must be 1..1000 (the auth service's limit)")
+        if not 0 <= self.reconcile_max_unknown_fraction <= 1:
+            raise SettingsError("CANVAS_RECONCILE_MAX_UNKNOWN_FRACTION must be 0..1 (1 turns the guard off)")
         if self.read_cache_ttl < 0 or self.read_cache_max_bytes < 0:
             raise SettingsError("CANVAS_READ_CACHE_TTL and CANVAS_READ_CACHE_MAX_BYTES must be >= 0")
         if self.max_deliveries < 1 or self.delete_batch < 1 or self.flush_interval <= 0:
