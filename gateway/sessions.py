@@ -24,6 +24,7 @@ import msgspec
 from litestar.plugins.problem_details import ProblemDetailsException
 from prometheus_client import Counter
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gateway.redis_guard import REDIS_ERRORS, RedisGuard
 from gateway.upstreams import Upstream
@@ -80,38 +81,65 @@ _encoder = msgspec.json.Encoder()
 
 
 class _GetBatcher:
-    """Coalesces the GETs issued while one MGET is being prepared into that MGET."""
+    """Coalesces lookups into MGETs on a Redis connection of its own, one MGET in flight at a time.
+
+    The lookups issued while an MGET is out leave together in the next one: under load one round
+    trip serves many requests. The bare connection skips the client's pool, retry and command
+    layers (~20 µs of CPU a call); it keeps their behaviour: a broken connection is reconnected and
+    the MGET sent again once, a timeout is not retried.
+    """
 
     def __init__(self, redis: Redis) -> None:
-        self.redis = redis
+        self.connection = redis.connection_pool.make_connection()
         self.pending: list[tuple[str, asyncio.Future[bytes | None]]] = []
-        self.flushing: asyncio.Future[None] | None = None
+        self.flushing: asyncio.Task[None] | None = None
 
     def get(self, key: str) -> asyncio.Future[bytes | None]:
         future: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-        if not self.pending:
-            # Runs on the next loop turn, once the lookups of this turn have joined; kept referenced.
-            self.flushing = asyncio.ensure_future(self._flush())
         self.pending.append((key, future))
+        if self.flushing is None:
+            # Starts on the next loop turn, once the lookups of this turn have joined; kept referenced.
+            self.flushing = asyncio.ensure_future(self._flush())
         return future
 
     async def _flush(self) -> None:
-        batch, self.pending = self.pending, []
         try:
-            if len(batch) == 1:
-                values = [await self.redis.get(batch[0][0])]
-            else:
-                values = await self.redis.mget([key for key, _ in batch])
-        except BaseException as exc:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for (_, future), value in zip(batch, values, strict=True):
-            if not future.done():
-                future.set_result(value.encode() if isinstance(value, str) else value)
+            while self.pending:
+                batch, self.pending = self.pending, []
+                try:
+                    values = await self._mget([key for key, _ in batch])
+                except BaseException as exc:
+                    _fail(batch, exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                    continue
+                for (_, future), value in zip(batch, values, strict=True):
+                    if not future.done():
+                        future.set_result(value)
+        finally:
+            self.flushing = None
+            _fail(self.pending, RedisConnectionError("session lookups stopped"))
+            self.pending = []
+
+    async def _mget(self, keys: list[str]) -> list[bytes | None]:
+        conn = self.connection
+        command = conn.pack_command("MGET", *keys)
+        try:
+            await conn.send_packed_command(command, check_health=False)
+            return await conn.read_response()  # type: ignore[no-any-return]
+        except RedisConnectionError:  # e.g. a connection that predates a Redis restart
+            await conn.disconnect()
+        await conn.send_packed_command(command, check_health=False)
+        return await conn.read_response()  # type: ignore[no-any-return]
+
+    async def close(self) -> None:
+        await self.connection.disconnect()
+
+
+def _fail(batch: list[tuple[str, asyncio.Future[bytes | None]]], exc: BaseException) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(exc)
 
 
 class SessionValidator:
@@ -123,6 +151,9 @@ class SessionValidator:
         self._inflight: dict[str, asyncio.Future[Session | None]] = {}
         self._replace = redis.register_script(_REPLACE_PLACEHOLDER)
         self._lookups = _GetBatcher(redis)
+
+    async def close(self) -> None:
+        await self._lookups.close()
 
     async def validate(self, session_id: str, request_id: str) -> Session | None:
         """The live session, or None when auth says it is unknown/expired; 503 when undecidable."""
