@@ -4,6 +4,12 @@ Events can be lost (Redis may lose a stream), so every canvas process also sweep
 (CANVAS_RECONCILE_INTERVAL) and `python -m services.canvas.reconcile` runs one sweep on demand.
 Owners are walked in id order, CANVAS_RECONCILE_BATCH at a time; an owner is removed only when the
 auth service answered and did not list them. If the auth service cannot answer, the sweep stops.
+
+A pass asks about every owner before it deletes anything. When more than
+CANVAS_RECONCILE_MAX_UNKNOWN_FRACTION of the owners it checked (default half) are unknown, and at
+least GUARD_MIN_OWNERS were checked, it deletes nothing and logs `reconcile_sweep_refused`: an auth
+service pointed at an empty or wrong database would otherwise have every canvas deleted. Lost events
+orphan a few owners, never most of them.
 """
 
 from __future__ import annotations
@@ -32,11 +38,18 @@ from shared.logging import configure_logging
 log = structlog.get_logger()
 
 
+# Below this many owners a share is too coarse to tell a broken auth service from a few deletions
+# (one orphan of two owners is half), and what a wrong verdict can delete is small.
+GUARD_MIN_OWNERS = 20
+
+
 @dataclass
 class Sweep:
     owners_checked: int = 0
+    owners_unknown: int = 0
     owners_removed: int = 0
     canvases_deleted: int = 0
+    refused: bool = False  # too many unknown owners: nothing was deleted
 
 
 async def _owners_after(after: uuid.UUID | None, limit: int) -> list[uuid.UUID]:
@@ -46,19 +59,43 @@ async def _owners_after(after: uuid.UUID | None, limit: int) -> list[uuid.UUID]:
     return [uuid.UUID(str(row["user_id"])) for row in await query.run()]
 
 
-async def sweep(auth: AuthClient, cache: ReadCache, *, batch: int, delete_batch: int) -> Sweep:
-    """One full pass over every canvas owner. Raises AuthUnavailable if the auth service fails."""
-    result = Sweep()
+async def _unknown_owners(auth: AuthClient, batch: int, result: Sweep) -> list[uuid.UUID]:
+    unknown: list[uuid.UUID] = []
     after: uuid.UUID | None = None
     while owners := await _owners_after(after, batch):
         existing = await auth.existing_users(owners)
-        for owner in owners:
-            if owner not in existing:
-                deleted = await delete_user(owner, cache=cache, batch_size=delete_batch)
-                result.owners_removed += 1
-                result.canvases_deleted += deleted.canvases
+        unknown += [owner for owner in owners if owner not in existing]
         result.owners_checked += len(owners)
         after = owners[-1]
+    result.owners_unknown = len(unknown)
+    return unknown
+
+
+async def sweep(
+    auth: AuthClient,
+    cache: ReadCache,
+    *,
+    batch: int,
+    delete_batch: int,
+    max_unknown_fraction: float = settings.reconcile_max_unknown_fraction,
+) -> Sweep:
+    """One full pass over every canvas owner. Raises AuthUnavailable if the auth service fails."""
+    result = Sweep()
+    unknown = await _unknown_owners(auth, batch, result)
+    checked = result.owners_checked
+    if checked >= GUARD_MIN_OWNERS and len(unknown) > max_unknown_fraction * checked:
+        result.refused = True
+        log.error(
+            "reconcile_sweep_refused",
+            owners_checked=checked,
+            owners_unknown=len(unknown),
+            max_unknown_fraction=max_unknown_fraction,
+        )
+        return result
+    for owner in unknown:
+        deleted = await delete_user(owner, cache=cache, batch_size=delete_batch)
+        result.owners_removed += 1
+        result.canvases_deleted += deleted.canvases
     log.info("reconcile_sweep_done", **dataclasses.asdict(result))
     return result
 
@@ -72,7 +109,13 @@ async def run_once(config: CanvasSettings = settings) -> Sweep:
         redis = Redis.from_url(config.redis_url)
         try:
             cache = ReadCache.configured(ViewCounter(redis), config)
-            return await sweep(auth, cache, batch=config.reconcile_batch, delete_batch=config.delete_batch)
+            return await sweep(
+                auth,
+                cache,
+                batch=config.reconcile_batch,
+                delete_batch=config.delete_batch,
+                max_unknown_fraction=config.reconcile_max_unknown_fraction,
+            )
         finally:
             await redis.aclose()
 
@@ -81,6 +124,8 @@ def main() -> None:
     configure_logging("canvas-reconcile", json=settings.json_logs, level=settings.log_level)
     result = asyncio.run(run_once())
     sys.stdout.write(json.dumps(dataclasses.asdict(result)) + "\n")
+    if result.refused:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 import uuid
@@ -34,6 +35,7 @@ class AuthStandIn:
         self.gone: set[str] = set()
         self.batches: list[list[str]] = []
         self.status = 200
+        self.knows_nobody = False  # like an auth service pointed at an empty database
 
     async def existing(self, request: web.Request) -> web.Response:
         try:
@@ -46,7 +48,8 @@ class AuthStandIn:
         self.batches.append(ids)
         if self.status != 200:
             return web.json_response({"status": self.status}, status=self.status)
-        return web.json_response({"existing": [i for i in ids if i not in self.gone]})
+        known = [] if self.knows_nobody else [i for i in ids if i not in self.gone]
+        return web.json_response({"existing": known})
 
 
 @pytest.fixture
@@ -118,6 +121,76 @@ async def test_the_sweep_deletes_nothing_when_auth_cannot_answer(
                 delete_batch=1,
             )
     assert await owned(str(ghost.uid)) == 2
+
+
+async def test_the_sweep_deletes_nothing_when_auth_knows_nobody(
+    alice: Caller, auth: tuple[AuthStandIn, str], cache: ReadCache, caplog: pytest.LogCaptureFixture
+) -> None:
+    stand_in, url = auth
+    ghosts = await make_ghosts(alice, reconcile.GUARD_MIN_OWNERS)  # enough owners for the guard to apply
+    stand_in.knows_nobody = True
+    canvases = await Canvas.count().run()
+    async with aiohttp.ClientSession() as http:
+        with caplog.at_level(logging.INFO):
+            result = await reconcile.sweep(
+                AuthClient(http, url, settings.secret), cache, batch=7, delete_batch=100
+            )
+    assert result.refused
+    assert result.owners_unknown == result.owners_checked >= reconcile.GUARD_MIN_OWNERS
+    assert (result.owners_removed, result.canvases_deleted) == (0, 0)
+    assert await Canvas.count().run() == canvases
+    ids = [uuid.UUID(str(g.uid)) for g in ghosts]
+    assert not await DeletedUser.exists().where(DeletedUser.user_id.is_in(ids)).run()
+    [(level, refused)] = [
+        (record.levelname, record.msg)
+        for record in caplog.records
+        if isinstance(record.msg, dict) and record.msg.get("event") == "reconcile_sweep_refused"
+    ]
+    assert level == "ERROR"
+    assert refused["owners_checked"] == refused["owners_unknown"] == result.owners_checked
+
+
+async def test_the_guard_counts_the_whole_pass_before_deleting(
+    alice: Caller, auth: tuple[AuthStandIn, str], cache: ReadCache
+) -> None:
+    """The unknown owners of an early batch are not deleted before later batches are counted."""
+    stand_in, url = auth
+    ghosts = await make_ghosts(alice, reconcile.GUARD_MIN_OWNERS)
+    stand_in.gone = {str(g.uid) for g in ghosts}
+    async with aiohttp.ClientSession() as http:
+        client = AuthClient(http, url, settings.secret)
+        refused = await reconcile.sweep(client, cache, batch=1, delete_batch=100, max_unknown_fraction=0)
+        assert refused.refused
+        assert refused.owners_unknown >= len(ghosts)
+        assert all([await owned(str(g.uid)) == 2 for g in ghosts])
+        allowed = await reconcile.sweep(client, cache, batch=1, delete_batch=100, max_unknown_fraction=1)
+    assert not allowed.refused
+    assert allowed.owners_removed >= len(ghosts)
+    assert all([await owned(str(g.uid)) == 0 for g in ghosts])
+
+
+async def test_a_refused_sweep_from_the_command_line_exits_1(
+    alice: Caller, auth: tuple[AuthStandIn, str], cache: ReadCache
+) -> None:
+    stand_in, url = auth
+    ghosts = await make_ghosts(alice, reconcile.GUARD_MIN_OWNERS)
+    stand_in.knows_nobody = True
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.canvas.reconcile",
+        cwd=ROOT,
+        env={**os.environ, "CANVAS_AUTH_URL": url},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 1, err.decode()
+    assert b"reconcile_sweep_refused" in err
+    result = json.loads(out.decode().strip().splitlines()[-1])
+    assert result["refused"]
+    assert result["owners_removed"] == 0
+    assert all([await owned(str(g.uid)) == 2 for g in ghosts])
 
 
 async def test_reconcile_runs_on_demand_from_the_command_line(
