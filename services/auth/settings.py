@@ -36,6 +36,7 @@ class AuthSettings(CommonSettings, kw_only=True):
 
     relay_interval: float = 0.5  # seconds between polls of the outbox when it is empty
     relay_batch_size: int = 100
+    outbox_retention: timedelta = timedelta(days=7)  # sent rows older than this are deleted by the relay
 
     def check(self) -> None:
         super().check()
@@ -52,13 +53,13 @@ class AuthSettings(CommonSettings, kw_only=True):
         if min(self.throttle_account_limit, self.throttle_client_limit, self.throttle_account_in_flight) < 1:
             raise SettingsError("throttle limits must be at least 1")
         if (
-            min(self.throttle_window, self.session_purge_interval) <= timedelta(0)
+            min(self.throttle_window, self.session_purge_interval, self.outbox_retention) <= timedelta(0)
             or self.relay_interval <= 0
             or self.relay_batch_size < 1
         ):
             raise SettingsError(
-                "AUTH_THROTTLE_WINDOW, AUTH_SESSION_PURGE_INTERVAL, AUTH_RELAY_INTERVAL and"
-                " AUTH_RELAY_BATCH_SIZE must be positive"
+                "AUTH_THROTTLE_WINDOW, AUTH_SESSION_PURGE_INTERVAL, AUTH_OUTBOX_RETENTION,"
+                " AUTH_RELAY_INTERVAL and AUTH_RELAY_BATCH_SIZE must be positive"
             )
 
 
