@@ -46,3 +46,13 @@ async def claim_unsent(limit: int) -> list[tuple[int, Event]]:
 
 async def mark_sent(ids: list[int], now: datetime) -> None:
     await Outbox.update({Outbox.sent_at: now}).where(Outbox.id.is_in(ids)).run()
+
+
+async def delete_sent_before(before: datetime, limit: int) -> int:
+    """Delete up to `limit` of the rows sent before `before`, oldest first, in one statement.
+
+    Unsent rows (`sent_at` null) never match. Returns how many rows went.
+    """
+    oldest = Outbox.select(Outbox.id).where(Outbox.sent_at < before).order_by(Outbox.sent_at).limit(limit)
+    deleted = await Outbox.delete().where(Outbox.id.is_in(oldest)).returning(Outbox.id).run()
+    return len(deleted)

@@ -5,6 +5,9 @@ Delivery is at least once: a row is marked sent in the transaction that claimed 
 succeeded, so a crash between the two sends it again (consumers are idempotent). While Redis is
 down rows simply wait; the loop backs off and retries. SIGTERM/SIGINT finish the current batch and
 exit. Several relays may run at once (see outbox.claim_unsent for how they avoid double sends).
+
+Sent rows are kept for AUTH_OUTBOX_RETENTION, then deleted: the relay prunes when it starts and
+hourly after that, PRUNE_BATCH rows per statement so a backlog never holds a long write transaction.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
+from datetime import datetime, timedelta
 
 import structlog
 from redis.asyncio import Redis
@@ -28,6 +33,8 @@ from shared.timeutil import utcnow
 log = structlog.get_logger()
 
 MAX_BACKOFF = 30.0
+PRUNE_EVERY = 3600.0  # seconds between prunes of sent rows
+PRUNE_BATCH = 1000
 
 
 async def relay_once(redis: Redis, batch_size: int = settings.relay_batch_size) -> int:
@@ -54,13 +61,37 @@ async def relay_once(redis: Redis, batch_size: int = settings.relay_batch_size) 
     return len(sent)
 
 
+async def prune(
+    now: datetime, *, retention: timedelta = settings.outbox_retention, batch: int = PRUNE_BATCH
+) -> int:
+    """Delete the rows sent more than `retention` before `now`, `batch` per statement; returns how many."""
+    pruned = 0
+    while (deleted := await outbox.delete_sent_before(now - retention, batch)) == batch:
+        pruned += deleted
+    return pruned + deleted
+
+
+async def _prune_logged() -> None:
+    try:
+        pruned = await prune(utcnow())
+    except Exception as exc:  # the database is down: the next prune catches up
+        log.warning("outbox_prune_failed", error=f"{type(exc).__name__}: {exc}")
+    else:
+        if pruned:
+            log.info("outbox_pruned", count=pruned)
+
+
 async def run(stop: asyncio.Event) -> None:
     """Relay until `stop` is set."""
     async with engine_lifespan(DB, pool_size=2):
         redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
         backoff = settings.relay_interval
+        next_prune = time.monotonic()
         try:
             while not stop.is_set():
+                if time.monotonic() >= next_prune:
+                    await _prune_logged()
+                    next_prune = time.monotonic() + PRUNE_EVERY
                 try:
                     sent = await relay_once(redis)
                 except Exception as exc:  # Redis or the database is down: wait, then retry

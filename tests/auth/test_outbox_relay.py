@@ -7,6 +7,7 @@ import signal
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,10 +16,10 @@ from redis.exceptions import RedisError
 
 from devtools.processes import Process
 from devtools.redis_server import RedisServer
-from services.auth import outbox
+from services.auth import outbox, relay
 from services.auth.relay import relay_once
 from services.auth.tables import Outbox
-from shared.events import USER_EVENTS_STREAM, UserDeleted, decode_event
+from shared.events import USER_EVENTS_STREAM, UserDeleted, decode_event, encode_event
 from shared.timeutil import utcnow
 from tests.auth.support import PASSWORD, Account, Api
 
@@ -45,6 +46,20 @@ async def drain(redis: aioredis.Redis, batch_size: int = 100) -> int:
     while sent := await relay_once(redis, batch_size):
         total += sent
     return total
+
+
+async def outbox_row(*, created: datetime, sent: datetime | None) -> int:
+    """A row written straight to the table, with the times a test needs."""
+    event = UserDeleted(event_id=str(uuid.uuid4()), user_id=str(uuid.uuid4()), occurred_at=created)
+    row = Outbox(event_type="user.deleted", payload=encode_event(event).decode(), created_at=created)
+    row.sent_at = sent
+    [inserted] = await Outbox.insert(row).returning(Outbox.id).run()
+    return int(inserted["id"])
+
+
+async def still_there(ids: list[int]) -> list[int]:
+    rows = await Outbox.select(Outbox.id).where(Outbox.id.is_in(ids)).order_by(Outbox.id).run()
+    return [row["id"] for row in rows]
 
 
 async def test_deletion_waits_in_the_outbox_while_redis_is_down(
@@ -84,16 +99,43 @@ async def test_the_relay_process_publishes_and_stops_on_sigterm(
 ) -> None:
     event = UserDeleted(event_id=str(uuid.uuid4()), user_id=str(uuid.uuid4()), occurred_at=utcnow())
     await outbox.add(event, utcnow())
-    relay = Process("relay", [sys.executable, "-m", "services.auth.relay"], {}, tmp_path / "relay.log")
-    relay.start()
+    long_sent = await outbox_row(created=utcnow() - timedelta(days=30), sent=utcnow() - timedelta(days=8))
+    just_sent = await outbox_row(created=utcnow(), sent=utcnow())
+    process = Process("relay", [sys.executable, "-m", "services.auth.relay"], {}, tmp_path / "relay.log")
+    process.start()
     try:
         for _ in range(300):
             if any(e.event_id == event.event_id for e in await published(relay_redis)):
                 break
             await asyncio.sleep(0.05)
         else:
-            pytest.fail(f"the relay did not publish the event:\n{relay.tail()}")
+            pytest.fail(f"the relay did not publish the event:\n{process.tail()}")
     finally:
-        code = await asyncio.to_thread(relay.stop, 10, signal.SIGTERM)
-    assert code == 0, relay.tail()
+        code = await asyncio.to_thread(process.stop, 10, signal.SIGTERM)
+    assert code == 0, process.tail()
     assert not await outbox.has_unsent()
+    # it pruned when it started, before its first batch
+    assert await still_there([long_sent, just_sent]) == [just_sent]
+
+
+async def test_sent_rows_older_than_the_retention_are_pruned_in_batches() -> None:
+    now, retention = utcnow(), timedelta(days=7)
+    cutoff = now - retention
+    # sent long ago, oldest last; an unsent row as old as any; rows sent within the retention
+    old = [
+        await outbox_row(created=cutoff - timedelta(days=400), sent=cutoff - timedelta(days=300 + i))
+        for i in range(5)
+    ]
+    unsent = await outbox_row(created=cutoff - timedelta(days=400), sent=None)
+    recent = [
+        await outbox_row(created=cutoff - timedelta(days=1), sent=cutoff + timedelta(minutes=1)),
+        await outbox_row(created=now, sent=now),
+    ]
+    try:
+        assert await outbox.delete_sent_before(cutoff, 2) == 2  # one batch: at most 2 rows, oldest first
+        assert await still_there(old) == old[:3]
+        assert await relay.prune(now, retention=retention, batch=2) == 3
+        assert await still_there([*old, unsent, *recent]) == [unsent, *recent]
+        assert await relay.prune(now, retention=retention, batch=2) == 0
+    finally:
+        await Outbox.delete().where(Outbox.id == unsent).run()  # other tests count on an empty outbox
