@@ -112,6 +112,8 @@ def errors(described: dict[int, str]) -> dict[int, ResponseSpec]:
 NO_SESSION = {401: "No session in the credential"}
 INVALID = {422: "Invalid body; the field is named"}
 WRONG_PASSWORD = {403: "The password given is wrong"}
+# Wrong current passwords count with failed logins (throttle.py).
+PASSWORD_THROTTLED = {429: "Too many failed password attempts for this account or client; see Retry-After"}
 
 
 class AuthController(Controller):
@@ -193,16 +195,31 @@ class UsersController(Controller):
                 403: "Changing the email needs the right currentPassword",
                 409: "The email is taken",
                 **INVALID,
+                **PASSWORD_THROTTLED,
             }
         )
     )
-    async def update_me(self, data: JSONBody[UpdateMeBody], caller: CallerDep) -> UserOut:
+    async def update_me(
+        self, request: Request, data: JSONBody[UpdateMeBody], caller: CallerDep, throttle: Throttle
+    ) -> UserOut:
         """Change the name and/or the email (the email needs `currentPassword`)."""
-        return user_out(await users.update_profile(caller.user_id, data))
+        user = await users.update_profile(
+            caller.user_id, data, client=client_address(request), throttle=throttle
+        )
+        return user_out(user)
 
-    @post("/password", status_code=204, responses=errors({**NO_SESSION, **WRONG_PASSWORD, **INVALID}))
+    @post(
+        "/password",
+        status_code=204,
+        responses=errors({**NO_SESSION, **WRONG_PASSWORD, **INVALID, **PASSWORD_THROTTLED}),
+    )
     async def change_password(
-        self, data: JSONBody[ChangePasswordBody], caller: CallerDep, sessions: Sessions
+        self,
+        request: Request,
+        data: JSONBody[ChangePasswordBody],
+        caller: CallerDep,
+        sessions: Sessions,
+        throttle: Throttle,
     ) -> None:
         """Change the password; every other session of the caller is revoked."""
         await users.change_password(
@@ -211,14 +228,29 @@ class UsersController(Controller):
             data.new_password,
             keep_session=caller.session_id,
             sessions=sessions,
+            client=client_address(request),
+            throttle=throttle,
         )
 
-    @delete(status_code=204, responses=errors({**NO_SESSION, **WRONG_PASSWORD, **INVALID}))
+    @delete(
+        status_code=204, responses=errors({**NO_SESSION, **WRONG_PASSWORD, **INVALID, **PASSWORD_THROTTLED})
+    )
     async def delete_me(
-        self, data: JSONBody[DeleteMeBody], caller: CallerDep, sessions: Sessions
+        self,
+        request: Request,
+        data: JSONBody[DeleteMeBody],
+        caller: CallerDep,
+        sessions: Sessions,
+        throttle: Throttle,
     ) -> Response[None]:
         """Delete the account and all its sessions; its canvases follow through `user.deleted`."""
-        await users.delete_account(caller.user_id, data.password, sessions=sessions)
+        await users.delete_account(
+            caller.user_id,
+            data.password,
+            sessions=sessions,
+            client=client_address(request),
+            throttle=throttle,
+        )
         return Response(None, status_code=204, headers=SESSION_ENDED)
 
 

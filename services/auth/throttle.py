@@ -1,4 +1,8 @@
-"""Login throttling in Redis: failures per account and per client address over a fixed window.
+"""Password throttling in Redis: failures per account and per client address over a fixed window.
+
+Every password check counts: logins, and the current password asked for by an email change, a
+password change and an account deletion (users.py). They share the account's and the client's
+counts, so a guess costs the same budget whichever route it goes through.
 
 After `throttle_account_limit` failures on an account (default 10 in 15 minutes) every login for it
 is refused with 429 until the window ends; after `throttle_client_limit` failures from one client
@@ -9,7 +13,8 @@ before the first failure is counted, so attempts are also admitted under a per-a
 cap (default 10). An account therefore gets at most limit + cap - 1 = 19 hash checks per window,
 which keeps it under 100 in any hour (a rolling hour touches at most 5 windows).
 
-Without Redis the limits cannot be enforced, so logins fail closed (503) rather than open.
+Without Redis the limits cannot be enforced, so logins fail closed (503) rather than open. The
+routes behind a session fail open instead (users.py says why).
 """
 
 from __future__ import annotations
@@ -74,21 +79,29 @@ class LoginThrottle:
         account = hashlib.sha256(email.encode()).hexdigest()  # no addresses in Redis key names
         return [f"auth:login:fail:{account}", f"auth:login:busy:{account}", f"auth:login:client:{client}"]
 
-    async def admit(self, email: str, client: str) -> None:
-        """Take an attempt for this account and client, or raise 429 with Retry-After (503 without Redis)."""
+    async def admit(self, email: str, client: str, *, fail_open: bool = False) -> bool:
+        """Take an attempt for this account and client (True), or raise 429 with Retry-After.
+
+        Without Redis: 503, or with `fail_open` False (the attempt goes ahead uncounted).
+        """
         args = [self.account_limit, self.client_limit, self.in_flight, IN_FLIGHT_TTL_MS, self.window_ms]
         try:
             wait_ms = int(await self._admit(keys=self._keys(email, client), args=args))
         except RedisError as exc:
-            log.error("login_throttle_unavailable", error=str(exc))
-            raise Unavailable("Login is temporarily unavailable; try again shortly") from exc
+            log.error("password_throttle_unavailable", error=str(exc), fail_open=fail_open)
+            if fail_open:
+                return False
+            raise Unavailable("Password checks are temporarily unavailable; try again shortly") from exc
         if wait_ms:
-            log.warning("login_throttled", client=client)
-            raise TooManyRequests("Too many login attempts; try again later", math.ceil(wait_ms / 1000))
+            log.warning("password_throttled", client=client)
+            raise TooManyRequests(
+                "Too many failed password attempts; try again later", math.ceil(wait_ms / 1000)
+            )
+        return True
 
     async def settle(self, email: str, client: str, *, failed: bool) -> None:
         """Record how an admitted attempt ended: a failure counts, a success clears the account."""
         try:
             await self._settle(keys=self._keys(email, client), args=[int(failed), self.window_ms])
         except RedisError as exc:
-            log.error("login_throttle_settle_failed", error=str(exc))
+            log.error("password_throttle_settle_failed", error=str(exc))

@@ -105,7 +105,29 @@ async def login(email: str, password: str, *, client: str, throttle: LoginThrott
     return user
 
 
-async def update_profile(user_id: str, body: UpdateMeBody) -> dict[str, Any]:
+async def _check_current_password(
+    user: dict[str, Any], password: str, *, client: str, throttle: LoginThrottle, wrong: str
+) -> None:
+    """403 (`wrong`) unless `password` is the user's. A guess here counts like a failed login for
+    the account and the client, so these routes are throttled by the same counts (429).
+
+    Unlike login this fails open when Redis is down: only a session holder gets here, and a user
+    must be able to change the password or delete the account during an outage.
+    """
+    counted = await throttle.admit(user["email"], client, fail_open=True)
+    correct = False
+    try:
+        correct = await passwords.verify_password(user["password_hash"], password)
+    finally:
+        if counted:
+            await throttle.settle(user["email"], client, failed=not correct)
+    if not correct:
+        raise Forbidden(wrong)
+
+
+async def update_profile(
+    user_id: str, body: UpdateMeBody, *, client: str, throttle: LoginThrottle
+) -> dict[str, Any]:
     user = await current(user_id)
     changes: dict[Any, Any] = {}
     if body.name is not UNSET and body.name != user["name"]:
@@ -113,8 +135,9 @@ async def update_profile(user_id: str, body: UpdateMeBody) -> dict[str, Any]:
     if body.email is not UNSET and body.email.lower() != user["email"]:
         if body.current_password is UNSET:
             raise Forbidden("currentPassword is required to change the email")
-        if not await passwords.verify_password(user["password_hash"], body.current_password):
-            raise Forbidden("currentPassword is wrong")
+        await _check_current_password(
+            user, body.current_password, client=client, throttle=throttle, wrong="currentPassword is wrong"
+        )
         if await _email_taken(body.email.lower()):
             raise Conflict(EMAIL_TAKEN)
         changes[User.email] = body.email.lower()
@@ -131,12 +154,20 @@ async def update_profile(user_id: str, body: UpdateMeBody) -> dict[str, Any]:
 
 
 async def change_password(
-    user_id: str, current_password: str, new_password: str, *, keep_session: str, sessions: SessionService
+    user_id: str,
+    current_password: str,
+    new_password: str,
+    *,
+    keep_session: str,
+    sessions: SessionService,
+    client: str,
+    throttle: LoginThrottle,
 ) -> None:
     """Set a new password and revoke every other session of the user."""
     user = await current(user_id)
-    if not await passwords.verify_password(user["password_hash"], current_password):
-        raise Forbidden("currentPassword is wrong")
+    await _check_current_password(
+        user, current_password, client=client, throttle=throttle, wrong="currentPassword is wrong"
+    )
     new_hash = await passwords.hash_password(new_password)
     async with DB.transaction():
         await (
@@ -149,11 +180,12 @@ async def change_password(
     log.info("password_changed", user_id=user_id, sessions_revoked=len(revoked))
 
 
-async def delete_account(user_id: str, password: str, *, sessions: SessionService) -> None:
+async def delete_account(
+    user_id: str, password: str, *, sessions: SessionService, client: str, throttle: LoginThrottle
+) -> None:
     """Delete the user and their sessions, and record `user.deleted`, in one transaction."""
     user = await current(user_id)
-    if not await passwords.verify_password(user["password_hash"], password):
-        raise Forbidden("password is wrong")
+    await _check_current_password(user, password, client=client, throttle=throttle, wrong="password is wrong")
     uid, now = str(user["id"]), utcnow()
     async with DB.transaction():
         revoked = await sessions.delete_all(uid)

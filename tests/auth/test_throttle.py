@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -91,3 +92,95 @@ async def test_without_a_gateway_address_the_peer_address_counts(
         assert retry_after(await direct.login(account)) > 0
         via_gateway = Api(peer)  # same peer, but the credential names a client address
         assert (await via_gateway.login(account)).status_code == 200
+
+
+# The routes that ask a signed-in user for the current password share the login counts.
+ME = "/api/users/me"
+
+
+async def check_current_password(
+    api: Api, account: Account, route: str, password: str, **kwargs: Any
+) -> httpx.Response:
+    if route == "email":
+        body = {"email": "changed-" + account.email, "currentPassword": password}
+        return await api.call("PATCH", ME, session=account, json=body, **kwargs)
+    if route == "password":
+        body = {"currentPassword": password, "newPassword": "a new password"}
+        return await api.call("POST", f"{ME}/password", session=account, json=body, **kwargs)
+    return await api.call("DELETE", ME, session=account, json={"password": password}, **kwargs)
+
+
+ROUTES = pytest.mark.parametrize("route", ["email", "password", "delete"])
+ACCEPTED = {"email": 200, "password": 204, "delete": 204}
+
+
+async def guess(api: Api, account: Account, route: str, times: int) -> None:
+    for _ in range(times):
+        resp = await check_current_password(api, account, route, "wrong password")
+        assert resp.status_code == 403, resp.text
+
+
+@ROUTES
+async def test_ten_wrong_current_passwords_lock_the_account(api: Api, account: Account, route: str) -> None:
+    await guess(api, account, route, 10)
+    assert 0 < retry_after(await check_current_password(api, account, route, "wrong password")) <= 15 * 60
+    # right password included, from another client too, and login with it: like failed logins
+    assert retry_after(await check_current_password(api, account, route, PASSWORD)) > 0
+    elsewhere = Api(api.client)
+    assert retry_after(await check_current_password(elsewhere, account, route, PASSWORD)) > 0
+    assert retry_after(await elsewhere.login(account)) > 0
+    assert (await api.call("GET", ME, session=account)).json() == account.user  # nothing changed
+
+
+@ROUTES
+async def test_the_right_current_password_works_within_the_limit_and_clears_the_count(
+    api: Api, account: Account, route: str, redis: Redis
+) -> None:
+    await fail(api, account.email, 5)  # failed logins and wrong current passwords add up
+    await guess(api, account, route, 4)
+    resp = await check_current_password(api, account, route, PASSWORD)
+    assert resp.status_code == ACCEPTED[route], resp.text
+    assert not await redis.exists(LoginThrottle._keys(account.email, api.ip or "")[0])
+
+
+async def test_failed_logins_count_against_the_current_password(api: Api, account: Account) -> None:
+    await fail(api, account.email, 10)
+    assert retry_after(await check_current_password(api, account, "password", PASSWORD)) > 0
+
+
+async def test_a_patch_that_checks_no_password_is_not_throttled(api: Api, account: Account) -> None:
+    await fail(api, account.email, 10)
+    assert (await api.call("PATCH", ME, session=account, json={"name": "Ada"})).status_code == 200
+    missing = await api.call("PATCH", ME, session=account, json={"email": "new-" + account.email})
+    assert missing.status_code == 403
+
+
+async def test_a_burst_of_wrong_current_passwords_gets_few_hash_checks(api: Api, account: Account) -> None:
+    answers = await asyncio.gather(
+        *(check_current_password(api, account, "delete", "wrong password") for _ in range(40))
+    )
+    statuses = [resp.status_code for resp in answers]
+    assert set(statuses) == {403, 429}
+    assert statuses.count(403) <= 19, statuses.count(403)
+
+
+def forwarded(address: str) -> dict[str, str]:
+    return {"X-Forwarded-For": address, "X-Real-Ip": address, "Forwarded": f"for={address}"}
+
+
+@pytest.mark.parametrize("settings_changes", [{"throttle_client_limit": 3}])
+async def test_wrong_current_passwords_lock_the_client_whatever_it_forwards(
+    api: Api, unique_email: str
+) -> None:
+    """The client is the address the gateway signed into the credential: forwarding headers sent
+    along change nothing, so rotating them does not escape the client limit."""
+    *victims, last = [await api.signup(f"{n}-{unique_email}") for n in range(4)]
+    for n, (victim, route) in enumerate(zip(victims, ["email", "password", "delete"], strict=True)):
+        resp = await check_current_password(
+            api, victim, route, "wrong password", headers=forwarded(f"198.51.100.{n}")
+        )
+        assert resp.status_code == 403
+    resp = await check_current_password(api, last, "delete", PASSWORD, headers=forwarded("203.0.113.9"))
+    assert retry_after(resp) > 0
+    assert retry_after(await api.login(last)) > 0
+    assert (await Api(api.client).login(last)).status_code == 200  # another client is not locked
