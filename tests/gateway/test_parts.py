@@ -13,13 +13,14 @@ import pytest
 from litestar import Litestar, delete, get, post
 from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath, JSONBody
+from litestar.plugins.problem_details import ProblemDetailsException
 from redis.asyncio import Redis
 
 from devtools.redis_server import RedisServer
 from gateway.client_ip import client_ip
 from gateway.openapi import merge
 from gateway.rate_limit import RateCountStore
-from gateway.redis_guard import RedisGuard
+from gateway.redis_guard import RedisGuard, make_redis
 from gateway.routes import ENDPOINTS, Access, RouteTable
 from gateway.sessions import SessionValidator
 from gateway.settings import GatewaySettings
@@ -309,3 +310,16 @@ async def test_lookups_survive_a_dropped_redis_connection(redis: Redis, redis_se
     assert validator.guard.available
     await validator.close()
     await own.aclose()
+
+
+async def test_a_stalled_redis_times_out_the_lookup_and_trips_the_guard(hanging_port: int) -> None:
+    stalled = make_redis(f"redis://127.0.0.1:{hanging_port}", timeout=0.2)
+    validator = _validator(stalled)
+    await validator.auth.start()
+    with pytest.raises(ProblemDetailsException) as raised:  # then the auth service, unreachable here
+        await validator.validate("0" * 64, "rid")
+    assert raised.value.status_code == 503
+    assert not validator.guard.available
+    await validator.close()
+    await validator.auth.close()
+    await stalled.aclose()
