@@ -87,6 +87,7 @@ class Background:
                     self.cache,
                     batch=self.config.reconcile_batch,
                     delete_batch=self.config.delete_batch,
+                    max_unknown_fraction=self.config.reconcile_max_unknown_fraction,
                 )
             except AuthUnavailable as exc:
                 log.warning("reconcile_sweep_skipped", error=str(exc))

@@ -106,7 +106,7 @@ async def test_the_sweep_asks_the_real_auth_service(data_dir: Path, cache: ReadC
             await insert_canvases(uuid.UUID(ghost), 2)
             client = AuthClient(http, url_of(auth), settings.secret)
 
-            first = await reconcile.sweep(client, cache, batch=1000, delete_batch=100)
+            first = await reconcile.sweep(client, cache, batch=1000, delete_batch=100, max_unknown_fraction=1)
             assert first.owners_removed >= 1
             assert (await owned(user_id), await owned(ghost)) == (2, 0)
 
@@ -118,7 +118,7 @@ async def test_the_sweep_asks_the_real_auth_service(data_dir: Path, cache: ReadC
                 headers={internal_auth.HEADER: credential},
             ) as resp:
                 assert resp.status == 204, await resp.text()
-            await reconcile.sweep(client, cache, batch=1000, delete_batch=100)
+            await reconcile.sweep(client, cache, batch=1000, delete_batch=100, max_unknown_fraction=1)
             assert await owned(user_id) == 0
             assert await DeletedUser.exists().where(DeletedUser.user_id == uuid.UUID(user_id)).run()
     finally:
