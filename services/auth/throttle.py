@@ -1,8 +1,10 @@
 """Password throttling in Redis: failures per account and per client address over a fixed window.
 
-Every password check counts: logins, and the current password asked for by an email change, a
-password change and an account deletion (users.py). They share the account's and the client's
-counts, so a guess costs the same budget whichever route it goes through.
+Two scopes, counted apart: LOGIN (API.md's login throttling) and CURRENT_PASSWORD, the current
+password asked for by an email change, a password change and an account deletion (users.py). They
+are kept apart so that a locked login never changes what API.md promises for those routes (a right
+password is 204/200), and a session holder guessing the current password never locks its owner's
+logins; each scope has the same limits.
 
 After `throttle_account_limit` failures on an account (default 10 in 15 minutes) every login for it
 is refused with 429 until the window ends; after `throttle_client_limit` failures from one client
@@ -31,6 +33,8 @@ from shared.errors import TooManyRequests, Unavailable
 
 log = structlog.get_logger()
 
+LOGIN = "login"
+CURRENT_PASSWORD = "current-password"  # noqa: S105 - a key scope, not a password
 IN_FLIGHT_TTL_MS = 60_000  # clears the in-flight count of attempts whose process died mid-check
 
 # KEYS: account failures, account in-flight, client failures.
@@ -75,18 +79,22 @@ class LoginThrottle:
         self._settle = redis.register_script(_SETTLE)
 
     @staticmethod
-    def _keys(email: str, client: str) -> list[str]:
+    def _keys(email: str, client: str, scope: str = LOGIN) -> list[str]:
         account = hashlib.sha256(email.encode()).hexdigest()  # no addresses in Redis key names
-        return [f"auth:login:fail:{account}", f"auth:login:busy:{account}", f"auth:login:client:{client}"]
+        return [
+            f"auth:{scope}:fail:{account}",
+            f"auth:{scope}:busy:{account}",
+            f"auth:{scope}:client:{client}",
+        ]
 
-    async def admit(self, email: str, client: str, *, fail_open: bool = False) -> bool:
+    async def admit(self, email: str, client: str, *, scope: str = LOGIN, fail_open: bool = False) -> bool:
         """Take an attempt for this account and client (True), or raise 429 with Retry-After.
 
         Without Redis: 503, or with `fail_open` False (the attempt goes ahead uncounted).
         """
         args = [self.account_limit, self.client_limit, self.in_flight, IN_FLIGHT_TTL_MS, self.window_ms]
         try:
-            wait_ms = int(await self._admit(keys=self._keys(email, client), args=args))
+            wait_ms = int(await self._admit(keys=self._keys(email, client, scope), args=args))
         except RedisError as exc:
             log.error("password_throttle_unavailable", error=str(exc), fail_open=fail_open)
             if fail_open:
@@ -99,9 +107,10 @@ class LoginThrottle:
             )
         return True
 
-    async def settle(self, email: str, client: str, *, failed: bool) -> None:
+    async def settle(self, email: str, client: str, *, failed: bool, scope: str = LOGIN) -> None:
         """Record how an admitted attempt ended: a failure counts, a success clears the account."""
         try:
-            await self._settle(keys=self._keys(email, client), args=[int(failed), self.window_ms])
+            keys = self._keys(email, client, scope)
+            await self._settle(keys=keys, args=[int(failed), self.window_ms])
         except RedisError as exc:
             log.error("password_throttle_settle_failed", error=str(exc))

@@ -15,7 +15,7 @@ from services.auth.db import DB
 from services.auth.schemas import UpdateMeBody
 from services.auth.sessions import SessionService
 from services.auth.tables import User
-from services.auth.throttle import LoginThrottle
+from services.auth.throttle import CURRENT_PASSWORD, LoginThrottle
 from shared.errors import Conflict, Forbidden, Unauthorized
 from shared.events import UserDeleted
 from shared.timeutil import utcnow
@@ -108,19 +108,19 @@ async def login(email: str, password: str, *, client: str, throttle: LoginThrott
 async def _check_current_password(
     user: dict[str, Any], password: str, *, client: str, throttle: LoginThrottle, wrong: str
 ) -> None:
-    """403 (`wrong`) unless `password` is the user's. A guess here counts like a failed login for
-    the account and the client, so these routes are throttled by the same counts (429).
+    """403 (`wrong`) unless `password` is the user's. Guesses are throttled like logins (429), on
+    counts of their own (throttle.py says why).
 
     Unlike login this fails open when Redis is down: only a session holder gets here, and a user
     must be able to change the password or delete the account during an outage.
     """
-    counted = await throttle.admit(user["email"], client, fail_open=True)
+    counted = await throttle.admit(user["email"], client, scope=CURRENT_PASSWORD, fail_open=True)
     correct = False
     try:
         correct = await passwords.verify_password(user["password_hash"], password)
     finally:
         if counted:
-            await throttle.settle(user["email"], client, failed=not correct)
+            await throttle.settle(user["email"], client, failed=not correct, scope=CURRENT_PASSWORD)
     if not correct:
         raise Forbidden(wrong)
 
