@@ -32,6 +32,7 @@ FAILURES = Counter(
 )
 
 KEEPALIVE = 4.0  # seconds an idle upstream connection is kept
+DNS_TTL = 10  # seconds a resolved upstream address is reused
 # Failures to get an answer (an HTTP error status is an answer). Timeouts are checked first: some
 # aiohttp timeouts are also connection errors.
 _TIMEOUT = (asyncio.TimeoutError, aiohttp.ServerTimeoutError)
@@ -71,7 +72,10 @@ class Upstream:
     async def start(self) -> None:
         # Idle connections are dropped before the service's own keep-alive timeout (uvicorn: 5 s) can
         # close them under a request that would then fail (a POST is not retried).
-        connector = aiohttp.TCPConnector(limit=self.pool_size, keepalive_timeout=KEEPALIVE, ttl_dns_cache=300)
+        # A short DNS cache: replicas added with `docker compose --scale` get new connections soon.
+        connector = aiohttp.TCPConnector(
+            limit=self.pool_size, keepalive_timeout=KEEPALIVE, ttl_dns_cache=DNS_TTL
+        )
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=self.timeout,
