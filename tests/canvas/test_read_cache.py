@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 from litestar import Litestar
 from redis.asyncio import Redis
@@ -97,15 +98,20 @@ async def test_reads_missing_the_cache_together_are_counted_exactly(
     assert await stored_views(canvas["id"]) == 200
 
 
+async def missed_once(alice: Caller, app: Litestar) -> tuple[ReadCache, ViewCounter, dict[str, Any], Miss]:
+    """The app's cache and counter, a new public canvas, and the miss of its first lookup."""
+    cache: ReadCache = app.state.cache
+    canvas = await alice.create(isPublic=True)
+    miss = await cache.lookup(uuid.UUID(canvas["id"]), None)
+    assert isinstance(miss, Miss)
+    return cache, app.state.views, canvas, miss
+
+
 async def test_a_fill_is_refused_when_the_canvas_changed_since_the_miss(
     alice: Caller, anon: Caller, app: Litestar, redis: Redis
 ) -> None:
-    cache: ReadCache = app.state.cache
-    views: ViewCounter = app.state.views
-    canvas = await alice.create(isPublic=True)
+    cache, views, canvas, miss = await missed_once(alice, app)
     canvas_id = uuid.UUID(canvas["id"])
-    miss = await cache.lookup(canvas_id, None)
-    assert isinstance(miss, Miss)
     await cache.forget([canvas_id])  # a change committed after the miss
     seen = await views.count_view(canvas_id)
     served = _canvas(await _visible(canvas_id, None), seen.totals[canvas["id"]])
@@ -118,12 +124,8 @@ async def test_a_fill_is_refused_when_the_canvas_changed_since_the_miss(
 async def test_a_fill_is_refused_when_a_flush_moved_counts_since_the_snapshot(
     alice: Caller, anon: Caller, app: Litestar, redis: Redis
 ) -> None:
-    cache: ReadCache = app.state.cache
-    views: ViewCounter = app.state.views
-    canvas = await alice.create(isPublic=True)
+    cache, views, canvas, miss = await missed_once(alice, app)
     canvas_id = uuid.UUID(canvas["id"])
-    miss = await cache.lookup(canvas_id, None)
-    assert isinstance(miss, Miss)
     seen = await views.count_view(canvas_id)  # its batch is unapplied in this snapshot
     await views.flush()  # ... then applied and dropped from Redis
     served = _canvas(await _visible(canvas_id, None), seen.totals[canvas["id"]])
@@ -159,12 +161,8 @@ async def test_a_cached_canvas_expires_after_its_ttl(alice: Caller, anon: Caller
 async def test_a_fill_is_refused_when_a_batch_opened_since_the_snapshot(
     alice: Caller, anon: Caller, app: Litestar, redis: Redis
 ) -> None:
-    cache: ReadCache = app.state.cache
-    views: ViewCounter = app.state.views
-    canvas = await alice.create(isPublic=True)
+    cache, views, canvas, miss = await missed_once(alice, app)
     canvas_id = uuid.UUID(canvas["id"])
-    miss = await cache.lookup(canvas_id, None)
-    assert isinstance(miss, Miss)
     seen = await views.count_view(canvas_id)
     await views.close_open_batch()
     await views.count_view(canvas_id)  # counted in a batch the snapshot never asked about

@@ -13,6 +13,7 @@ import os
 import sys
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
@@ -169,47 +170,43 @@ async def test_the_guard_counts_the_whole_pass_before_deleting(
     assert all([await owned(str(g.uid)) == 0 for g in ghosts])
 
 
-async def test_a_refused_sweep_from_the_command_line_exits_1(
-    alice: Caller, auth: tuple[AuthStandIn, str], cache: ReadCache
-) -> None:
-    stand_in, url = auth
-    ghosts = await make_ghosts(alice, reconcile.GUARD_MIN_OWNERS)
-    stand_in.knows_nobody = True
+async def reconcile_command(auth_url: str) -> tuple[int | None, bytes, dict[str, Any]]:
+    """`python -m services.canvas.reconcile` against this auth URL: exit code, stderr, its result."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "services.canvas.reconcile",
         cwd=ROOT,
-        env={**os.environ, "CANVAS_AUTH_URL": url},
+        env={**os.environ, "CANVAS_AUTH_URL": auth_url},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 1, err.decode()
+    lines = out.decode().strip().splitlines()
+    return process.returncode, err, json.loads(lines[-1]) if lines else {}
+
+
+async def test_a_refused_sweep_from_the_command_line_exits_1(
+    alice: Caller, auth: tuple[AuthStandIn, str]
+) -> None:
+    stand_in, url = auth
+    ghosts = await make_ghosts(alice, reconcile.GUARD_MIN_OWNERS)
+    stand_in.knows_nobody = True
+    returncode, err, result = await reconcile_command(url)
+    assert returncode == 1, err.decode()
     assert b"reconcile_sweep_refused" in err
-    result = json.loads(out.decode().strip().splitlines()[-1])
     assert result["refused"]
     assert result["owners_removed"] == 0
     assert all([await owned(str(g.uid)) == 2 for g in ghosts])
 
 
 async def test_reconcile_runs_on_demand_from_the_command_line(
-    alice: Caller, auth: tuple[AuthStandIn, str], cache: ReadCache
+    alice: Caller, auth: tuple[AuthStandIn, str]
 ) -> None:
     stand_in, url = auth
     [ghost] = await make_ghosts(alice, 1)
     stand_in.gone = {str(ghost.uid)}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.canvas.reconcile",
-        cwd=ROOT,
-        env={**os.environ, "CANVAS_AUTH_URL": url},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, err.decode()
-    result = json.loads(out.decode().strip().splitlines()[-1])
+    returncode, err, result = await reconcile_command(url)
+    assert returncode == 0, err.decode()
     assert result["owners_removed"] >= 1
     assert await owned(str(ghost.uid)) == 0
