@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import msgspec
 import structlog
+from prometheus_client import Counter
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -91,6 +92,10 @@ return 1
 
 _canvas_decoder = msgspec.json.Decoder(schemas.Canvas)
 
+LOOKUPS = Counter("canvasverse_canvas_read_cache_total", "Canvas reads by read-cache result", ["result"])
+_HITS, _MISSES, _HIDDEN_READS = (LOOKUPS.labels(result) for result in ("hit", "miss", "hidden"))
+FILLS = Counter("canvasverse_canvas_read_cache_fills_total", "Read-cache fills after a miss", ["result"])
+
 
 @dataclass(frozen=True)
 class Miss:
@@ -130,9 +135,12 @@ class ReadCache:
         except REDIS_DOWN as exc:
             raise Unavailable("the view counter (Redis) is unavailable") from exc
         if reply[0] == 0:
+            _MISSES.inc()
             return Miss(reply[1])
         if reply[0] == 1:
+            _HIDDEN_READS.inc()
             return HIDDEN
+        _HITS.inc()
         return msgspec.structs.replace(_canvas_decoder.decode(reply[1]), views=int(reply[2]))
 
     async def fill(self, miss: Miss, canvas: schemas.Canvas, seen: Snapshot) -> bool:
@@ -158,6 +166,7 @@ class ReadCache:
             )
         except REDIS_DOWN:
             return False  # only a cache: the read itself was served
+        FILLS.labels("filled" if filled else "refused").inc()
         return bool(filled)
 
     async def forget(self, canvas_ids: Iterable[uuid.UUID | str]) -> None:

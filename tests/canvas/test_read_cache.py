@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from typing import Any
 
+import httpx
 from litestar import Litestar
 from redis.asyncio import Redis
 
@@ -170,3 +171,30 @@ async def test_a_fill_is_refused_when_a_batch_opened_since_the_snapshot(
     assert not await cache.fill(miss, served, seen)
     assert await read_views(anon, canvas["id"]) == 3
     assert await read_views(anon, canvas["id"]) == 4
+
+
+def sample(metrics: str, name: str, result: str) -> float:
+    line = f'{name}{{result="{result}"}} '
+    return next((float(row.removeprefix(line)) for row in metrics.splitlines() if row.startswith(line)), 0.0)
+
+
+async def test_hits_misses_and_fills_are_on_the_metrics(
+    alice: Caller, bob: Caller, client: httpx.AsyncClient
+) -> None:
+    lookups, fills = "canvasverse_canvas_read_cache_total", "canvasverse_canvas_read_cache_fills_total"
+    before = (await client.get("/metrics")).text
+    canvas = await alice.create(isPublic=False)
+    for _ in range(3):
+        await read_views(alice, canvas["id"])
+    assert_problem(await bob.get(canvas["id"]), 404)
+    after = (await client.get("/metrics")).text
+    changes = {
+        (name, result): sample(after, name, result) - sample(before, name, result)
+        for name, result in [(lookups, "hit"), (lookups, "miss"), (lookups, "hidden"), (fills, "filled")]
+    }
+    assert changes == {
+        (lookups, "hit"): 2,
+        (lookups, "miss"): 1,
+        (lookups, "hidden"): 1,
+        (fills, "filled"): 1,
+    }
