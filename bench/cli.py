@@ -71,6 +71,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="about a tenth of the data and request counts")
     parser.add_argument("--profile", action="store_true", help="py-spy the processes of a missed goal")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        choices=range(1, 9),
+        metavar="N",
+        help="uvicorn processes per service and per reference app (default 1; docker-compose runs 2)",
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_REPORT, help="where the report goes")
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
@@ -118,7 +126,7 @@ async def _on(
     db: str, scenarios: list[Scenario], options: Options, found: tools.Tools, run_dir: Path
 ) -> list[Outcome]:
     data_dir = Path(tempfile.mkdtemp(prefix=f"cv-bench-{db}-"))
-    system = System(db, data_dir, run_dir / db / "logs")
+    system = System(db, data_dir, run_dir / db / "logs", workers=options.workers)
     workdir = run_dir / db / "work"
     workdir.mkdir(parents=True, exist_ok=True)
     try:
@@ -171,7 +179,9 @@ def _header(
         f"- **Versions:** {', '.join(versions)}.",
         *(analysis if FINDINGS.exists() else []),
         "- **Method:** every process on this machine, on loopback: Redis, the databases, the auth service, "
-        "the relay, the canvas service and the gateway (one uvicorn process each, uvloop + httptools, "
+        "the relay, the canvas service and the gateway ("
+        + ("one uvicorn process each" if options.workers == 1 else f"{options.workers} uvicorn workers each")
+        + ", uvloop + httptools, "
         "LOG_LEVEL=WARNING, the gateway's rate limiter on with a limit no client reaches), and the load "
         f"generator (wrk, 1 thread). Each measured run lasts {options.duration:g} s after "
         f"{options.warmup:g} s of the same load; "
@@ -187,7 +197,12 @@ async def run(args: argparse.Namespace) -> int:
     began = datetime.now(UTC)
     load_before = machine.load_average()
     options = Options(
-        duration=args.duration, warmup=args.warmup, rounds=args.rounds, quick=args.quick, profile=args.profile
+        duration=args.duration,
+        warmup=args.warmup,
+        rounds=args.rounds,
+        quick=args.quick,
+        profile=args.profile,
+        workers=args.workers,
     )
     scenarios = [s for s in ALL if s.number in args.only]
     found = tools.ensure(tuple(sorted({p for s in scenarios for p in s.needs})))

@@ -38,6 +38,7 @@ class Options:
     rounds: int = 1  # measured runs per side (alternating order); the median counts
     quick: bool = False
     profile: bool = False  # py-spy the system's processes where a goal is missed
+    workers: int = 1  # uvicorn processes per service and per reference app
 
     @property
     def scale(self) -> Scale:

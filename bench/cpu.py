@@ -37,20 +37,22 @@ def _own(pid: int) -> float:
 Snapshot = dict[str, dict[int, float]]  # group name -> pid -> CPU seconds so far
 
 
+def family(pids: list[int], parents: dict[int, int] | None = None) -> set[int]:
+    """These processes and their live descendants (nginx's or uvicorn's workers)."""
+    parents = _parents() if parents is None else parents
+    tree, frontier = set(pids), list(pids)
+    while frontier:
+        parent = frontier.pop()
+        children = [child for child, ppid in parents.items() if ppid == parent and child not in tree]
+        tree.update(children)
+        frontier += children
+    return tree
+
+
 def snapshot(processes: Mapping[str, list[int]]) -> Snapshot:
-    """CPU seconds so far of each process of each named group, and of their live descendants (nginx's
-    workers)."""
+    """CPU seconds so far of each process of each named group, and of their live descendants."""
     parents = _parents()
-    result = {}
-    for name, pids in processes.items():
-        tree, frontier = set(pids), list(pids)
-        while frontier:
-            parent = frontier.pop()
-            children = [child for child, ppid in parents.items() if ppid == parent and child not in tree]
-            tree.update(children)
-            frontier += children
-        result[name] = {pid: _own(pid) for pid in tree}
-    return result
+    return {name: {pid: _own(pid) for pid in family(pids, parents)} for name, pids in processes.items()}
 
 
 def per_request_ms(before: Snapshot, after: Snapshot, requests: int) -> dict[str, float]:

@@ -29,8 +29,9 @@ UNLIMITED_RATE = "1000000000"  # the rate limiter still runs on every request; n
 
 
 class System:
-    def __init__(self, db: str, data_dir: Path, log_dir: Path) -> None:
+    def __init__(self, db: str, data_dir: Path, log_dir: Path, *, workers: int = 1) -> None:
         self.db = db
+        self.workers = workers
         self.data_dir = data_dir
         self.log_dir = log_dir
         self.databases = Databases(db, data_dir / "db")
@@ -68,7 +69,8 @@ class System:
         if name == "relay":
             return Process(name, [sys.executable, "-m", "services.auth.relay"], self.env, log)
         port = self.ports[name]
-        return Process(name, uvicorn_cmd(SERVICES[name], port), self.env, log, f"{self.url(name)}/health")
+        command = uvicorn_cmd(SERVICES[name], port, workers=self.workers)
+        return Process(name, command, self.env, log, f"{self.url(name)}/health")
 
     async def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)

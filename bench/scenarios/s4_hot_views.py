@@ -24,7 +24,11 @@ def _reference(ctx: Context) -> Process:
     env = {"BENCH_REF_DATABASE_URL": ctx.system.canvas_db_url, "BENCH_REF_POOL_SIZE": "10"}
     log = ctx.system.log_dir / "refapp.log"
     return Process(
-        "refapp", uvicorn_cmd("bench.refapp:app", port), env, log, f"http://127.0.0.1:{port}/health"
+        "refapp",
+        uvicorn_cmd("bench.refapp:app", port, workers=ctx.options.workers),
+        env,
+        log,
+        f"http://127.0.0.1:{port}/health",
     )
 
 

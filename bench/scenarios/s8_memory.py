@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from bench import wrk
+from bench import cpu, wrk
 from bench.context import Context
 from bench.load import Target
 from bench.report import Outcome
@@ -18,6 +18,11 @@ SETTLE = 1.0  # seconds after a phase before reading RSS
 
 
 def rss_mib(pid: int) -> float:
+    """RSS of the process and its workers (uvicorn --workers), in MiB."""
+    return sum(_own_rss_mib(member) for member in cpu.family([pid]))
+
+
+def _own_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024

@@ -196,8 +196,14 @@ async def test_revocation_during_validation_is_never_cached(
 ) -> None:
     token, sid = await upstream.session()
     await upstream.state(answer_delay=0.5)  # auth has said "valid" but the answer is still on its way
+    calls = (await upstream.state())["validate_calls"]
     first = asyncio.ensure_future(http("GET", f"{gateway}/api/users/me", headers=bearer(token)))
-    while not await redis.exists(cache_key(sid)):  # noqa: ASYNC110 - the gateway's placeholder, another process
+
+    async def validating() -> bool:  # the gateway's placeholder is set and auth has the question
+        placed = await redis.exists(cache_key(sid))
+        return bool(placed) and (await upstream.state())["validate_calls"] > calls
+
+    while not await validating():  # noqa: ASYNC110 - both are another process's state
         await asyncio.sleep(0.01)
     await upstream.revoke(sid)
     assert (await first).status == 200  # validated before the revocation
