@@ -76,7 +76,6 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
                 await sync
             for upstream in proxy.upstreams.values():
                 await upstream.close()
-            await proxy.validator.close()
             await redis.aclose()
 
     middleware = []

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any
 
 import structlog
+from litestar.datastructures import MutableScopeHeaders
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 HEADER = "x-request-id"
@@ -37,21 +37,13 @@ class RequestIdMiddleware:
         rid = valid_request_id(raw.decode("latin-1"))
         scope.setdefault("state", {})["request_id"] = rid  # type: ignore[typeddict-item]
         structlog.contextvars.bind_contextvars(request_id=rid)
-        header = (_HEADER, rid.encode())
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = _with_header(message.get("headers", ()), header)
+                MutableScopeHeaders.from_message(message)["X-Request-Id"] = rid  # replaces any the app set
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
             structlog.contextvars.unbind_contextvars("request_id", "user_id")
-
-
-def _with_header(headers: Any, header: tuple[bytes, bytes]) -> list[tuple[bytes, bytes]]:
-    """`headers` with every X-Request-Id replaced by `header` (added when there was none)."""
-    kept = [h for h in headers if h[0].lower() != _HEADER]
-    kept.append(header)
-    return kept

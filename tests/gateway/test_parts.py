@@ -292,14 +292,14 @@ async def test_lookups_made_while_an_mget_is_out_share_the_next_one(redis: Redis
     assert [s.user_id for s in sessions if s] == [sid[:8] for sid in later]
     assert await first_lookup is not None
     assert await _mget_calls(redis) == before + 2
-    await validator.close()
 
 
 async def test_lookups_survive_a_dropped_redis_connection(redis: Redis, redis_server: RedisServer) -> None:
-    own = Redis.from_url(redis_server.url, client_name="lookup-under-test")
+    own = make_redis(redis_server.url, timeout=1.0)  # the gateway's client
     validator = _validator(own)
     (sid,) = await _cached_sessions(redis, 1)
     assert await validator.validate(sid, "rid") is not None
+    await own.client_setname("lookup-under-test")  # its one pooled connection, the lookups' too
     killed = [c["id"] for c in await redis.client_list() if c["name"] == "lookup-under-test"]
     assert killed
     for client_id in killed:
@@ -308,7 +308,6 @@ async def test_lookups_survive_a_dropped_redis_connection(redis: Redis, redis_se
     assert session is not None
     assert session.user_id == sid[:8]
     assert validator.guard.available
-    await validator.close()
     await own.aclose()
 
 
@@ -320,6 +319,5 @@ async def test_a_stalled_redis_times_out_the_lookup_and_trips_the_guard(hanging_
         await validator.validate("0" * 64, "rid")
     assert raised.value.status_code == 503
     assert not validator.guard.available
-    await validator.close()
     await validator.auth.close()
     await stalled.aclose()
