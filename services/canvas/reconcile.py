@@ -104,20 +104,15 @@ async def run_once(config: CanvasSettings = settings) -> Sweep:
     async with (
         engine_lifespan(DB, pool_size=2),
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=config.auth_timeout)) as http,
+        Redis.from_url(config.redis_url) as redis,
     ):
-        auth = AuthClient(http, config.auth_url, config.secret)
-        redis = Redis.from_url(config.redis_url)
-        try:
-            cache = ReadCache.configured(ViewCounter(redis), config)
-            return await sweep(
-                auth,
-                cache,
-                batch=config.reconcile_batch,
-                delete_batch=config.delete_batch,
-                max_unknown_fraction=config.reconcile_max_unknown_fraction,
-            )
-        finally:
-            await redis.aclose()
+        return await sweep(
+            AuthClient(http, config.auth_url, config.secret),
+            ReadCache.configured(ViewCounter(redis), config),
+            batch=config.reconcile_batch,
+            delete_batch=config.delete_batch,
+            max_unknown_fraction=config.reconcile_max_unknown_fraction,
+        )
 
 
 def main() -> None:
