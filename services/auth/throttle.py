@@ -90,7 +90,7 @@ class LoginThrottle:
     async def admit(self, email: str, client: str, *, scope: str = LOGIN, fail_open: bool = False) -> bool:
         """Take an attempt for this account and client (True), or raise 429 with Retry-After.
 
-        Without Redis: 503, or with `fail_open` False (the attempt goes ahead uncounted).
+        Without Redis: 503; with `fail_open`, False instead (the attempt goes ahead uncounted).
         """
         args = [self.account_limit, self.client_limit, self.in_flight, IN_FLIGHT_TTL_MS, self.window_ms]
         try:
