@@ -28,8 +28,10 @@ def _rows(text: str, section: str) -> list[list[str]]:
 
 
 def test_a_quick_run_writes_a_complete_report(tmp_path: Path) -> None:
+    """Run with two uvicorn workers per service: their CPU must be counted, not only the parent's."""
     report = tmp_path / "REPORT.md"
     cmd = [sys.executable, "-m", "bench", "--only", "2", "--db", "sqlite", "--duration", "1", "--warmup", "0"]
+    cmd += ["--workers", "2"]
     result = subprocess.run(
         [*cmd, "--quick", "--output", str(report)],
         cwd=ROOT,
@@ -44,6 +46,7 @@ def test_a_quick_run_writes_a_complete_report(tmp_path: Path) -> None:
     for label in ("Date", "Reproduce", "Machine", "Versions", "Method"):
         assert f"- **{label}:**" in text
     assert "python -m bench --only 2 --db sqlite" in text
+    assert "(2 uvicorn workers each," in text
     assert re.search(r"litestar \d", text)
     assert re.search(r"redis-server \d", text)
 
@@ -64,3 +67,4 @@ def test_a_quick_run_writes_a_complete_report(tmp_path: Path) -> None:
         assert len(run) == len(RUN_COLUMNS)
         assert int(run[5].replace(",", "")) > 0  # requests answered
         assert run[10] == "0"  # no failed request
+        assert re.search(r"\bcanvas \d+\.\d\d\b", run[12])  # the workers' CPU, the parent has next to none
