@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import secrets
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
@@ -15,20 +14,21 @@ from redis.asyncio import Redis
 
 from services.canvas.cascade import CONSUMER_GROUP
 from shared.events import USER_EVENTS_STREAM, UserDeleted, decode_event
-from tests.e2e.support import PASSWORD, User, new_email
+from tests.e2e.support import PASSWORD, User, signup
 from tests.gateway.support import Client, Reply
 from tests.resilience.conftest import Stack
 
 T = TypeVar("T")
 
 
+ANSWERS_WITHIN = 60.0  # seconds a phase of background traffic may take to be answered
+
+
 async def member(http: Client, stack: Stack) -> User:
     """A new account (signed up through the gateway); its token goes on the stack's ledger."""
-    email = new_email()
-    reply = await http("POST", f"{stack.url}/api/auth/signup", json={"email": email, "password": PASSWORD})
-    assert reply.status == 201, reply.body
-    stack.tokens.append(reply.json()["token"])
-    return User(http, stack.url, email, reply.json()["token"], reply.json())
+    user = await signup(http, stack.url)
+    stack.tokens.append(user.token)
+    return user
 
 
 async def bounded(calls: Iterable[Awaitable[T]], limit: int = 4) -> list[T]:
@@ -78,6 +78,10 @@ async def canvases_of(stack: Stack, *user_ids: str) -> int:
     marks = ", ".join("?" for _ in user_ids)
     sql = f"SELECT COUNT(*) AS n FROM canvas WHERE CAST(user_id AS VARCHAR(36)) IN ({marks})"
     return int(await stack.canvas_db.scalar(sql, *user_ids))
+
+
+async def canvases_gone(stack: Stack, *user_ids: str) -> bool:
+    return await canvases_of(stack, *user_ids) == 0
 
 
 async def owners(stack: Stack) -> set[str]:
@@ -163,9 +167,10 @@ class Traffic:
                 self._answered.notify_all()
 
     async def answered(self, phase: str, count: int) -> None:
-        """Wait until `count` more answers to requests sent in `phase` have arrived."""
+        """Wait until `count` more answers to requests sent in `phase` have arrived. Bounded: if the
+        workers died (a call raised), `stop()` in the test's `finally` then raises their error."""
         target = sum(1 for p, _, _ in self.log if p == phase) + count
-        async with self._answered:
+        async with asyncio.timeout(ANSWERS_WITHIN), self._answered:
             await self._answered.wait_for(lambda: sum(1 for p, _, _ in self.log if p == phase) >= target)
 
     async def stop(self) -> None:
@@ -182,8 +187,3 @@ def rss_kib(pid: int) -> int:
         found = re.search(r"^VmRSS:\s+(\d+) kB", status.read(), re.MULTILINE)
     assert found, f"no VmRSS for {pid}"
     return int(found.group(1))
-
-
-def unknown_token() -> str:
-    """Well formed (32 lowercase base32 characters), belonging to no session."""
-    return "".join(secrets.choice("abcdefghijklmnopqrstuvwxyz234567") for _ in range(32))

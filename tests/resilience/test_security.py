@@ -263,7 +263,6 @@ async def test_a_revoked_token_fails_at_the_very_next_request(http: Client, stac
         await traffic.stop()
     assert set(traffic.statuses("valid")) == {200}
     assert set(traffic.statuses("revoked")) == {401}
-    assert sum(traffic.statuses("revoked").values()) >= 30
     # The account's other session survives everything but the account's deletion.
     assert (await actor.call("GET", "/api/users/me")).status == (401 if kind == "account-deletion" else 200)
 
