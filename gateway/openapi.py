@@ -7,25 +7,36 @@ what it does itself: the two ways to authenticate, and the error answers produce
 the error mapper every service shares (all errors are application/problem+json; X-Request-Id on every
 answer). The merged document is cached for `ttl` seconds; a stale copy is served while a service
 is unreachable, 503 before the first successful fetch.
+
+The interactive docs at /schema are Swagger UI from the pinned `swagger-ui-py` package, whose
+`static/` folder is served under /schema/assets by Litestar's static files router: the page loads
+nothing from another host, so it works offline (Litestar's plugin alone would load it from a CDN).
 """
 
 from __future__ import annotations
 
 import copy
+import importlib.resources
 import time
+from pathlib import Path
 from typing import Any
 
 import msgspec
 from litestar import Request, Response, get
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.router import Router
+from litestar.static_files import create_static_files_router
 
 from gateway.routes import SAFE_METHODS, Access, Endpoint, RouteTable
 from gateway.upstreams import Upstream
 from shared import internal_auth
 from shared.errors import problem
+from shared.version import VERSION
 
 SERVICE_SCHEMA_PATH = "/schema/openapi.json"
+ASSETS_PATH = "/schema/assets"
+# swagger-ui-py ships Swagger UI's release files (swagger-ui-bundle.js, swagger-ui.css, ...) here.
+SWAGGER_UI_DIR = Path(str(importlib.resources.files("swagger_ui").joinpath("static")))
 OPENAPI_MEDIA_TYPE = "application/vnd.oai.openapi+json"
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -166,7 +177,7 @@ def _document_operation(endpoint: Endpoint, op: dict[str, Any]) -> dict[str, Any
     return op
 
 
-def merge(docs: dict[str, dict[str, Any]], table: RouteTable, *, version: str = "1.0.0") -> dict[str, Any]:
+def merge(docs: dict[str, dict[str, Any]], table: RouteTable, *, version: str = VERSION) -> dict[str, Any]:
     """The public document from each service's document (keyed by upstream name)."""
     endpoints = {(ep.template, ep.method.lower()): ep for r in table.routes for ep in r.endpoints.values()}
     paths: dict[str, dict[str, Any]] = {}
@@ -231,7 +242,16 @@ class SchemaCache:
 
 
 def schema_router(cache: SchemaCache) -> Router:
-    swagger = SwaggerRenderPlugin()
+    """/schema (Swagger UI), /schema/openapi.json and /schema/assets (Swagger UI's own files)."""
+    swagger = SwaggerRenderPlugin(
+        js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
+        css_url=f"{ASSETS_PATH}/swagger-ui.css",
+        standalone_preset_js_url=f"{ASSETS_PATH}/swagger-ui-standalone-preset.js",
+        favicon=f"<link rel='icon' type='image/png' href='{ASSETS_PATH}/favicon-32x32.png'>",
+    )
+    assets = create_static_files_router(
+        path="/assets", directories=[SWAGGER_UI_DIR], name="swagger-ui", include_in_schema=False
+    )
 
     @get("/openapi.json", include_in_schema=False)
     async def openapi_json() -> Response[dict[str, Any]]:
@@ -241,4 +261,4 @@ def schema_router(cache: SchemaCache) -> Router:
     async def interactive_docs(request: Request[Any, Any, Any]) -> bytes:
         return swagger.render(request, await cache.document())
 
-    return Router(path="/schema", route_handlers=[openapi_json, interactive_docs])
+    return Router(path="/schema", route_handlers=[openapi_json, interactive_docs, assets])

@@ -17,6 +17,7 @@ from shared.logging import configure_logging
 from shared.ops import ReadyCheck, ops_router, prometheus_config
 from shared.request_id import RequestIdMiddleware
 from shared.settings import CommonSettings
+from shared.version import VERSION
 
 
 def create_service_app(
@@ -38,7 +39,7 @@ def create_service_app(
         middleware=[prometheus.middleware, internal_auth_middleware(settings.secret)],
         plugins=[problem_details_plugin()],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
-        openapi_config=OpenAPIConfig(title=f"canvas-verse {name}", version="1.0.0", path="/schema"),
+        openapi_config=OpenAPIConfig(title=f"canvas-verse {name}", version=VERSION, path="/schema"),
         request_max_body_size=request_max_body_size,
         debug=False,
         logging_config=None,  # Litestar's default would replace the structlog setup above

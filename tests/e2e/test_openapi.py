@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from html.parser import HTMLParser
 from typing import Any
 
 import pytest
 
 from devtools.processes import ROOT
 from gateway.routes import ENDPOINTS
+from shared.version import VERSION
 from tests.e2e.conftest import System
 from tests.e2e.support import signup
 from tests.gateway.support import Client
@@ -48,6 +51,7 @@ async def test_document_lists_every_public_route_and_nothing_else(http: Client, 
     assert doc["openapi"].startswith("3.1")
     listed = {(m.upper(), _template(p)) for p, item in doc["paths"].items() for m in item}
     assert listed == {(ep.method, ep.template) for ep in ENDPOINTS}
+    assert doc["info"]["version"] == VERSION
     assert not [p for p in doc["paths"] if not p.startswith("/api/")]
     assert (
         not {"ValidateSessionBody", "ValidatedSession", "ExistingUsersBody"}
@@ -60,6 +64,48 @@ async def test_document_lists_every_public_route_and_nothing_else(http: Client, 
     assert html.status == 200
     assert html.headers["Content-Type"].startswith("text/html")
     assert b"swagger" in html.body.lower()
+
+
+class _Assets(HTMLParser):
+    """Every URL a page makes the browser load: script src, link href, img src."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        wanted = {"script": "src", "link": "href", "img": "src"}.get(tag)
+        self.urls += [value for name, value in attrs if name == wanted and value]
+
+
+ASSET_TYPES = {
+    ".js": ("text/javascript", "application/javascript"),
+    ".css": ("text/css",),
+    ".png": ("image/png",),
+}
+
+
+async def test_interactive_docs_load_every_asset_from_the_gateway_itself(
+    http: Client, system: System
+) -> None:
+    """/schema works with the network cut: Swagger UI's files come from the gateway, not a CDN."""
+    page = await http("GET", f"{system.url}/schema")
+    assert page.status == 200
+    html = page.body.decode()
+    assert not re.findall(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//""", html)
+    parser = _Assets()
+    parser.feed(html)
+    names = {url.rsplit("/", 1)[-1] for url in parser.urls}
+    assert {"swagger-ui-bundle.js", "swagger-ui-standalone-preset.js", "swagger-ui.css"} <= names
+    for url in parser.urls:
+        assert url.startswith("/"), url
+        asset = await http("GET", f"{system.url}{url}")
+        assert asset.status == 200, url
+        content_type = asset.headers["Content-Type"].split(";")[0]
+        assert content_type in ASSET_TYPES[url[url.rindex(".") :]], (url, content_type)
+        assert len(asset.body) > 0
+    bundle = await http("GET", f"{system.url}/schema/assets/swagger-ui-bundle.js")
+    assert b"SwaggerUIBundle" in bundle.body
 
 
 def _schemathesis(url: str, token: str, operation_ids: list[str], *, include: bool, examples: int) -> None:
