@@ -60,8 +60,9 @@ def env_example() -> str:
             lines += ["", f"# --- {'every process' if process == 'all' else process} ---"]
         if default == "null" or default.startswith("<"):  # no literal default: say what unset means
             lines.append("# unset by default" + ("" if default == "null" else f": {default}"))
-            default = ""
-        lines.append(f"# {name}={default}")
+            lines.append(f"# {name}=")
+        else:
+            lines.append(f"# {name}={default}")
     return "\n".join(lines) + "\n"
 
 
