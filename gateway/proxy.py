@@ -139,6 +139,8 @@ class Proxy:
         body = None if method in SAFE_METHODS else await _read_body(receive, self.body_limit)
         forwarded = {name: v.decode("latin-1") for k, name in _FORWARDED.items() if (v := headers.get(k))}
         forwarded["x-request-id"] = rid
+        if endpoint.starts_session and (agent := headers.get(b"user-agent")):
+            forwarded[internal_auth.CLIENT_USER_AGENT] = agent.decode("latin-1")
         forwarded[internal_auth.HEADER] = internal_auth.sign(
             self.secret,
             user_id=session.user_id if session else None,

@@ -15,6 +15,9 @@ import time
 import msgspec
 
 HEADER = "x-internal-auth"
+# The client's User-Agent, which the gateway passes on to the routes that start a session (it names
+# itself in `User-Agent`). Only the gateway sets it: a client's own copy never passes the gateway.
+CLIENT_USER_AGENT = "x-client-user-agent"
 VERSION = "v1"
 DEFAULT_MAX_AGE = 30.0
 CLOCK_SKEW = 5.0

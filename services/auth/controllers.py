@@ -96,8 +96,9 @@ DEPENDENCIES = {
 }
 
 
-async def _signed_in(user: dict[str, Any], sessions: SessionService) -> AuthOut:
-    token, info = await sessions.create(str(user["id"]))
+async def _signed_in(user: dict[str, Any], sessions: SessionService, request: Request) -> AuthOut:
+    agent = request.headers.get(internal_auth.CLIENT_USER_AGENT)
+    token, info = await sessions.create(str(user["id"]), user_agent=agent, ip=client_address(request))
     return AuthOut(user=user_out(user), token=token, expires_at=rfc3339(info.expires_at))
 
 
@@ -121,10 +122,10 @@ class AuthController(Controller):
     tags = ["auth"]
 
     @post("/signup", status_code=201, responses=errors({409: "The email is taken", **INVALID}))
-    async def signup(self, data: JSONBody[SignupBody], sessions: Sessions) -> AuthOut:
+    async def signup(self, request: Request, data: JSONBody[SignupBody], sessions: Sessions) -> AuthOut:
         """Create an account and sign in: the user, the session token and when it expires."""
         user = await users.signup(data.email, data.password, None if data.name is UNSET else data.name)
-        return await _signed_in(user, sessions)
+        return await _signed_in(user, sessions, request)
 
     @post(
         "/login",
@@ -143,7 +144,7 @@ class AuthController(Controller):
     ) -> AuthOut:
         """Sign in with email and password: a new session."""
         user = await users.login(data.email, data.password, client=client_address(request), throttle=throttle)
-        return await _signed_in(user, sessions)
+        return await _signed_in(user, sessions, request)
 
     @post("/logout", status_code=204, guards=[requires_session], responses=errors(NO_SESSION))
     async def logout(self, caller: CallerDep, sessions: Sessions) -> Response[None]:

@@ -70,6 +70,7 @@ class UserOut(msgspec.Struct, rename="camel"):
     id: str
     email: str
     name: str | None
+    email_verified: bool
     created_at: str
     updated_at: str
 
@@ -85,6 +86,8 @@ class SessionOut(msgspec.Struct, rename="camel"):
     expires_at: str
     created_at: str
     current: bool
+    user_agent: str | None
+    ip: str | None
 
 
 class SessionList(msgspec.Struct):
@@ -107,6 +110,7 @@ def user_out(row: dict[str, Any]) -> UserOut:
         id=str(row["id"]),
         email=row["email"],
         name=row["name"],
+        email_verified=bool(row["email_verified"]),
         created_at=rfc3339(row["created_at"]),
         updated_at=rfc3339(row["updated_at"]),
     )
@@ -118,4 +122,6 @@ def session_out(info: SessionInfo, current_id: str) -> SessionOut:
         expires_at=rfc3339(info.expires_at),
         created_at=rfc3339(info.created_at),
         current=info.id == current_id,
+        user_agent=info.user_agent,
+        ip=info.ip,
     )

@@ -31,6 +31,7 @@ from shared.timeutil import utcnow
 log = structlog.get_logger()
 
 TOKEN_BYTES = 20  # 160 bits
+USER_AGENT_MAX = 256  # characters of the User-Agent kept with a session
 _SESSION_ID = re.compile(r"[0-9a-f]{64}")
 
 
@@ -52,11 +53,18 @@ class SessionInfo(msgspec.Struct, frozen=True):
     user_id: str
     created_at: datetime
     expires_at: datetime
+    user_agent: str | None = None
+    ip: str | None = None
 
 
 def _info(row: dict[str, Any]) -> SessionInfo:
     return SessionInfo(
-        id=row["id"], user_id=str(row["user_id"]), created_at=row["created_at"], expires_at=row["expires_at"]
+        id=row["id"],
+        user_id=str(row["user_id"]),
+        created_at=row["created_at"],
+        expires_at=row["expires_at"],
+        user_agent=row.get("user_agent"),
+        ip=row.get("ip"),
     )
 
 
@@ -70,15 +78,33 @@ class SessionService:
         self.absolute_lifetime = settings.session_absolute_lifetime
         self.clock = clock
 
-    async def create(self, user_id: str) -> tuple[str, SessionInfo]:
-        """A new session for the user; returns the token (never stored) and the session."""
+    async def create(
+        self, user_id: str, *, user_agent: str | None = None, ip: str | None = None
+    ) -> tuple[str, SessionInfo]:
+        """A new session for the user; returns the token (never stored) and the session.
+
+        `user_agent` (its first 256 characters) and `ip` (the client address the gateway saw) are
+        kept so the user can tell their sessions apart; None when unknown.
+        """
         token = new_token()
         now = self.clock()
         info = SessionInfo(
-            id=session_id_of(token), user_id=user_id, created_at=now, expires_at=now + self.lifetime
+            id=session_id_of(token),
+            user_id=user_id,
+            created_at=now,
+            expires_at=now + self.lifetime,
+            user_agent=user_agent[:USER_AGENT_MAX] if user_agent else None,
+            ip=ip or None,
         )
         await Session.insert(
-            Session(id=info.id, user_id=user_id, created_at=info.created_at, expires_at=info.expires_at)
+            Session(
+                id=info.id,
+                user_id=user_id,
+                created_at=info.created_at,
+                expires_at=info.expires_at,
+                user_agent=info.user_agent,
+                ip=info.ip,
+            )
         ).run()
         return token, info
 

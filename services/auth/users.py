@@ -65,6 +65,7 @@ async def signup(email: str, password: str, name: str | None) -> dict[str, Any]:
         "password_hash": await passwords.hash_password(password),
         "created_at": now,
         "updated_at": now,
+        "email_verified": False,
     }
     try:
         await User.insert(

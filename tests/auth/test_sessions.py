@@ -10,6 +10,7 @@ from litestar import Litestar
 
 from services.auth.sessions import session_id_of
 from services.auth.tables import Session
+from shared.internal_auth import CLIENT_USER_AGENT
 from shared.session_cache import cache_key
 from shared.timeutil import rfc3339
 from tests.auth.support import Account, Api, Clock, parse_time
@@ -67,10 +68,24 @@ async def test_sessions_are_listed_newest_first(clock: Clock, api: Api, account:
     items = resp.json()["items"]
     assert [i["id"] for i in items] == [session_id_of(third), session_id_of(second), account.sid]
     assert [i["current"] for i in items] == [False, True, False]
-    assert set(items[0]) == {"id", "expiresAt", "createdAt", "current"}
+    assert set(items[0]) == {"id", "expiresAt", "createdAt", "current", "userAgent", "ip"}
     assert items[0]["createdAt"] == rfc3339(clock.now)
     assert items[0]["expiresAt"] == rfc3339(clock.now + timedelta(days=30))
     assert all(third not in str(item) for item in items)
+
+
+async def test_sessions_show_the_device_that_started_them(api: Api, account: Account) -> None:
+    agent = "Mozilla/5.0 " + "x" * 300
+    resp = await api.login(account, headers={CLIENT_USER_AGENT: agent})
+    assert resp.status_code == 200
+    token = resp.json()["token"]
+    items = (await api.call("GET", "/api/auth/sessions", token=token, session=account)).json()["items"]
+    by_id = {item["id"]: item for item in items}
+    assert by_id[session_id_of(token)]["userAgent"] == agent[:256]
+    assert by_id[session_id_of(token)]["ip"] == api.ip
+    # The signup sent no client User-Agent: unknown is null, not the caller's own agent.
+    assert by_id[account.sid]["userAgent"] is None
+    assert by_id[account.sid]["ip"] == api.ip
 
 
 async def test_expired_sessions_are_not_listed(clock: Clock, api: Api, account: Account) -> None:

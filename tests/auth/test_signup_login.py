@@ -21,7 +21,8 @@ TOKEN = re.compile(r"[a-z2-7]{32}")
 
 def assert_auth_body(body: dict[str, Any], email: str) -> None:
     assert set(body) == {"user", "token", "expiresAt"}
-    assert set(body["user"]) == {"id", "email", "name", "createdAt", "updatedAt"}
+    assert set(body["user"]) == {"id", "email", "name", "emailVerified", "createdAt", "updatedAt"}
+    assert body["user"]["emailVerified"] is False
     assert body["user"]["email"] == email
     assert TOKEN.fullmatch(body["token"])
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", body["expiresAt"])

@@ -144,3 +144,22 @@ async def test_spoofed_identity_is_ignored_by_the_services(http: Client, system:
     assert (await alice.call("GET", "/api/users/me", headers=spoof)).json()["id"] == alice.id
     anonymous = await http("GET", f"{system.url}/api/users/me", headers=spoof)
     assert anonymous.status == 401
+
+
+async def test_sessions_show_the_client_device_and_address(http: Client, system: System) -> None:
+    user = await signup(http, system.url)
+    agent = "Mozilla/5.0 (X11; Linux x86_64) e2e " + "y" * 300
+    reply = await http(
+        "POST",
+        f"{system.url}/api/auth/login",
+        json={"email": user.email, "password": PASSWORD},
+        headers={"User-Agent": agent},
+    )
+    assert reply.status == 200
+    token = reply.json()["token"]
+    items = (await http("GET", f"{system.url}/api/auth/sessions", headers=bearer(token))).json()["items"]
+    current = next(item for item in items if item["current"])
+    assert current["userAgent"] == agent[:256]
+    assert current["ip"] == "127.0.0.1"
+    # The gateway's own User-Agent never stands in for the client's.
+    assert all(item["userAgent"] != "canvas-verse-gateway" for item in items)
