@@ -23,7 +23,8 @@ from litestar.stores.redis import RedisStore
 from redis.asyncio import Redis
 
 from gateway.client_ip import identifier_for
-from gateway.redis_guard import REDIS_ERRORS, RedisGuard
+from gateway.redis_guard import RedisGuard
+from shared.redis import REDIS_UNAVAILABLE
 
 if TYPE_CHECKING:
     from litestar.types import Message, Receive, Scope, Send
@@ -68,7 +69,7 @@ class RateCountStore(RedisStore):
             pipe.expire(redis_key, self.window_seconds + 1)
         try:
             results = await pipe.execute()
-        except REDIS_ERRORS as exc:
+        except REDIS_UNAVAILABLE as exc:
             self.guard.failed(exc)
             return
         for i, (key, added) in enumerate(pending):

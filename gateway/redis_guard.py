@@ -1,33 +1,22 @@
-"""The gateway's Redis client and the guard that keeps a down or stalled Redis off the hot path."""
+"""The guard that keeps a down or stalled Redis off the gateway's hot path, and its client policy."""
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import time
 
 import structlog
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError, RedisError
+
+from shared.redis import REQUEST_PATH, redis_client
 
 log = structlog.get_logger()
 
-REDIS_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
-
 
 def make_redis(url: str, timeout: float) -> Redis:
-    """A client that fails within `timeout`: callers fall back instead of waiting.
-
-    A refused or broken connection is retried once at once (a pooled connection may predate a
-    Redis restart); a timeout is not retried.
-    """
-    return Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 1, supported_errors=(ConnectionError,)),
-        health_check_interval=0,
+    """A client that fails within `timeout`: callers fall back instead of waiting (see shared.redis)."""
+    return redis_client(
+        url, dataclasses.replace(REQUEST_PATH, socket_timeout=timeout, connect_timeout=timeout)
     )
 
 

@@ -26,10 +26,11 @@ from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from gateway.redis_guard import REDIS_ERRORS, RedisGuard
+from gateway.redis_guard import RedisGuard
 from gateway.upstreams import Upstream
 from shared import internal_auth
 from shared.errors import problem
+from shared.redis import REDIS_UNAVAILABLE
 from shared.session_cache import BACKSTOP_TTL, CachedSession, cache_key
 from shared.timeutil import utcnow
 
@@ -156,7 +157,7 @@ class SessionValidator:
             return None
         try:
             raw = await self._lookups.get(cache_key(session_id))
-        except REDIS_ERRORS as exc:
+        except REDIS_UNAVAILABLE as exc:
             self.guard.failed(exc)
             _BYPASS.inc()
             return None
@@ -184,7 +185,7 @@ class SessionValidator:
         placeholder = f"pending:{secrets.token_hex(8)}"
         try:
             await self.redis.set(cache_key(session_id), placeholder, px=PLACEHOLDER_TTL_MS)
-        except REDIS_ERRORS as exc:
+        except REDIS_UNAVAILABLE as exc:
             self.guard.failed(exc)
             return None
         return placeholder
@@ -196,7 +197,7 @@ class SessionValidator:
         value = _encoder.encode(CachedSession(user_id=session.user_id, expires_at=session.expires_at))
         try:
             await self._replace(keys=[cache_key(session.session_id)], args=[placeholder, value, ttl])
-        except REDIS_ERRORS as exc:
+        except REDIS_UNAVAILABLE as exc:
             self.guard.failed(exc)
 
     async def _ask_auth(self, session_id: str, request_id: str) -> Session | None:

@@ -19,15 +19,14 @@ from typing import Any
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from shared.redis import REDIS_UNAVAILABLE
 
 log = structlog.get_logger()
 
 Fields = dict[bytes, bytes]
 Handler = Callable[[str, Fields], Awaitable[None]]
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 
 # Fields a dead-letter entry carries besides the original entry's own.
 SOURCE_STREAM = b"dead-letter:stream"
@@ -102,12 +101,12 @@ class StreamConsumer:
                 await self.poll()
                 backoff = 0.1
                 continue
-            except REDIS_DOWN as exc:
-                log.warning("stream_redis_unavailable", stream=self.stream, error=str(exc), retry_in=backoff)
-            except ResponseError as exc:
+            except ResponseError as exc:  # a RedisError too: before REDIS_UNAVAILABLE
                 if "NOGROUP" not in str(exc):
                     log.exception("stream_consumer_error", stream=self.stream)
                 group_ready = False
+            except REDIS_UNAVAILABLE as exc:
+                log.warning("stream_redis_unavailable", stream=self.stream, error=str(exc), retry_in=backoff)
             except Exception:
                 log.exception("stream_consumer_error", stream=self.stream)
             await wait_or_stop(stop, backoff)

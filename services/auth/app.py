@@ -10,7 +10,6 @@ from functools import partial
 
 import structlog
 from litestar import Litestar
-from redis.asyncio import Redis
 
 from services.auth import passwords
 from services.auth.controllers import DEPENDENCIES, AuthController, InternalController, UsersController
@@ -20,6 +19,7 @@ from services.auth.settings import AuthSettings, settings
 from services.auth.throttle import LoginThrottle
 from shared.app import create_service_app
 from shared.db import engine_lifespan, ping
+from shared.redis import REQUEST_PATH, redis_client
 
 log = structlog.get_logger()
 
@@ -42,7 +42,7 @@ def _lifespan(config: AuthSettings) -> Callable[[Litestar], AbstractAsyncContext
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         async with engine_lifespan(DB, config.db_pool_size):
             await passwords.warm_up()
-            redis = Redis.from_url(config.redis_url, socket_timeout=5, socket_connect_timeout=5)
+            redis = redis_client(config.redis_url, REQUEST_PATH)
             app.state.redis = redis
             app.state.sessions = SessionService(redis, config)
             app.state.throttle = LoginThrottle(redis, config)

@@ -20,7 +20,6 @@ from datetime import datetime, timedelta
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from services.auth import outbox
 from services.auth.db import DB
@@ -28,6 +27,7 @@ from services.auth.settings import settings
 from shared.db import engine_lifespan
 from shared.events import publish
 from shared.logging import configure_logging
+from shared.redis import BACKGROUND, REDIS_UNAVAILABLE, redis_client
 from shared.timeutil import utcnow
 
 log = structlog.get_logger()
@@ -40,17 +40,17 @@ PRUNE_BATCH = 1000
 async def relay_once(redis: Redis, batch_size: int = settings.relay_batch_size) -> int:
     """Publish up to `batch_size` unsent events; returns how many were sent.
 
-    Raises RedisError when Redis refuses, after marking the events it did send.
+    Raises one of REDIS_UNAVAILABLE when Redis refuses, after marking the events it did send.
     """
     if not await outbox.has_unsent():  # a cheap read first: no write transaction while idle
         return 0
     sent: list[int] = []
-    error: RedisError | None = None
+    error: Exception | None = None
     async with DB.transaction():
         for row_id, event in await outbox.claim_unsent(batch_size):
             try:
                 await publish(redis, event)
-            except RedisError as exc:
+            except REDIS_UNAVAILABLE as exc:
                 error = exc
                 break
             sent.append(row_id)
@@ -84,7 +84,7 @@ async def _prune_logged() -> None:
 async def run(stop: asyncio.Event) -> None:
     """Relay until `stop` is set."""
     async with engine_lifespan(DB, pool_size=2):
-        redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=5)
+        redis = redis_client(settings.redis_url, BACKGROUND)
         backoff = settings.relay_interval
         next_prune = time.monotonic()
         try:

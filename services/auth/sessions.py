@@ -21,11 +21,11 @@ import msgspec
 import structlog
 from piccolo.columns.combination import Combinable
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from services.auth.settings import AuthSettings
 from services.auth.tables import Session
 from shared import session_cache
+from shared.redis import REDIS_UNAVAILABLE
 from shared.timeutil import utcnow
 
 log = structlog.get_logger()
@@ -175,7 +175,7 @@ class SessionService:
         ids = list(session_ids)
         try:
             await session_cache.purge(self.redis, ids)
-        except RedisError as exc:
+        except REDIS_UNAVAILABLE as exc:
             log.error("session_cache_purge_failed", sessions=len(ids), error=str(exc))
 
     async def purge_expired(self) -> int:

@@ -26,10 +26,10 @@ import math
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from services.auth.settings import AuthSettings
 from shared.errors import TooManyRequests, Unavailable
+from shared.redis import REDIS_UNAVAILABLE
 
 log = structlog.get_logger()
 
@@ -95,7 +95,7 @@ class LoginThrottle:
         args = [self.account_limit, self.client_limit, self.in_flight, IN_FLIGHT_TTL_MS, self.window_ms]
         try:
             wait_ms = int(await self._admit(keys=self._keys(email, client, scope), args=args))
-        except RedisError as exc:
+        except REDIS_UNAVAILABLE as exc:
             log.error("password_throttle_unavailable", error=str(exc), fail_open=fail_open)
             if fail_open:
                 return False
@@ -112,5 +112,5 @@ class LoginThrottle:
         try:
             keys = self._keys(email, client, scope)
             await self._settle(keys=keys, args=[int(failed), self.window_ms])
-        except RedisError as exc:
+        except REDIS_UNAVAILABLE as exc:
             log.error("password_throttle_settle_failed", error=str(exc))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
 
 import aiohttp
 from litestar import Litestar
-from redis.asyncio import BlockingConnectionPool, Redis
 
 from services.canvas.auth_client import AuthClient
 from services.canvas.background import Background
@@ -19,25 +19,21 @@ from services.canvas.settings import CanvasSettings, settings
 from services.canvas.views import ViewCounter
 from shared.app import create_service_app
 from shared.db import engine_lifespan, ping
+from shared.redis import REQUEST_PATH, RedisPolicy, redis_client
 
 
-def redis_client(config: CanvasSettings) -> Redis:
+def redis_policy(config: CanvasSettings) -> RedisPolicy:
     """A bounded pool: under a burst, requests wait up to 5 s for a connection instead of failing."""
-    pool = BlockingConnectionPool.from_url(
-        config.redis_url,
-        max_connections=config.redis_pool_size,
-        timeout=5,
-        socket_timeout=5,
-        socket_connect_timeout=2,
+    return dataclasses.replace(
+        REQUEST_PATH, connect_timeout=2.0, max_connections=config.redis_pool_size, pool_timeout=5.0
     )
-    return Redis(connection_pool=pool)
 
 
 @asynccontextmanager
 async def lifespan(config: CanvasSettings, app: Litestar) -> AsyncIterator[None]:
     """Database, Redis, the auth client and the background loops; on the way out a final view flush."""
     async with engine_lifespan(DB, config.db_pool_size):
-        redis = redis_client(config)
+        redis = redis_client(config.redis_url, redis_policy(config))
         http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=config.auth_timeout))
         app.state.redis = redis
         app.state.views = ViewCounter(redis, batch_retention=config.view_batch_retention)

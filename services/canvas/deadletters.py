@@ -12,17 +12,16 @@ import asyncio
 import json
 import sys
 
-from redis.asyncio import Redis
-
 from services.canvas.settings import settings
 from shared.events import DEAD_LETTER_STREAM
+from shared.redis import BACKGROUND, redis_client
 from shared.streams import dead_letters, replay_dead_letters
 
 USAGE = "usage: python -m services.canvas.deadletters list|replay [ID...]"
 
 
 async def run(command: str, ids: list[str], redis_url: str = settings.redis_url) -> list[dict[str, str]]:
-    redis = Redis.from_url(redis_url)
+    redis = redis_client(redis_url, BACKGROUND)
     try:
         if command == "list":
             return [

@@ -28,18 +28,16 @@ from dataclasses import dataclass
 import msgspec
 import structlog
 from prometheus_client import Counter
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.canvas import schemas
 from services.canvas.settings import CanvasSettings
 from services.canvas.views import BATCH_PREFIX, DOC_PREFIX, OPEN_KEY, PENDING_KEY, Snapshot, ViewCounter
 from shared.errors import Unavailable
+from shared.redis import REDIS_UNAVAILABLE
 
 GEN_PREFIX = "canvas-doc-gen:"
 log = structlog.get_logger()
 
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
 GEN_TTL = 86_400  # seconds; far longer than any read between its miss and its fill
 
 # KEYS: doc, open, pending, gen. ARGV: new batch id, batch prefix, canvas id, caller uid ('' = anonymous).
@@ -132,7 +130,7 @@ class ReadCache:
                 keys=[DOC_PREFIX + key, OPEN_KEY, PENDING_KEY, GEN_PREFIX + key],
                 args=[uuid.uuid4().hex, BATCH_PREFIX, key, str(uid) if uid else ""],
             )
-        except REDIS_DOWN as exc:
+        except REDIS_UNAVAILABLE as exc:
             raise Unavailable("the view counter (Redis) is unavailable") from exc
         if reply[0] == 0:
             _MISSES.inc()
@@ -164,7 +162,7 @@ class ReadCache:
                     *flags,
                 ],
             )
-        except REDIS_DOWN:
+        except REDIS_UNAVAILABLE:
             return False  # only a cache: the read itself was served
         FILLS.labels("filled" if filled else "refused").inc()
         return bool(filled)
@@ -183,5 +181,5 @@ class ReadCache:
                     pipe.expire(GEN_PREFIX + key, GEN_TTL)
                     pipe.delete(DOC_PREFIX + key)
                 await pipe.execute()
-        except REDIS_DOWN as exc:
+        except REDIS_UNAVAILABLE as exc:
             log.warning("read_cache_forget_failed", canvases=len(ids), error=str(exc), expires_in=self.ttl)

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import aiohttp
 import structlog
-from redis.asyncio import Redis
 
 from services.canvas.auth_client import AuthClient
 from services.canvas.cascade import delete_user
@@ -34,6 +33,7 @@ from services.canvas.tables import Canvas
 from services.canvas.views import ViewCounter
 from shared.db import engine_lifespan
 from shared.logging import configure_logging
+from shared.redis import BACKGROUND, redis_client
 
 log = structlog.get_logger()
 
@@ -104,7 +104,7 @@ async def run_once(config: CanvasSettings = settings) -> Sweep:
     async with (
         engine_lifespan(DB, pool_size=2),
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=config.auth_timeout)) as http,
-        Redis.from_url(config.redis_url) as redis,
+        redis_client(config.redis_url, BACKGROUND) as redis,
     ):
         return await sweep(
             AuthClient(http, config.auth_url, config.secret),

@@ -32,12 +32,11 @@ from typing import Any
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from services.canvas.db import DB
 from services.canvas.tables import Canvas, ViewBatch
 from shared.errors import Unavailable
+from shared.redis import REDIS_UNAVAILABLE
 from shared.timeutil import utcnow
 
 log = structlog.get_logger()
@@ -112,7 +111,7 @@ class ViewCounter:
         try:
             keys = [OPEN_KEY, PENDING_KEY, DOC_PREFIX + str(canvas_ids[0]) if count else ""]
             reply = await self._read(keys=keys, args=[new_batch, BATCH_PREFIX, *map(str, canvas_ids)])
-        except (RedisConnectionError, RedisTimeoutError) as exc:
+        except REDIS_UNAVAILABLE as exc:
             raise Unavailable("the view counter (Redis) is unavailable") from exc
         return {reply[i].decode(): [int(n or 0) for n in reply[i + 1]] for i in range(0, len(reply), 2)}
 

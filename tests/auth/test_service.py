@@ -93,6 +93,15 @@ async def test_without_redis_login_fails_closed_and_ready_names_redis(
     assert (await api.client.get("/ready")).status_code == 200
 
 
+async def test_the_first_login_after_a_redis_restart_succeeds(
+    api: Api, account: Account, redis_server: RedisServer
+) -> None:
+    """The throttle's pooled connection dies with the restart: its client retries on a new one."""
+    assert (await api.login(account)).status_code == 200
+    redis_server.restart()
+    assert (await api.login(account)).status_code == 200
+
+
 async def test_tokens_and_passwords_never_reach_the_logs(
     api: Api, unique_email: str, caplog: pytest.LogCaptureFixture
 ) -> None:
