@@ -17,6 +17,7 @@ from litestar import Litestar, asgi
 from litestar.config.cors import CORSConfig
 from litestar.middleware.rate_limit import DURATION_VALUES
 
+from gateway.edge import EdgeMiddleware, metrics_listener
 from gateway.openapi import SchemaCache, schema_router
 from gateway.proxy import Proxy
 from gateway.rate_limit import STORE_NAME, RateCountStore, rate_limit_config
@@ -69,7 +70,8 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         app.state.proxy = proxy
         sync = asyncio.create_task(counts.run())
         try:
-            yield
+            async with metrics_listener(settings.metrics_host, settings.metrics_port):
+                yield
         finally:
             sync.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -103,6 +105,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         request_max_body_size=settings.body_limit,
         debug=False,
     )
+    app.asgi_handler = EdgeMiddleware(app.asgi_handler, settings.metrics_allow)
     wrap_outermost(app)
     return app
 

@@ -3,6 +3,7 @@
 Served as a Litestar ASGI mount so a proxied request skips Litestar's request parsing, while every
 error still leaves through Litestar's problem-details handler (raised before any byte is sent).
 Order per request: route (404/405) → body size (413) → CSRF Origin (403) → session (401/503) →
+body (415 not JSON, 400 invalid UTF-8, JSON or too deep: shared/json_body.py) →
 forward with the signed credential → answer (cookies set, re-sent or cleared).
 """
 
@@ -27,7 +28,7 @@ from gateway.sessions import Session, SessionValidator, session_id_of
 from gateway.settings import GatewaySettings
 from gateway.tokens import MalformedToken, cleared_cookie, presented_token, session_cookie
 from gateway.upstreams import Upstream
-from shared import internal_auth
+from shared import internal_auth, json_body
 from shared.errors import problem
 
 log = structlog.get_logger()
@@ -136,7 +137,12 @@ class Proxy:
             raise _too_large(self.body_limit)
         rid: str = scope["state"]["request_id"]  # type: ignore[index]
         token, from_cookie, session = await self._authenticate(endpoint, headers, rid)
-        body = None if method in SAFE_METHODS else await _read_body(receive, self.body_limit)
+        body = None
+        if method not in SAFE_METHODS:
+            if length is not None and length.strip() not in (b"", b"0"):
+                json_body.check_type(headers.get(b"content-type"))  # 415 before the body is read
+            body = await json_body.read_body(receive, self.body_limit)
+            json_body.check(body, headers.get(b"content-type"))
         forwarded = {name: v.decode("latin-1") for k, name in _FORWARDED.items() if (v := headers.get(k))}
         forwarded["x-request-id"] = rid
         if endpoint.starts_session and (agent := headers.get(b"user-agent")):
@@ -267,22 +273,6 @@ def _int(value: bytes) -> int:
 
 def _too_large(limit: int) -> Exception:
     return problem(413, f"Request body larger than {limit} bytes")
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message: Any = await receive()
-        if message["type"] == "http.disconnect":
-            raise problem(400, "Client disconnected")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 async def _send_empty(send: Send, status: int, headers: list[tuple[bytes, bytes]]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from gateway.edge import Networks
 from shared.settings import CommonSettings, SettingsError, from_env
 
 MIB = 1024 * 1024
@@ -32,12 +33,21 @@ class GatewaySettings(CommonSettings, kw_only=True):
     # Peers whose X-Forwarded-For is believed (the client is its last untrusted address)
     trusted_proxies: list[str] = []
     schema_ttl: float = 300.0  # seconds the merged OpenAPI document is cached
+    # /metrics: served on its own listener (not published; 0 turns it off) and, on the public port,
+    # only to peers in this allow-list of addresses or networks (default: nobody)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = 9464
+    metrics_allow: list[str] = []
 
     def check(self) -> None:
         super().check()
         for origin in self.allowed_origins:
             if origin == "*" or origin.endswith("/") or "://" not in origin:
                 raise SettingsError(f"GATEWAY_ALLOWED_ORIGINS: {origin!r} is not an origin like https://host")
+        try:
+            Networks(self.metrics_allow)
+        except ValueError as exc:
+            raise SettingsError(f"GATEWAY_METRICS_ALLOW: {exc}") from None
         if self.body_limit <= 0 or self.pool_size <= 0 or self.circuit_failures <= 0:
             raise SettingsError("GATEWAY_BODY_LIMIT, _POOL_SIZE and _CIRCUIT_FAILURES must be > 0")
 

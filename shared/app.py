@@ -13,6 +13,7 @@ from litestar.types import ControllerRouterHandler
 
 from shared.auth_middleware import internal_auth_middleware
 from shared.errors import EXCEPTION_HANDLERS, problem_details_plugin
+from shared.json_body import JsonBodyMiddleware
 from shared.logging import configure_logging
 from shared.ops import ReadyCheck, ops_router, prometheus_config
 from shared.request_id import RequestIdMiddleware
@@ -36,7 +37,11 @@ def create_service_app(
     app = Litestar(
         route_handlers=[ops_router(ready_checks), *route_handlers],
         lifespan=list(lifespan),
-        middleware=[prometheus.middleware, internal_auth_middleware(settings.secret)],
+        middleware=[
+            prometheus.middleware,
+            internal_auth_middleware(settings.secret),
+            JsonBodyMiddleware(request_max_body_size),
+        ],
         plugins=[problem_details_plugin()],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         openapi_config=OpenAPIConfig(title=f"canvas-verse {name}", version=VERSION, path="/schema"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -14,6 +15,9 @@ from shared.errors import problem
 
 ReadyCheck = Callable[[], Awaitable[Any]]
 READY_TIMEOUT = 2.0
+# /ready answers from one run of its checks for this long, and concurrent calls share the run in
+# progress: a flood of /ready costs the dependencies one check a second, not one per request.
+READY_CACHE = 1.0
 
 
 def prometheus_config(service: str) -> PrometheusConfig:
@@ -30,14 +34,28 @@ def ops_router(checks: Mapping[str, ReadyCheck]) -> Router:
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @get("/ready", include_in_schema=False)
-    async def ready() -> Response[dict[str, Any]]:
+    last: dict[str, Any] = {"at": -READY_CACHE, "failed": [], "run": None}
+
+    async def run_checks() -> list[str]:
         failed = []
         for name, check in checks.items():
             try:
                 await asyncio.wait_for(check(), READY_TIMEOUT)
             except Exception:
                 failed.append(name)
+        last["at"], last["failed"], last["run"] = time.monotonic(), failed, None
+        return failed
+
+    async def current_failures() -> list[str]:
+        if time.monotonic() - last["at"] < READY_CACHE:
+            return last["failed"]  # type: ignore[no-any-return]
+        if last["run"] is None:
+            last["run"] = asyncio.ensure_future(run_checks())
+        return await asyncio.shield(last["run"])  # type: ignore[no-any-return]
+
+    @get("/ready", include_in_schema=False)
+    async def ready() -> Response[dict[str, Any]]:
+        failed = await current_failures()
         if failed:
             raise problem(503, f"not ready: {', '.join(failed)}", headers={"Retry-After": "5"}, failed=failed)
         return Response({"status": "ready", "checks": sorted(checks)})

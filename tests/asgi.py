@@ -42,3 +42,13 @@ async def running(app: Litestar, base_url: str = "http://service.test") -> Async
     finally:
         stop.set()
         await lifespan
+
+
+async def ready_status(client: httpx.AsyncClient, status: int = 503, attempts: int = 30) -> httpx.Response:
+    """GET /ready until it answers `status` (it answers from a check up to 1 s old), or the last answer."""
+    for _ in range(attempts):
+        reply = await client.get("/ready")
+        if reply.status_code == status:
+            break
+        await asyncio.sleep(0.1)
+    return reply

@@ -27,6 +27,7 @@ READ_TIMEOUT = 3  # a hung service answers 504 after this long
 @dataclass
 class System:
     url: str  # the gateway: what clients talk to
+    metrics_url: str  # the gateway's /metrics, on its own port (the public one answers 404)
     auth: Process
     canvas: Process
     relay: Process
@@ -53,6 +54,7 @@ def system(data_dir: Path) -> Iterator[System]:
     logs = data_dir / "logs" / "e2e"
     auth, auth_url = _web("auth", "services.auth.app:app", logs, {})
     canvas, canvas_url = _web("canvas", "services.canvas.app:app", logs, {"CANVAS_AUTH_URL": auth_url})
+    metrics_port = free_port()
     relay = Process("relay", [sys.executable, "-m", "services.auth.relay"], {}, logs / "relay.log")
     gateway, gateway_url = _web(
         "gateway",
@@ -65,9 +67,10 @@ def system(data_dir: Path) -> Iterator[System]:
             "GATEWAY_CIRCUIT_COOLDOWN": str(CIRCUIT_COOLDOWN),
             "GATEWAY_REDIS_COOLDOWN": "0.2",
             "GATEWAY_READ_TIMEOUT": str(READ_TIMEOUT),
+            "GATEWAY_METRICS_PORT": str(metrics_port),
         },
     )
-    running = System(gateway_url, auth, canvas, relay, gateway)
+    running = System(gateway_url, f"http://127.0.0.1:{metrics_port}/metrics", auth, canvas, relay, gateway)
     try:
         for process in running.processes:
             process.start()

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.resilience]
 
 
 async def metric(http: Client, system: System, name: str, **labels: str) -> float:
-    text = (await http("GET", f"{system.url}/metrics")).body.decode()
+    text = (await http("GET", system.metrics_url)).body.decode()
     selector = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
     found = re.search(rf"^{name}\{{{re.escape(selector)}\}} (\S+)$", text, re.MULTILINE)
     return float(found.group(1)) if found else 0.0

@@ -53,6 +53,9 @@ def start_gateway(data_dir: Path, stub: Process) -> Iterator[Callable[..., Proce
             "GATEWAY_CANVAS_URL": url_of(stub),
             "GATEWAY_ALLOWED_ORIGINS": f'["{ALLOWED_ORIGIN}"]',
             "GATEWAY_REDIS_COOLDOWN": "0.2",
+            # /metrics on the public port for the tests' own address (test_edge.py checks the default)
+            "GATEWAY_METRICS_ALLOW": '["127.0.0.1"]',
+            "GATEWAY_METRICS_PORT": "0",
         }
         env |= {f"GATEWAY_{k.upper()}": str(v) for k, v in settings.items()}
         process = _service("gateway", "gateway.app:app", data_dir, env).start()

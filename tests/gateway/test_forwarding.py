@@ -226,8 +226,9 @@ async def test_bodies_over_the_limit_are_413(http: Client, gateway: str, upstrea
 
     reply = await http("POST", f"{gateway}/api/canvases", data=chunks(), headers=bearer(token))
     assert_problem(reply, 413)
-    exactly = b"z" * (2 * 1024 * 1024)
-    reply = await http("POST", f"{gateway}/api/canvases", data=exactly, headers=bearer(token))
+    exactly = b'"' + b"z" * (2 * 1024 * 1024 - 2) + b'"'  # a JSON string of exactly the limit
+    headers = {**bearer(token), "Content-Type": "application/json"}
+    reply = await http("POST", f"{gateway}/api/canvases", data=exactly, headers=headers)
     assert reply.status == 200
     assert len(reply.json()["body"]) == len(exactly)
 

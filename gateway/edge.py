@@ -1,0 +1,99 @@
+"""What the public edge adds around the whole gateway app: response headers and where /metrics is served.
+
+- Every `/api` answer carries `X-Content-Type-Options: nosniff`; answers under `/api/auth/` and
+  `/api/users/` (tokens, a user's own data) carry `Cache-Control: no-store`. A pure ASGI wrapper,
+  like the request id, because the answers come from three places (the proxy mount streaming a
+  service's answer, Litestar's problem details, CORS preflights) and Litestar's `response_headers`
+  reach only the second.
+- `/metrics` on the public port answers 404 unless the peer is in `GATEWAY_METRICS_ALLOW`
+  (addresses or networks, default none); scrapers use the separate listener on
+  `GATEWAY_METRICS_HOST:GATEWAY_METRICS_PORT` (aiohttp, SO_REUSEPORT so every uvicorn worker can
+  bind it), which the deployment does not publish.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from aiohttp import web
+from litestar.datastructures import MutableScopeHeaders
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+NOSNIFF = ("X-Content-Type-Options", "nosniff")
+NO_STORE = ("Cache-Control", "no-store")
+_PRIVATE_PREFIXES = ("/api/auth/", "/api/users/")
+_NOT_FOUND = (
+    b'{"status":404,"title":"Not Found","detail":"Not Found"}',
+    [(b"content-type", b"application/problem+json")],
+)
+
+
+class Networks:
+    def __init__(self, allowed: list[str]) -> None:
+        self.networks = [ipaddress.ip_network(entry, strict=False) for entry in allowed]
+
+    def __contains__(self, address: str) -> bool:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.networks)
+
+
+class EdgeMiddleware:
+    def __init__(self, app: ASGIApp, metrics_allow: list[str]) -> None:
+        self.app = app
+        self.metrics_allow = Networks(metrics_allow)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if path.startswith("/metrics") and not self._may_scrape(scope):
+            body, headers = _NOT_FOUND
+            await send({"type": "http.response.start", "status": 404, "headers": headers})
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+            return
+        if not path.startswith("/api"):
+            await self.app(scope, receive, send)
+            return
+        private = path.startswith(_PRIVATE_PREFIXES) or path in ("/api/auth", "/api/users")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableScopeHeaders.from_message(message)
+                headers[NOSNIFF[0]] = NOSNIFF[1]
+                if private:
+                    headers[NO_STORE[0]] = NO_STORE[1]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    def _may_scrape(self, scope: Scope) -> bool:
+        client = scope.get("client")
+        return bool(client) and client[0] in self.metrics_allow  # type: ignore[index]
+
+
+async def _metrics(_: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@asynccontextmanager
+async def metrics_listener(host: str, port: int) -> AsyncIterator[None]:
+    """Serve /metrics on its own port while the app runs (port 0: no listener)."""
+    if not port:
+        yield
+        return
+    app = web.Application()
+    app.router.add_get("/metrics", _metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port, reuse_port=True).start()
+    try:
+        yield
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,133 @@
+"""JSON request-body hygiene, the same for every app (the gateway and each service).
+
+A body on a method that carries one (POST, PUT, PATCH, DELETE) must be `application/json` (a
+`charset` or other parameter is fine): any other type, or none, is 415. A body that is not valid
+UTF-8, not valid JSON, or nested deeper than `MAX_DEPTH` arrays/objects is 400. All are refused
+before the handler runs, so before any password is hashed, and never become a 500: msgspec raises
+UnicodeDecodeError for invalid UTF-8 inside a string and RecursionError for very deep nesting,
+which nothing downstream should ever have to handle.
+
+`check` is what the gateway's proxy calls on the body it has read; `JsonBodyMiddleware` does the
+same for a Litestar service, reading the body once (within the app's body limit) and replaying it
+to the handler. An empty body is not checked: routes like logout take none.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, HTTPRequestEvent, Receive, ReceiveMessage, Scope, Send
+
+from shared.errors import problem
+
+MAX_DEPTH = 32
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_OPENERS = (ord("["), ord("{"))
+
+
+def is_json_type(content_type: bytes | None) -> bool:
+    """`application/json`, with or without parameters (case-insensitive)."""
+    if not content_type:
+        return False
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json"
+
+
+def check_type(content_type: bytes | None) -> None:
+    if not is_json_type(content_type):
+        raise problem(415, "The request body must be sent as Content-Type: application/json")
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of decoded JSON (iterative: the input is hostile)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            return deepest
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
+def check(body: bytes, content_type: bytes | None) -> None:
+    """Raise problem details 415/400 unless `body` (non-empty) is JSON of acceptable depth."""
+    if not body:
+        return
+    check_type(content_type)
+    try:
+        decoded = msgspec.json.decode(body)
+    except UnicodeDecodeError:
+        raise problem(400, "The request body is not valid UTF-8") from None
+    except RecursionError:
+        raise problem(400, f"The request body is nested deeper than {MAX_DEPTH} levels") from None
+    except msgspec.DecodeError as exc:
+        raise problem(400, f"The request body is not valid JSON: {exc}") from None
+    # Counting brackets (strings included) is a cheap upper bound on the depth.
+    if body.count(_OPENERS[0]) + body.count(_OPENERS[1]) > MAX_DEPTH and _depth(decoded) > MAX_DEPTH:
+        raise problem(400, f"The request body is nested deeper than {MAX_DEPTH} levels")
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key.lower() == name:
+            return bytes(value)
+    return None
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The whole body, 413 beyond `limit`, 400 when the client goes away first."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message: Any = await receive()
+        if message["type"] == "http.disconnect":
+            raise problem(400, "Client disconnected")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise problem(413, f"Request body larger than {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+class JsonBodyMiddleware(ASGIMiddleware):
+    """Checks every request body before the route handler sees it (see the module docstring)."""
+
+    scopes = (ScopeType.HTTP,)
+
+    def __init__(self, body_limit: int) -> None:
+        self.body_limit = body_limit
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        if scope.get("method") not in BODY_METHODS:
+            await next_app(scope, receive, send)
+            return
+        content_type = _header(scope, b"content-type")
+        length = _header(scope, b"content-length")
+        if length is not None and length.strip() not in (b"", b"0"):
+            check_type(content_type)  # refused before a byte of the body is read
+        body = await read_body(receive, self.body_limit)
+        check(body, content_type)
+        replayed = False
+
+        async def replay() -> ReceiveMessage:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            whole: HTTPRequestEvent = {"type": "http.request", "body": body, "more_body": False}
+            return whole
+
+        await next_app(scope, replay, send)

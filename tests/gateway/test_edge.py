@@ -1,0 +1,85 @@
+"""What the edge adds: security headers on /api answers, /metrics kept off the public port, /ready
+answering a flood from one check a second."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+
+import pytest
+
+from devtools.processes import Process
+from devtools.redis_server import free_port
+from tests.gateway.conftest import Stub, url_of
+from tests.gateway.support import ALLOWED_ORIGIN, Client, bearer
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_every_api_answer_has_nosniff_and_private_ones_no_store(
+    http: Client, gateway: str, upstream: Stub
+) -> None:
+    token, _ = await upstream.session()
+    private = [
+        ("POST", "/api/auth/login", {"json": {"email": "a@example.com", "password": "x"}}),
+        ("GET", "/api/auth/sessions", {"headers": bearer(token)}),
+        ("GET", "/api/auth/sessions", {}),  # 401 from the gateway itself
+        ("GET", "/api/users/me", {"headers": bearer(token)}),
+        ("GET", "/api/users/me", {"headers": bearer("b" * 32)}),  # 401
+        ("PUT", "/api/users/me", {"headers": bearer(token)}),  # 405
+        ("POST", "/api/users/me/password", {"headers": bearer(token), "data": b"x"}),  # 415
+        ("GET", "/api/users/nope", {}),  # 404
+        ("OPTIONS", "/api/auth/login", {"headers": {"Origin": ALLOWED_ORIGIN}}),
+    ]
+    public = [
+        ("GET", "/api/canvases", {}),
+        ("GET", "/api/canvases/abc", {"headers": bearer(token)}),
+        ("GET", "/api/nope", {}),
+        ("GET", "/api/canvases/big", {}),  # streamed through
+        (
+            "OPTIONS",
+            "/api/canvases",
+            {"headers": {"Origin": ALLOWED_ORIGIN, "Access-Control-Request-Method": "POST"}},
+        ),
+    ]
+    for method, path, kwargs in [*private, *public]:
+        reply = await http(method, gateway + path, **kwargs)
+        what = f"{method} {path} -> {reply.status}"
+        assert reply.headers.getall("X-Content-Type-Options") == ["nosniff"], what
+        if (method, path, kwargs) in private:
+            assert reply.headers.getall("Cache-Control") == ["no-store"], what
+    for path in ("/health", "/ready", "/schema/openapi.json"):
+        assert (await http("GET", gateway + path)).status == 200
+
+
+async def test_metrics_are_not_on_the_public_port_by_default(
+    http: Client, start_gateway: Callable[..., Process]
+) -> None:
+    port = free_port()
+    gateway = url_of(start_gateway(metrics_allow="[]", metrics_port=port))
+    await http("GET", f"{gateway}/api/canvases")
+    for path in ("/metrics", "/metrics/", "/metrics?x=1"):
+        reply = await http("GET", gateway + path)
+        assert reply.status == 404, path
+        assert reply.headers["Content-Type"] == "application/problem+json"
+        assert b"canvasverse" not in reply.body
+    scraped = await http("GET", f"http://127.0.0.1:{port}/metrics")
+    assert scraped.status == 200
+    assert 'canvasverse_gateway_requests_total{method="GET",route="/api/canvases",status="200"}' in (
+        scraped.body.decode()
+    )
+    assert (await http("GET", f"http://127.0.0.1:{port}/api/canvases")).status == 404
+
+
+async def test_a_flood_of_ready_costs_one_check_a_second(http: Client, gateway: str, upstream: Stub) -> None:
+    before = (await upstream.state()).get("ready_checks", 0)
+    started = time.monotonic()
+    replies = await asyncio.gather(*(http("GET", f"{gateway}/ready") for _ in range(300)))
+    elapsed = time.monotonic() - started
+    assert [r.status for r in replies] == [200] * 300
+    checks = (await upstream.state())["ready_checks"] - before
+    # The gateway asks each service (the stub plays both) at most once a second; the stub's own
+    # /ready runs its checks at most once a second too.
+    assert checks <= math.ceil(elapsed) + 1, (checks, elapsed)
