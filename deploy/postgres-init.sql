@@ -1,3 +1,3 @@
--- Each service owns its database (DESIGN.md decision 1).
+-- Each service owns its database (docs/architecture.md, decision 1).
 CREATE DATABASE auth;
 CREATE DATABASE canvas;

@@ -130,7 +130,7 @@ def _refs(node: Any) -> set[str]:
 
 
 def _closed_bodies(schemas: dict[str, Any], paths: dict[str, Any]) -> None:
-    """Request bodies refuse unknown fields (API.md; every service's body Structs forbid them), which
+    """Request bodies refuse unknown fields (docs/api.md; every service's body Structs forbid them), which
     Litestar's schema generation leaves out: say so, so clients and fuzzers see the real contract."""
     for item in paths.values():
         for op in item.values():

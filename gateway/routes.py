@@ -1,4 +1,4 @@
-"""The public routes of API.md: which service owns each, and who may call it.
+"""The public routes of docs/api.md: which service owns each, and who may call it.
 
 Matched on the path Litestar normalised (no trailing slash, no repeated slashes); every other path
 under /api is 404, a known path with a method it lacks is 405 with `Allow`.

@@ -1,4 +1,4 @@
-"""The session token a client presents, and the `session` cookie the gateway sets (API.md)."""
+"""The session token a client presents, and the `session` cookie the gateway sets (docs/api.md)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """One long-lived HTTP client per upstream service, with a circuit breaker.
 
 aiohttp's ClientSession (keep-alive pool, explicit connect and read timeouts) costs a fraction of
-httpx's CPU per proxied request (issue 4). Failures map to the statuses DESIGN.md decision 7 names:
+httpx's CPU per proxied request (issue 4). Failures map to the statuses of docs/architecture.md, decision 7:
 refused → 502, timed out → 504, marked down after `failures` consecutive failures → 503 with
 Retry-After for `cooldown` seconds, after which requests probe it again. aiohttp never retries a
 POST; it retries an idempotent request once only when a pooled keep-alive connection turns out closed.

@@ -1,4 +1,4 @@
-"""The one error mapper: every error leaves as RFC 9457 problem details (DESIGN.md decision 7)."""
+"""The one error mapper: every error leaves as RFC 9457 problem details (docs/architecture.md, decision 7)."""
 
 from __future__ import annotations
 

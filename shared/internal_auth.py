@@ -1,4 +1,4 @@
-"""The signed, short-lived internal credential (DESIGN.md decision 4).
+"""The signed, short-lived internal credential (docs/architecture.md, decision 4).
 
 The gateway (and any service calling another) sends `X-Internal-Auth: v1.<payload>.<mac>` where
 payload is base64url(JSON {uid, sid, rid, ip, iat}) and mac is base64url(HMAC-SHA256(secret, payload)).

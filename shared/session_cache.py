@@ -1,4 +1,4 @@
-"""The gateway's session cache in Redis (DESIGN.md decision 3), shared so the auth service can purge it.
+"""The gateway's session cache in Redis (docs/architecture.md, decision 3), shared with the auth service.
 
 Key `session:{sessionId}` → JSON {userId, expiresAt}; the gateway writes it with a TTL bounded by
 the session's expiry and BACKSTOP_TTL. The auth service deletes the keys of every revoked session

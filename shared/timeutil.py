@@ -1,4 +1,4 @@
-"""Time on the wire: RFC 3339, UTC, always with microseconds (API.md conventions)."""
+"""Time on the wire: RFC 3339, UTC, always with microseconds (docs/api.md, "Conventions")."""
 
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ from shared.auth_middleware import EXCLUDE_FROM_AUTH, caller_of
 from shared.errors import NotFound, Unauthorized
 from shared.timeutil import rfc3339
 
-# Tells the gateway that the caller's own session ended, so it clears the cookie (contracts.md).
+# Tells the gateway that the caller's own session ended, so it clears the cookie (docs/api.md, "Internal").
 SESSION_ENDED = {"X-Session-Ended": "1"}
 PROBLEM_JSON = "application/problem+json"
 

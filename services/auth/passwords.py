@@ -1,4 +1,4 @@
-"""Password hashing with argon2id, always in a worker thread (DESIGN.md decision 8).
+"""Password hashing with argon2id, always in a worker thread (docs/architecture.md, decision 8).
 
 The hashing threads are a small dedicated pool: each hash holds `argon2_memory_kib` of memory, so
 the pool size bounds memory under a login storm, and hashing never blocks the event loop.

@@ -1,8 +1,8 @@
 """Password throttling in Redis: failures per account and per client address over a fixed window.
 
-Two scopes, counted apart: LOGIN (API.md's login throttling) and CURRENT_PASSWORD, the current
+Two scopes, counted apart: LOGIN (docs/api.md's login throttling) and CURRENT_PASSWORD, the current
 password asked for by an email change, a password change and an account deletion (users.py). They
-are kept apart so that a locked login never changes what API.md promises for those routes (a right
+are kept apart so that a locked login never changes what docs/api.md promises for those routes (a right
 password is 204/200), and a session holder guessing the current password never locks its owner's
 logins; each scope has the same limits.
 

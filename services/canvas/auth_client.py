@@ -26,7 +26,7 @@ class AuthClient:
         self.secret = secret
 
     async def existing_users(self, user_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
-        """POST /internal/users/existing (contracts.md): the subset of `user_ids` that still exists."""
+        """POST /internal/users/existing (docs/api.md, "Internal"): which of `user_ids` still exist."""
         headers = {internal_auth.HEADER: internal_auth.sign(self.secret)}
         body = {"userIds": [str(u) for u in user_ids]}
         try:

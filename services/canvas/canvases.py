@@ -1,6 +1,6 @@
 """Canvases: create, read (counting a view), change, delete, and the keyset-paginated listings.
 
-Visibility (API.md): a private canvas exists only for its owner (404 to anyone else, so neither its
+Visibility (docs/api.md): a private canvas exists only for its owner (404 to anyone else, so neither its
 existence nor its views leak); a public canvas is readable by anyone and writable by its owner only
 (403 to others). `uid` is the caller's user id from the internal credential, None when anonymous.
 """

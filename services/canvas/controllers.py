@@ -1,4 +1,4 @@
-"""HTTP routes of the canvas service (API.md "Canvases"); the logic lives in canvases.py."""
+"""HTTP routes of the canvas service (docs/api.md, "Canvases"); the logic lives in canvases.py."""
 
 from __future__ import annotations
 

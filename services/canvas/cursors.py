@@ -1,4 +1,4 @@
-"""Keyset cursors: opaque, tamper-evident and bound to the listing's filters (API.md "Conventions").
+"""Keyset cursors: opaque, tamper-evident and bound to the listing's filters (docs/api.md, "Conventions").
 
 A cursor is `base64url(JSON [createdAt, id, filterDigest]).base64url(HMAC-SHA256)`. The position is
 the last item of the previous page; the digest names the listing and its filters, so a cursor used

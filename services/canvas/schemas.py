@@ -1,4 +1,4 @@
-"""Canvas objects on the wire (API.md "Objects"), with the field limits from the settings."""
+"""Canvas objects on the wire (docs/api.md, "Objects"), with the field limits from the settings."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ class CanvasSettings(CommonSettings, kw_only=True):
     auth_url: str = "http://127.0.0.1:8001"
     auth_timeout: float = 10.0
 
-    # Field limits (API.md): lengths in characters, `code` in UTF-8 bytes.
+    # Field limits (docs/api.md): lengths in characters, `code` in UTF-8 bytes.
     title_max: int = 200
     description_max: int = 2000
     code_max_bytes: int = 1024 * 1024

@@ -1,6 +1,6 @@
 """Exact view counters: every read is counted in Redis, and the counts are flushed to the database.
 
-A hot canvas must not serialise its reads on one row lock (DESIGN.md decision 6), so a read only
+A hot canvas must not serialise its reads on one row lock (docs/architecture.md, decision 6), so a read only
 increments a Redis hash; a flusher moves the counts to `canvas.views` in batches.
 
 Redis keys (shared by every canvas process):

@@ -1,6 +1,6 @@
 """The reconciliation sweep against the auth service's contract (POST /internal/users/existing).
 
-The auth side here is a stand-in that implements contracts.md (credential check, 1..1000 ids, the
+The auth side here is a stand-in that implements docs/api.md "Internal" (credential check, 1..1000 ids, the
 subset that exists); test_processes.py runs the sweep against the real auth service when it exists.
 """
 

@@ -1,4 +1,4 @@
-"""Every auth and users flow of API.md, through the real gateway, auth service and relay."""
+"""Every auth and users flow of docs/api.md, through the real gateway, auth service and relay."""
 
 from __future__ import annotations
 

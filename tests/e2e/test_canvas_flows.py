@@ -1,4 +1,4 @@
-"""Every canvas flow of API.md through the gateway, and the user.deleted cascade end to end."""
+"""Every canvas flow of docs/api.md through the gateway, and the user.deleted cascade end to end."""
 
 from __future__ import annotations
 

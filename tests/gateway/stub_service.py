@@ -1,6 +1,6 @@
 """A tiny real upstream for the gateway's own tests: plays the auth and the canvas service.
 
-It speaks the internal contract (contracts.md): validates sessions from an in-memory table, issues
+It speaks the internal contract (docs/api.md, "Internal"): validates sessions from an in-memory table, issues
 tokens on signup/login, ends the caller's session on logout, and echoes every other /api request
 (method, path, query, body, headers, the verified credential) so tests can see what was forwarded.
 `/stub/*` lets a test steer it (slow validation, renewal) and read how often it was asked.

@@ -8,7 +8,7 @@ Two tools, two oracles:
   authentication, no resource usable after its deletion, no other user's object reachable.
   (`positive_data_acceptance` is left out: a cursor is opaque, so the document cannot say which
   strings are valid cursors, and a malformed one is 400 by contract.)
-- hypothesis, with API.md itself as the oracle: bodies and queries built field by field from valid,
+- hypothesis, with docs/api.md itself as the oracle: bodies and queries built field by field from valid,
   boundary and invalid values; each answer must be the one the contract gives (201/200 carrying
   exactly what was sent, or 422 naming the field), so an accepted invalid input and a rejected
   valid one both fail.
@@ -144,7 +144,7 @@ def not_a(kind: type) -> st.SearchStrategy[Any]:
 
 
 def text_rule(low: int, high: int, *, nul: bool = False) -> Callable[[Any], bool]:
-    """API.md: a string of low..high characters; U+0000 only where the text is never stored or
+    """docs/api.md: a string of low..high characters; U+0000 only where the text is never stored or
     looked up (passwords)."""
     return lambda v: isinstance(v, str) and low <= len(v) <= high and (nul or "\x00" not in v)
 
@@ -392,7 +392,7 @@ async def test_signup_follows_the_contract(
     assert (user["email"], user["name"]) == (email, body.json.get("name"))
 
 
-ACCOUNT_LIMIT = 10  # API.md: after 10 failures on an account every login for it is 429
+ACCOUNT_LIMIT = 10  # docs/api.md: after 10 failures on an account every login for it is 429
 LOGIN_FIELDS = {"email": text_field(0, 254), "password": text_field(0, 256, nul=True)}
 
 
