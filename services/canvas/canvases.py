@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from msgspec import UNSET
+from piccolo.columns.combination import WhereRaw
+from piccolo.engine.postgres import PostgresEngine
 
-from services.canvas import schemas
+from services.canvas import schemas, search
 from services.canvas.cursors import CursorCodec, Position, filter_digest
 from services.canvas.db import DB
 from services.canvas.read_cache import HIDDEN, Miss, ReadCache
@@ -24,11 +26,22 @@ from shared.errors import Forbidden, Invalid, NotFound, Unavailable
 from shared.timeutil import rfc3339, utcnow
 
 cursors = CursorCodec(settings.secret)
-SUMMARY_COLUMNS = [column for column in Canvas._meta.columns if column is not Canvas.code]
+_STORED = [column for column in Canvas._meta.columns if column is not Canvas.search_text]
+SUMMARY_COLUMNS = [column for column in _STORED if column is not Canvas.code]
 # Built once: Piccolo's query building costs more than the query itself on this hot path.
 _BY_ID = "SELECT {} FROM canvas WHERE id = {{}}".format(  # noqa: S608 - column names from the table
-    ", ".join(column._meta.db_column_name for column in Canvas._meta.columns)
+    ", ".join(column._meta.db_column_name for column in _STORED)
 )
+# The search condition of each engine (see search.py); PostgreSQL's expression is its GIN index's.
+if isinstance(DB, PostgresEngine):
+    _MATCHES = "array_to_tsvector(string_to_array(search_text, ' ')) @@ ({}::text)::tsquery"
+    _match_text = search.tsquery
+else:
+    _MATCHES = (
+        "canvas.id IN (SELECT k.canvas_id FROM canvas_fts"
+        " JOIN canvas_search_key k ON k.key = canvas_fts.rowid WHERE canvas_fts MATCH {})"
+    )
+    _match_text = search.fts5_match
 
 
 def _fields(row: dict[str, Any], views: int) -> dict[str, Any]:
@@ -89,6 +102,7 @@ async def create(uid: uuid.UUID, data: schemas.CanvasCreate) -> schemas.Canvas:
         views=0,
         created_at=now,
         updated_at=now,
+        search_text=search.index_text(data.title, data.description, data.tags),
     )
     async with DB.transaction():
         await _refuse_deleted(uid)
@@ -150,6 +164,11 @@ async def update(
         row = await _owned(canvas_id, uid)
         if changes:
             changes["updated_at"] = utcnow()
+            if {"title", "description", "tags"} & changes.keys():
+                merged = {**row, **changes}
+                changes["search_text"] = search.index_text(
+                    merged["title"], merged["description"], merged["tags"]
+                )
             await Canvas.update(**changes).where(Canvas.id == canvas_id).run()
             row.update(changes)
         if data.tags is not UNSET:
@@ -178,6 +197,7 @@ class Listing:
     owner: uuid.UUID | None = None
     type: str | None = None
     tag: str | None = None
+    q: str | None = None
 
     def digest(self) -> str:
         return filter_digest(
@@ -185,6 +205,7 @@ class Listing:
             owner=str(self.owner) if self.owner else None,
             type=self.type,
             tag=self.tag,
+            q=self.q,
         )
 
     def conditions(self) -> list[Any]:
@@ -197,6 +218,9 @@ class Listing:
             found.append(Canvas.type == self.type)
         if self.tag is not None:
             found.append(Canvas.id.is_in(CanvasTag.select(CanvasTag.canvas).where(CanvasTag.tag == self.tag)))
+        terms = search.words(self.q) if self.q is not None else []
+        if terms:  # a `q` without any word matches every canvas
+            found.append(WhereRaw(_MATCHES, _match_text(terms)))
         return found
 
 

@@ -12,7 +12,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.handlers import BaseRouteHandler
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from services.canvas import canvases
+from services.canvas import canvases, search
 from services.canvas.body import StrictBody
 from services.canvas.canvases import Listing
 from services.canvas.read_cache import ReadCache
@@ -30,6 +30,15 @@ TypeFilter = Annotated[
     QueryParameter(name="type", min_length=1, max_length=settings.type_max, pattern=TYPE_PATTERN),
 ]
 TagFilter = Annotated[str | None, QueryParameter(min_length=1, max_length=settings.tag_max, pattern=NO_NUL)]
+SearchFilter = Annotated[
+    str | None,
+    QueryParameter(
+        min_length=1,
+        max_length=search.Q_MAX,
+        description="words that must all appear in the title, description or tags (case-insensitive;"
+        " the last word may be a prefix); a word is a run of letters and digits",
+    ),
+]
 UserFilter = Annotated[str | None, QueryParameter(name="userId", description="the owner's user id (a UUID)")]
 CanvasId = FromPath[uuid.UUID]
 Views = NamedDependency[ViewCounter]
@@ -95,11 +104,12 @@ class CanvasController(Controller):
         type: TypeFilter = None,
         tag: TagFilter = None,
         user_id: UserFilter = None,
+        q: SearchFilter = None,
         limit: Limit = settings.page_default,
         cursor: Cursor = None,
     ) -> CanvasPage:
         """Public canvases, newest first."""
-        listing = Listing(public_only=True, owner=parse_user_filter(user_id), type=type, tag=tag)
+        listing = Listing(public_only=True, owner=parse_user_filter(user_id), type=type, tag=tag, q=q)
         return await canvases.list_canvases(views, listing, limit=limit, cursor=cursor)
 
     @get("/{canvas_id:uuid}")
@@ -142,9 +152,10 @@ class MyCanvasController(Controller):
         views: Views,
         type: TypeFilter = None,
         tag: TagFilter = None,
+        q: SearchFilter = None,
         limit: Limit = settings.page_default,
         cursor: Cursor = None,
     ) -> CanvasPage:
         """All of the caller's canvases, private ones included, newest first."""
-        listing = Listing(public_only=False, owner=user_of(request), type=type, tag=tag)
+        listing = Listing(public_only=False, owner=user_of(request), type=type, tag=tag, q=q)
         return await canvases.list_canvases(views, listing, limit=limit, cursor=cursor)

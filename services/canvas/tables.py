@@ -4,7 +4,8 @@
 filter is an indexed lookup on SQLite and PostgreSQL alike (the `tags` array keeps their order).
 `view_batch` remembers which view-buffer batches were applied (see views.py); `processed_event` and
 `deleted_user` make the user-deletion cascade idempotent and let creates for deleted users be refused.
-The composite indexes for keyset pagination are created in the migrations.
+The composite indexes for keyset pagination and each engine's full-text index over `search_text`
+(search.py) are created in the migrations.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class Canvas(Table, db=DB, tablename="canvas"):
     views = BigInt(default=0)
     created_at = Timestamptz()
     updated_at = Timestamptz()
+    version = BigInt(default=1)  # +1 with every change: the ETag
+    search_text = Text(default="")  # the words search.py finds in title, description and tags
 
 
 class CanvasTag(Table, db=DB, tablename="canvas_tag"):

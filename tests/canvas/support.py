@@ -54,6 +54,7 @@ async def insert_canvases(
     owner: uuid.UUID, count: int, *, created_at: datetime | None = None, **fields: Any
 ) -> list[uuid.UUID]:
     """Canvases written straight to the database (bulk data, or what the API would refuse)."""
+    from services.canvas.search import index_text
     from services.canvas.tables import Canvas
 
     when = created_at or datetime.now(UTC)
@@ -66,8 +67,18 @@ async def insert_canvases(
         "is_public": True,
         **fields,
     }
+    # The service writes the search words with the row; so does this helper (services/canvas/search.py).
+    words = index_text(values["title"], values["description"], values["tags"])
     rows = [
-        Canvas(id=uuid.uuid4(), user_id=owner, views=0, created_at=when, updated_at=when, **values)
+        Canvas(
+            id=uuid.uuid4(),
+            user_id=owner,
+            views=0,
+            created_at=when,
+            updated_at=when,
+            search_text=words,
+            **values,
+        )
         for _ in range(count)
     ]
     for start in range(0, count, 1000):
