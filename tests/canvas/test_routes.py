@@ -246,7 +246,9 @@ async def test_openapi_documents_the_routes(client: AsyncClient) -> None:
     assert sorted(create["required"]) == ["code", "title", "type"]
     assert create["properties"]["title"]["maxLength"] == 200
     params = {p["name"] for p in doc["paths"]["/api/canvases"]["get"]["parameters"]}
-    assert params == {"type", "tag", "userId", "limit", "cursor"}
+    assert params == {"type", "tag", "userId", "q", "limit", "cursor"}
+    q = next(p for p in doc["paths"]["/api/canvases"]["get"]["parameters"] if p["name"] == "q")
+    assert (q["schema"]["minLength"], q["schema"]["maxLength"]) == (1, 200)
 
 
 async def test_openapi_declares_what_the_service_enforces(client: AsyncClient) -> None:

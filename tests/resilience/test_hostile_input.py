@@ -440,6 +440,12 @@ def listing_queries(draw: st.DrawFn, owner: str) -> tuple[dict[str, str], str]:
             bad(st.sampled_from(["nope", "123", "", owner + "0"])),
         ),
         "cursor": bad(st.text(string.ascii_letters + string.digits + "-_.", max_size=40)),
+        # any text is a search: words, separators, either engine's query syntax, U+0000
+        "q": st.one_of(
+            good(st.text(min_size=1, max_size=200)),
+            good(st.sampled_from(['"', "'", "a:*", "NEAR(a b)", "x & !y | (", "\\", "\x00", "a*"])),
+            bad(st.sampled_from(["", "q" * 201])),
+        ),
     }
     for name, strategy in options.items():
         if draw(st.booleans()):
