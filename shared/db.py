@@ -16,10 +16,14 @@ from typing import Any
 from urllib.parse import urlparse
 
 import aiosqlite
+import structlog
 from piccolo.engine.base import Engine
-from piccolo.engine.postgres import PostgresEngine
+from piccolo.engine.postgres import PostgresEngine as _PiccoloPostgresEngine
+from piccolo.engine.postgres import PostgresTransaction
 from piccolo.engine.sqlite import SQLiteEngine as _PiccoloSQLiteEngine
 from piccolo.engine.sqlite import SQLiteTransaction, TransactionType, dict_factory
+
+log = structlog.get_logger()
 
 BUSY_TIMEOUT_MS = 10_000
 _READ_PREFIXES = ("SELECT", "WITH", "PRAGMA", "EXPLAIN")
@@ -131,6 +135,65 @@ class SQLiteEngine(_PiccoloSQLiteEngine):
         allow_nested: bool = True,
     ) -> SQLiteTransaction:
         return _WriterTransaction(engine=self, transaction_type=transaction_type, allow_nested=allow_nested)
+
+
+class _SafePostgresTransaction(PostgresTransaction):
+    """Piccolo's PostgreSQL transaction, but one that always gives its connection back and unsets itself.
+
+    Piccolo 1.x's `__aexit__` runs the rollback (or commit) and only then releases the connection and
+    resets `current_transaction`: when the rollback raises, because the server dropped the connection
+    (`pg_terminate_backend`, a restart, a network cut), neither happens. The task that ran it then keeps
+    the dead transaction as its current one, so every later `DB.transaction()` in that task nests in
+    it and every query fails ("connection has been released back to the pool") until the process
+    restarts, and a leaked pool slot is lost. Likewise a `BEGIN` that fails leaks the connection it
+    acquired. Here both steps run in `finally`, and a connection that failed to release is terminated.
+    """
+
+    async def __aenter__(self) -> PostgresTransaction:
+        if self._parent is not None:
+            return self._parent
+        self.connection = await self.get_connection()
+        try:
+            self.transaction = self.connection.transaction()
+            await self.begin()
+        except BaseException:
+            await self._give_back()
+            raise
+        self.context = self.engine.current_transaction.set(self)
+        return self
+
+    async def __aexit__(self, exception_type: Any, exception: Any, traceback: Any) -> bool:
+        if self._parent:
+            return exception is None
+        try:
+            if exception:
+                if not self._rolled_back:
+                    await self.rollback()
+            elif not self._committed and not self._rolled_back:
+                await self.commit()
+        finally:
+            self.engine.current_transaction.reset(self.context)
+            await self._give_back()
+        return exception is None
+
+    async def _give_back(self) -> None:
+        try:
+            if self.engine.pool:
+                # asyncpg rolls back a connection still in a transaction on release, and drops (and
+                # replaces) one that is closed.
+                await self.engine.pool.release(self.connection)
+            else:
+                await self.connection.close()
+        except Exception as exc:  # the pool already terminated it; nothing is left to clean
+            log.warning("db_connection_release_failed", error=repr(exc))
+            self.connection.terminate()
+
+
+class PostgresEngine(_PiccoloPostgresEngine):
+    """Piccolo's PostgreSQL engine with `_SafePostgresTransaction`."""
+
+    def transaction(self, allow_nested: bool = True) -> PostgresTransaction:
+        return _SafePostgresTransaction(engine=self, allow_nested=allow_nested)
 
 
 def make_engine(url: str) -> Engine[Any]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from shared.loops import LoopHealth, isolated
 from shared.redis import REDIS_UNAVAILABLE
 
 log = structlog.get_logger()
@@ -65,6 +67,14 @@ class StreamConsumer:
     batch_size: int = 10
     max_backoff: float = 10.0
     prune_idle_ms: int = 3_600_000
+    # A failed delivery is retried in place (backoff from 0.1 s up to 2 s) for this long before it is
+    # left pending for the reclaim: a deadlock victim, a dropped connection or a short outage is
+    # handled again within seconds, not after `claim_idle_ms`. Kept below `claim_idle_ms`.
+    retry_within: float = 15.0
+    health: LoopHealth | None = None
+    health_name: str = "user-events-consumer"
+    _stop: asyncio.Event | None = None
+    _poll_failed: bool = False
 
     async def ensure_group(self) -> None:
         """Create the group (reading the stream from its start) unless it exists."""
@@ -90,6 +100,7 @@ class StreamConsumer:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until `stop` is set, surviving Redis outages and a lost group."""
+        self._stop = stop
         backoff = 0.1
         group_ready = False
         while not stop.is_set():
@@ -98,17 +109,23 @@ class StreamConsumer:
                     await self.ensure_group()
                     await self.prune_idle_consumers()
                     group_ready = True
+                self._poll_failed = False
                 await self.poll()
+                if self.health is not None and not self._poll_failed:
+                    self.health.ok(self.health_name)
                 backoff = 0.1
                 continue
             except ResponseError as exc:  # a RedisError too: before REDIS_UNAVAILABLE
+                self._failed(exc)
                 if "NOGROUP" not in str(exc):
-                    log.exception("stream_consumer_error", stream=self.stream)
+                    log.warning("stream_consumer_error", stream=self.stream, error=repr(exc))
                 group_ready = False
             except REDIS_UNAVAILABLE as exc:
+                self._failed(exc)
                 log.warning("stream_redis_unavailable", stream=self.stream, error=str(exc), retry_in=backoff)
-            except Exception:
-                log.exception("stream_consumer_error", stream=self.stream)
+            except Exception as exc:
+                self._failed(exc)
+                log.warning("stream_consumer_error", stream=self.stream, error=repr(exc))
             await wait_or_stop(stop, backoff)
             backoff = min(backoff * 2, self.max_backoff)
 
@@ -159,11 +176,12 @@ class StreamConsumer:
             )
             return
         try:
-            await self.handler(entry_id, fields)
+            await self._handle(entry_id, fields)
         except PoisonMessage as exc:
             await self._dead_letter(entry_id, fields, deliveries, f"poison: {exc}")
             return
         except Exception as exc:
+            self._failed(exc)
             if deliveries >= self.max_deliveries:
                 await self._dead_letter(entry_id, fields, deliveries, f"failed {deliveries} times: {exc!r}")
             else:
@@ -176,6 +194,33 @@ class StreamConsumer:
                 )
             return
         await self.redis.xack(self.stream, self.group, entry_id)
+
+    async def _handle(self, entry_id: str, fields: Fields) -> None:
+        """The handler, in a clean context, retried in place with backoff for up to `retry_within`."""
+        deadline = time.monotonic() + min(self.retry_within, self.claim_idle_ms / 2000)
+        backoff = 0.1
+        while True:
+            try:
+                await isolated(self.handler(entry_id, fields))
+            except PoisonMessage:
+                raise
+            except Exception as exc:
+                stopping = self._stop is not None and self._stop.is_set()
+                if stopping or time.monotonic() + backoff > deadline:
+                    raise
+                log.info("stream_entry_retry", entry_id=entry_id, error=repr(exc), retry_in=backoff)
+                if self._stop is not None:
+                    await wait_or_stop(self._stop, backoff)
+                else:
+                    await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            return
+
+    def _failed(self, exc: BaseException) -> None:
+        self._poll_failed = True
+        if self.health is not None:
+            self.health.failed(self.health_name, exc)
 
     async def _dead_letter(self, entry_id: str, fields: Fields, deliveries: int, reason: str) -> None:
         letter = {

@@ -40,6 +40,7 @@ async def lifespan(config: CanvasSettings, app: Litestar) -> AsyncIterator[None]
         app.state.cache = ReadCache.configured(app.state.views, config)
         app.state.auth = AuthClient(http, config.auth_url, config.secret)
         background = Background(config, redis, app.state.views, app.state.cache, app.state.auth)
+        app.state.background = background
         if config.run_background:
             background.start()
         try:
@@ -55,12 +56,15 @@ def create_app(config: CanvasSettings = settings) -> Litestar:
         # app.state, not a State passed in: Litestar copies the State it is given.
         await app.state.redis.ping()
 
+    async def loops_healthy() -> None:
+        await app.state.background.health.check()
+
     app = create_service_app(
         name="canvas",
         settings=config,
         route_handlers=[CanvasController, MyCanvasController],
         lifespan=[partial(lifespan, config)],
-        ready_checks={"database": partial(ping, DB), "redis": redis_answers},
+        ready_checks={"database": partial(ping, DB), "redis": redis_answers, "background": loops_healthy},
         request_max_body_size=config.body_max_bytes,
     )
     return app

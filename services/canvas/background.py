@@ -13,14 +13,20 @@ from services.canvas.read_cache import ReadCache
 from services.canvas.settings import CanvasSettings
 from services.canvas.views import ViewCounter
 from shared.events import DEAD_LETTER_STREAM, USER_EVENTS_STREAM
+from shared.loops import LoopHealth, isolated
 from shared.streams import StreamConsumer, wait_or_stop
 
 log = structlog.get_logger()
 
-STOP_TIMEOUT = 10.0
+# Shutdown stays well inside a 30 s grace period: loops get STOP_TIMEOUT, the last flush its own bound.
+STOP_TIMEOUT = 5.0
+FINAL_FLUSH_TIMEOUT = 5.0
+FLUSHER, CONSUMER, RECONCILER = "view-flusher", "user-events-consumer", "reconcile"
 
 
-def user_events_consumer(config: CanvasSettings, redis: Redis, cache: ReadCache) -> StreamConsumer:
+def user_events_consumer(
+    config: CanvasSettings, redis: Redis, cache: ReadCache, health: LoopHealth | None = None
+) -> StreamConsumer:
     return StreamConsumer(
         redis=redis,
         stream=USER_EVENTS_STREAM,
@@ -31,6 +37,7 @@ def user_events_consumer(config: CanvasSettings, redis: Redis, cache: ReadCache)
         max_deliveries=config.max_deliveries,
         claim_idle_ms=config.claim_idle_ms,
         block_ms=config.consumer_block_ms,
+        health=health,
     )
 
 
@@ -42,16 +49,28 @@ class Background:
         self.views = views
         self.cache = cache
         self.auth = auth
-        self.consumer = user_events_consumer(config, redis, cache)
+        self.health = LoopHealth()
+        self.consumer = user_events_consumer(config, redis, cache, self.health)
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
-        self._tasks = [
-            asyncio.create_task(self._flush_loop(), name="view-flusher"),
-            asyncio.create_task(self.consumer.run(self._stop), name="user-events-consumer"),
-            asyncio.create_task(self._reconcile_loop(), name="reconcile"),
-        ]
+        loops = {
+            FLUSHER: self._flush_loop(),
+            CONSUMER: self.consumer.run(self._stop),
+            RECONCILER: self._reconcile_loop(),
+        }
+        for name, loop in loops.items():
+            self.health.started(name)
+            task = asyncio.create_task(loop, name=name)
+            task.add_done_callback(self._ended)
+            self._tasks.append(task)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """A loop only returns when asked to stop: any other end makes the process unready."""
+        self.health.stopped(task.get_name())
+        if not self._stop.is_set() and not task.cancelled() and task.exception() is not None:
+            log.error("background_loop_died", loop=task.get_name(), error=repr(task.exception()))
 
     async def stop(self) -> None:
         """Stop the loops (cancelling any still busy after STOP_TIMEOUT), then flush the views once more."""
@@ -62,9 +81,10 @@ class Background:
                 task.cancel()
             await asyncio.gather(*busy, return_exceptions=True)
         try:
-            await self.views.flush()
-        except Exception:
-            log.exception("final_view_flush_failed")
+            async with asyncio.timeout(FINAL_FLUSH_TIMEOUT):
+                await isolated(self.views.flush())
+        except Exception as exc:  # the batches stay pending in Redis: any process's next flush applies them
+            log.warning("final_view_flush_failed", error=repr(exc))
 
     async def _flush_loop(self) -> None:
         while True:
@@ -72,9 +92,12 @@ class Background:
             if self._stop.is_set():
                 return  # stop() flushes once more
             try:
-                await self.views.flush()
-            except Exception:
-                log.exception("view_flush_failed")
+                await isolated(self.views.flush())
+            except Exception as exc:
+                self.health.failed(FLUSHER, exc)
+                log.warning("view_flush_failed", error=repr(exc))
+            else:
+                self.health.ok(FLUSHER)
 
     async def _reconcile_loop(self) -> None:
         while True:
@@ -82,14 +105,16 @@ class Background:
             if self._stop.is_set():
                 return
             try:
-                await reconcile.sweep(
-                    self.auth,
-                    self.cache,
-                    batch=self.config.reconcile_batch,
-                    delete_batch=self.config.delete_batch,
-                    max_unknown_fraction=self.config.reconcile_max_unknown_fraction,
+                await isolated(
+                    reconcile.sweep(
+                        self.auth,
+                        self.cache,
+                        batch=self.config.reconcile_batch,
+                        delete_batch=self.config.delete_batch,
+                        max_unknown_fraction=self.config.reconcile_max_unknown_fraction,
+                    )
                 )
             except AuthUnavailable as exc:
                 log.warning("reconcile_sweep_skipped", error=str(exc))
-            except Exception:
-                log.exception("reconcile_sweep_failed")
+            except Exception as exc:
+                log.warning("reconcile_sweep_failed", error=repr(exc))

@@ -42,8 +42,9 @@ async def stream(redis: Redis) -> AsyncIterator[str]:
 
 
 def consumer(
-    redis: Redis, stream: str, handler: Recorder, name: str = "c1", **options: int
+    redis: Redis, stream: str, handler: Recorder, name: str = "c1", **options: float
 ) -> StreamConsumer:
+    """A consumer that leaves a failed entry pending at once (`retry_within=0`) unless told otherwise."""
     return StreamConsumer(
         redis=redis,
         stream=stream,
@@ -51,7 +52,7 @@ def consumer(
         name=name,
         handler=handler,
         dead_letter_stream=f"{stream}:dead",
-        **{"block_ms": 10, "claim_idle_ms": 60_000, "max_deliveries": 3, **options},
+        **{"block_ms": 10, "claim_idle_ms": 60_000, "max_deliveries": 3, "retry_within": 0, **options},  # type: ignore[arg-type]
     )
 
 
@@ -144,6 +145,19 @@ async def test_an_entry_that_killed_its_consumers_too_often_is_not_handled_again
     [(_, fields)] = await dead(redis, stream)
     assert fields[streams.DELIVERIES] == b"3"
     assert await pending(redis, stream) == 0
+
+
+async def test_a_transient_failure_is_retried_at_once_not_after_the_reclaim(
+    redis: Redis, stream: str
+) -> None:
+    handler = Recorder(fail={b"flaky": 3})
+    c = consumer(redis, stream, handler, retry_within=10.0)
+    await c.ensure_group()
+    await publish(redis, stream, b"flaky")
+    assert await c.poll() == 1
+    assert handler.handled == [b"flaky"]  # the fourth try, in the same delivery
+    assert await pending(redis, stream) == 0
+    assert await dead(redis, stream) == []
 
 
 async def test_replayed_dead_letters_return_to_their_stream(redis: Redis, stream: str) -> None:
