@@ -16,7 +16,7 @@ from services.canvas.controllers import CanvasController, MyCanvasController
 from services.canvas.db import DB
 from services.canvas.read_cache import ReadCache
 from services.canvas.settings import CanvasSettings, settings
-from services.canvas.views import ViewCounter
+from services.canvas.view_counter import ViewCounter
 from shared.app import create_service_app
 from shared.db import engine_lifespan, ping
 from shared.redis import REQUEST_PATH, RedisPolicy, redis_client

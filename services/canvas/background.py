@@ -11,10 +11,10 @@ from services.canvas import cascade, reconcile
 from services.canvas.auth_client import AuthClient, AuthUnavailable
 from services.canvas.read_cache import ReadCache
 from services.canvas.settings import CanvasSettings
-from services.canvas.views import ViewCounter
+from services.canvas.streams import StreamConsumer, wait_or_stop
+from services.canvas.view_counter import ViewCounter
 from shared.events import DEAD_LETTER_STREAM, USER_EVENTS_STREAM
 from shared.loops import LoopHealth, isolated
-from shared.streams import StreamConsumer, wait_or_stop
 
 log = structlog.get_logger()
 

@@ -21,7 +21,7 @@ from services.canvas.db import DB
 from services.canvas.read_cache import HIDDEN, Miss, ReadCache
 from services.canvas.settings import settings
 from services.canvas.tables import Canvas, CanvasTag, DeletedUser
-from services.canvas.views import ViewCounter
+from services.canvas.view_counter import ViewCounter
 from shared.errors import Forbidden, Invalid, NotFound, Unavailable
 from shared.timeutil import rfc3339, utcnow
 

@@ -1,6 +1,6 @@
 """The user-deletion cascade: a deleted user's canvases are deleted, idempotently.
 
-`user.deleted` events arrive on the `user-events` stream (group `canvas`, shared/streams.py does the
+`user.deleted` events arrive on the `user-events` stream (group `canvas`, services/canvas/streams.py does the
 delivery, retries and dead letters). The reconciliation sweep (reconcile.py) uses the same deletion
 for owners the auth service no longer knows.
 """
@@ -15,9 +15,9 @@ import structlog
 
 from services.canvas.db import DB
 from services.canvas.read_cache import ReadCache
+from services.canvas.streams import Fields, Handler, PoisonMessage
 from services.canvas.tables import Canvas, DeletedUser, ProcessedEvent
 from shared.events import decode_event
-from shared.streams import Fields, Handler, PoisonMessage
 from shared.timeutil import utcnow
 
 log = structlog.get_logger()

@@ -18,7 +18,7 @@ from services.canvas.canvases import Listing
 from services.canvas.read_cache import ReadCache
 from services.canvas.schemas import TYPE_PATTERN, Canvas, CanvasCreate, CanvasPage, CanvasUpdate
 from services.canvas.settings import settings
-from services.canvas.views import ViewCounter
+from services.canvas.view_counter import ViewCounter
 from shared.auth_middleware import caller_of
 from shared.errors import Invalid, Unauthorized
 from shared.validation import NO_NUL

@@ -13,9 +13,9 @@ import json
 import sys
 
 from services.canvas.settings import settings
+from services.canvas.streams import dead_letters, replay_dead_letters
 from shared.events import DEAD_LETTER_STREAM
 from shared.redis import BACKGROUND, redis_client
-from shared.streams import dead_letters, replay_dead_letters
 
 USAGE = "usage: python -m services.canvas.deadletters list|replay [ID...]"
 

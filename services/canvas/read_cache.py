@@ -2,7 +2,7 @@
 
 A hot canvas is read far more often than it changes. Its document (the Canvas JSON), owner, public
 flag and running view total live in one Redis hash; a read is then one Lua call that checks
-visibility, counts the view in the open batch of views.py (so the flusher moves it to the table as
+visibility, counts the view in the open batch of view_counter.py (so the flusher moves it to the table as
 before) and increments the total, and answers without touching the database.
 
 Redis keys:
@@ -31,7 +31,14 @@ from prometheus_client import Counter
 
 from services.canvas import schemas
 from services.canvas.settings import CanvasSettings
-from services.canvas.views import BATCH_PREFIX, DOC_PREFIX, OPEN_KEY, PENDING_KEY, Snapshot, ViewCounter
+from services.canvas.view_counter import (
+    BATCH_PREFIX,
+    DOC_PREFIX,
+    OPEN_KEY,
+    PENDING_KEY,
+    Snapshot,
+    ViewCounter,
+)
 from shared.errors import Unavailable
 from shared.redis import REDIS_UNAVAILABLE
 

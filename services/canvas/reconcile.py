@@ -30,7 +30,7 @@ from services.canvas.db import DB
 from services.canvas.read_cache import ReadCache
 from services.canvas.settings import CanvasSettings, settings
 from services.canvas.tables import Canvas
-from services.canvas.views import ViewCounter
+from services.canvas.view_counter import ViewCounter
 from shared.db import engine_lifespan
 from shared.logging import configure_logging
 from shared.redis import BACKGROUND, redis_client

@@ -2,7 +2,7 @@
 
 `canvas` holds the documents; `canvas_tag` repeats each canvas's tags one per row so that a tag
 filter is an indexed lookup on SQLite and PostgreSQL alike (the `tags` array keeps their order).
-`view_batch` remembers which view-buffer batches were applied (see views.py); `processed_event` and
+`view_batch` remembers which view-buffer batches were applied (see view_counter.py); `processed_event` and
 `deleted_user` make the user-deletion cascade idempotent and let creates for deleted users be refused.
 The composite indexes for keyset pagination and each engine's full-text index over `search_text`
 (search.py) are created in the migrations.

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from services.canvas.read_cache import ReadCache
-    from services.canvas.views import ViewCounter
+    from services.canvas.view_counter import ViewCounter
     from tests.canvas.support import Caller
 
 
@@ -48,7 +48,7 @@ def views(app: Litestar, client: AsyncClient) -> ViewCounter:
 def cache(redis: Redis) -> ReadCache:
     """A read cache on the test Redis, configured as the service's."""
     from services.canvas.read_cache import ReadCache
-    from services.canvas.views import ViewCounter
+    from services.canvas.view_counter import ViewCounter
     from tests.canvas.support import canvas_settings
 
     return ReadCache.configured(ViewCounter(redis), canvas_settings())

@@ -15,10 +15,10 @@ from services.canvas import cascade
 from services.canvas.app import create_app
 from services.canvas.background import user_events_consumer
 from services.canvas.read_cache import ReadCache
+from services.canvas.streams import StreamConsumer, dead_letters
 from services.canvas.tables import Canvas, CanvasTag, DeletedUser, ProcessedEvent
-from services.canvas.views import ViewCounter
+from services.canvas.view_counter import ViewCounter
 from shared.events import USER_EVENTS_STREAM, UserDeleted, publish
-from shared.streams import StreamConsumer, dead_letters
 from tests.canvas.support import Caller, canvas_settings, eventually, insert_canvases, running
 from tests.canvas.test_routes import assert_problem
 

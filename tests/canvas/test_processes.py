@@ -18,13 +18,13 @@ from redis.asyncio import Redis
 
 from devtools.processes import ROOT, Process, uvicorn_cmd
 from devtools.redis_server import free_port
-from services.canvas import reconcile
-from services.canvas import views as views_module
+from services.canvas import reconcile, streams
+from services.canvas import view_counter as views_module
 from services.canvas.auth_client import AuthClient
 from services.canvas.read_cache import ReadCache
 from services.canvas.settings import settings
 from services.canvas.tables import Canvas, DeletedUser
-from shared import internal_auth, streams
+from shared import internal_auth
 from shared.events import DEAD_LETTER_STREAM, USER_EVENTS_STREAM
 from tests.canvas.support import canvas_body, insert_canvases, signed
 

@@ -16,10 +16,10 @@ from services.canvas.app import create_app
 from services.canvas.canvases import _canvas, _visible
 from services.canvas.read_cache import DOC_PREFIX, Miss, ReadCache
 from services.canvas.tables import Canvas
-from services.canvas.views import ViewCounter
+from services.canvas.view_counter import ViewCounter
 from tests.canvas.support import Caller, canvas_settings, running
 from tests.canvas.test_routes import assert_problem
-from tests.canvas.test_views import read_views, stored_views
+from tests.canvas.test_view_counter import read_views, stored_views
 
 
 async def cached(redis: Redis, canvas_id: str) -> bool:
@@ -89,7 +89,7 @@ async def test_reads_missing_the_cache_together_are_counted_exactly(
 ) -> None:
     """Many first reads at once: one fills the cache, the others count through the database path,
     and each sees a count of its own. Then waves racing a flush, where (as without the cache, see
-    test_views.py) a read counts itself and every read before it and none that has not happened."""
+    test_view_counter.py) a read counts itself and every read before it and none that has not happened."""
     canvas = await alice.create(isPublic=True)
     first = await asyncio.gather(*(read_views(anon, canvas["id"]) for _ in range(50)))
     assert sorted(first) == list(range(1, 51))

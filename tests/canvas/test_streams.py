@@ -1,4 +1,4 @@
-"""shared/streams.py: delivery, acknowledgement, retries, reclaim from a dead consumer, dead letters."""
+"""services/canvas/streams.py: delivery, acks, retries, reclaim from a dead consumer, dead letters."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from redis.asyncio import Redis
 
 from devtools.redis_server import RedisServer
-from shared import streams
-from shared.streams import Fields, PoisonMessage, StreamConsumer
+from services.canvas import streams
+from services.canvas.streams import Fields, PoisonMessage, StreamConsumer
 from tests.canvas.support import eventually
 
 

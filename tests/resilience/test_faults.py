@@ -20,9 +20,9 @@ from redis.asyncio import Redis
 
 from devtools.processes import ROOT
 from services.auth.sessions import new_token
+from services.canvas.streams import ERROR, SOURCE_ID
 from shared.events import DEAD_LETTER_STREAM, USER_EVENTS_STREAM, encode_event
 from shared.session_cache import cache_key
-from shared.streams import ERROR, SOURCE_ID
 from tests.canvas.support import eventually
 from tests.gateway.support import Client, Reply, bearer
 from tests.resilience.conftest import READ_TIMEOUT, REDIS_TIMEOUT, Stack

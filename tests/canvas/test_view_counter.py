@@ -10,10 +10,10 @@ import pytest
 from redis.asyncio import Redis
 
 from devtools.redis_server import RedisServer
-from services.canvas import views as views_module
+from services.canvas import view_counter as views_module
 from services.canvas.app import create_app
 from services.canvas.tables import Canvas
-from services.canvas.views import ViewCounter, apply_batch
+from services.canvas.view_counter import ViewCounter, apply_batch
 from tests.asgi import ready_status
 from tests.canvas.support import Caller, canvas_settings, eventually, running
 from tests.canvas.test_routes import assert_problem
