@@ -24,12 +24,13 @@ from prometheus_client import Counter, Histogram
 
 from gateway.client_ip import client_ip
 from gateway.routes import SAFE_METHODS, Access, Endpoint, RouteTable
-from gateway.sessions import Session, SessionValidator, session_id_of
+from gateway.sessions import Session, SessionValidator
 from gateway.settings import GatewaySettings
 from gateway.tokens import MalformedToken, cleared_cookie, presented_token, session_cookie
 from gateway.upstreams import Upstream
 from shared import internal_auth, json_body
 from shared.errors import problem
+from shared.tokens import session_id_of
 
 log = structlog.get_logger()
 

@@ -12,7 +12,6 @@ down each process still enforces the limit on what it saw itself.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +23,7 @@ from redis.asyncio import Redis
 
 from gateway.client_ip import identifier_for
 from gateway.redis_guard import RedisGuard
+from shared.loops import every
 from shared.redis import REDIS_UNAVAILABLE
 
 if TYPE_CHECKING:
@@ -79,12 +79,7 @@ class RateCountStore(RedisStore):
                 entry[1] -= added
 
     async def run(self) -> None:
-        while True:
-            await asyncio.sleep(SYNC_INTERVAL)
-            try:
-                await self.sync()
-            except Exception:
-                log.exception("rate_limit_sync_failed")
+        await every(SYNC_INTERVAL, self.sync, name="rate-limit-sync")
 
 
 class FixedWindowRateLimitMiddleware(RateLimitMiddleware):

@@ -7,7 +7,6 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from litestar import Litestar
-from litestar.config.app import AppConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
 
@@ -58,6 +57,3 @@ def wrap_outermost(app: Litestar) -> None:
     # Litestar's app-level middleware runs only for matched routes; the request id must also
     # reach 404/405 answers, so it wraps the whole ASGI handler.
     app.asgi_handler = RequestIdMiddleware(app.asgi_handler)
-
-
-__all__ = ["AppConfig", "create_service_app", "wrap_outermost"]

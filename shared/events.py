@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
 
 import msgspec
 from redis.asyncio import Redis
@@ -40,6 +39,3 @@ async def publish(redis: Redis, event: Event, stream: str = USER_EVENTS_STREAM) 
         stream, {"event": encode_event(event)}, maxlen=STREAM_MAXLEN, approximate=True
     )
     return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-
-
-EventType = Literal["user.deleted"]

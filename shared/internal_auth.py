@@ -7,12 +7,13 @@ A receiver rejects it when missing, malformed, tampered, or older than `max_age`
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import time
 
 import msgspec
+
+from shared.tokens import b64url, unb64url
 
 HEADER = "x-internal-auth"
 # The client's User-Agent, which the gateway passes on to the routes that start a session (it names
@@ -41,16 +42,8 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(InternalCredential)
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def _mac(secret: bytes, payload: str) -> str:
-    return _b64(hmac.new(secret, payload.encode(), hashlib.sha256).digest())
+    return b64url(hmac.new(secret, payload.encode(), hashlib.sha256).digest())
 
 
 def sign(
@@ -69,7 +62,7 @@ def sign(
         rid=request_id,
         ip=client_ip,
     )
-    payload = _b64(_encoder.encode(cred))
+    payload = b64url(_encoder.encode(cred))
     return f"{VERSION}.{payload}.{_mac(secret, payload)}"
 
 
@@ -85,7 +78,7 @@ def verify(
     if not hmac.compare_digest(mac, _mac(secret, payload)):
         raise InvalidCredential("bad internal credential signature")
     try:
-        cred = _decoder.decode(_unb64(payload))
+        cred = _decoder.decode(unb64url(payload))
     except (ValueError, msgspec.DecodeError) as exc:
         raise InvalidCredential("malformed internal credential") from exc
     age = (time.time() if now is None else now) - cred.iat

@@ -6,18 +6,31 @@ log context) cannot leak into the next one. An iteration that raises is logged o
 goes on; `LoopHealth` remembers since when each loop has been failing, and whether it stopped, so
 the readiness check can say "not ready" when a loop has failed for longer than `max_failing`
 instead of answering 200 while nothing gets done.
+
+`every` is the one periodic loop (view flusher, reconcile sweep, session purge, rate-limit sync):
+wait, run one isolated iteration, log a failure once, start the next iteration clean.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+import structlog
+
 T = TypeVar("T")
+log = structlog.get_logger()
+
+
+async def wait_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep for `seconds`, or less if `stop` is set meanwhile."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
 
 
 async def isolated(work: Awaitable[T]) -> T:
@@ -76,3 +89,32 @@ class LoopHealth:
         bad = self.unhealthy()
         if bad:
             raise RuntimeError("; ".join(f"{name} {why}" for name, why in sorted(bad.items())))
+
+
+async def every(
+    interval: float,
+    work: Callable[[], Awaitable[object]],
+    *,
+    name: str,
+    stop: asyncio.Event | None = None,
+    health: LoopHealth | None = None,
+) -> None:
+    """Run `work()` every `interval` seconds until `stop` is set (or the task is cancelled).
+
+    Each iteration runs `isolated` (a clean context); one that raises is logged once
+    (`background_iteration_failed`, the loop's `name`), recorded in `health`, and the loop goes on.
+    """
+    stop = stop or asyncio.Event()
+    while True:
+        await wait_or_stop(stop, interval)
+        if stop.is_set():
+            return
+        try:
+            await isolated(work())
+        except Exception as exc:
+            if health is not None:
+                health.failed(name, exc)
+            log.warning("background_iteration_failed", loop=name, error=repr(exc))
+        else:
+            if health is not None:
+                health.ok(name)

@@ -19,10 +19,6 @@ def valid_request_id(value: str | None) -> str:
     return value if value and _VALID.fullmatch(value) else str(uuid.uuid4())
 
 
-def request_id_of(scope: Scope) -> str:
-    return str(scope.get("state", {}).get("request_id", ""))
-
-
 class RequestIdMiddleware:
     """Pure ASGI middleware, so that even routing errors (404/405) carry the header."""
 

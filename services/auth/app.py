@@ -19,22 +19,17 @@ from services.auth.settings import AuthSettings, settings
 from services.auth.throttle import LoginThrottle
 from shared.app import create_service_app
 from shared.db import engine_lifespan, ping
+from shared.loops import every
 from shared.redis import REQUEST_PATH, redis_client
 
 log = structlog.get_logger()
 
 
-async def _purge_expired_sessions(sessions: SessionService, interval: float) -> None:
+async def _purge_expired_sessions(sessions: SessionService) -> None:
     """Sessions nobody presents again are never validated, so a sweep deletes them once expired."""
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            purged = await sessions.purge_expired()
-        except Exception:
-            log.exception("session_purge_failed")
-        else:
-            if purged:
-                log.info("expired_sessions_purged", count=purged)
+    purged = await sessions.purge_expired()
+    if purged:
+        log.info("expired_sessions_purged", count=purged)
 
 
 def _lifespan(config: AuthSettings) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
@@ -47,7 +42,8 @@ def _lifespan(config: AuthSettings) -> Callable[[Litestar], AbstractAsyncContext
             app.state.sessions = SessionService(redis, config)
             app.state.throttle = LoginThrottle(redis, config)
             interval = config.session_purge_interval.total_seconds()
-            sweeper = asyncio.create_task(_purge_expired_sessions(app.state.sessions, interval))
+            purge = partial(_purge_expired_sessions, app.state.sessions)
+            sweeper = asyncio.create_task(every(interval, purge, name="session-purge"))
             try:
                 yield
             finally:

@@ -31,13 +31,14 @@ from services.auth.schemas import (
     session_out,
     user_out,
 )
-from services.auth.sessions import SessionService, session_id_of
+from services.auth.sessions import SessionService
 from services.auth.settings import settings
 from services.auth.throttle import LoginThrottle
 from shared import internal_auth
 from shared.auth_middleware import EXCLUDE_FROM_AUTH, caller_of
 from shared.errors import NotFound, Unauthorized
 from shared.timeutil import rfc3339
+from shared.tokens import session_id_of
 
 # Tells the gateway that the caller's own session ended, so it clears the cookie (docs/api.md, "Internal").
 SESSION_ENDED = {"X-Session-Ended": "1"}

@@ -10,7 +10,6 @@ cache entries of the revoked sessions in the same request.
 from __future__ import annotations
 
 import base64
-import hashlib
 import re
 import secrets
 from collections.abc import Callable, Iterable
@@ -27,6 +26,7 @@ from services.auth.tables import Session
 from shared import session_cache
 from shared.redis import REDIS_UNAVAILABLE
 from shared.timeutil import utcnow
+from shared.tokens import session_id_of
 
 log = structlog.get_logger()
 
@@ -38,10 +38,6 @@ _SESSION_ID = re.compile(r"[0-9a-f]{64}")
 def new_token() -> str:
     # 160 bits are exactly 32 base32 characters, so there is never any padding to strip.
     return base64.b32encode(secrets.token_bytes(TOKEN_BYTES)).decode().lower()
-
-
-def session_id_of(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def is_session_id(value: str) -> bool:

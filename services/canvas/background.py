@@ -11,10 +11,10 @@ from services.canvas import cascade, reconcile
 from services.canvas.auth_client import AuthClient, AuthUnavailable
 from services.canvas.read_cache import ReadCache
 from services.canvas.settings import CanvasSettings
-from services.canvas.streams import StreamConsumer, wait_or_stop
+from services.canvas.streams import StreamConsumer
 from services.canvas.view_counter import ViewCounter
 from shared.events import DEAD_LETTER_STREAM, USER_EVENTS_STREAM
-from shared.loops import LoopHealth, isolated
+from shared.loops import LoopHealth, every, isolated
 
 log = structlog.get_logger()
 
@@ -56,9 +56,12 @@ class Background:
 
     def start(self) -> None:
         loops = {
-            FLUSHER: self._flush_loop(),
+            # stop() flushes once more after the flusher returns
+            FLUSHER: every(
+                self.config.flush_interval, self._flush, name=FLUSHER, stop=self._stop, health=self.health
+            ),
             CONSUMER: self.consumer.run(self._stop),
-            RECONCILER: self._reconcile_loop(),
+            RECONCILER: every(self.config.reconcile_interval, self._sweep, name=RECONCILER, stop=self._stop),
         }
         for name, loop in loops.items():
             self.health.started(name)
@@ -86,35 +89,17 @@ class Background:
         except Exception as exc:  # the batches stay pending in Redis: any process's next flush applies them
             log.warning("final_view_flush_failed", error=repr(exc))
 
-    async def _flush_loop(self) -> None:
-        while True:
-            await wait_or_stop(self._stop, self.config.flush_interval)
-            if self._stop.is_set():
-                return  # stop() flushes once more
-            try:
-                await isolated(self.views.flush())
-            except Exception as exc:
-                self.health.failed(FLUSHER, exc)
-                log.warning("view_flush_failed", error=repr(exc))
-            else:
-                self.health.ok(FLUSHER)
+    async def _flush(self) -> None:
+        await self.views.flush()
 
-    async def _reconcile_loop(self) -> None:
-        while True:
-            await wait_or_stop(self._stop, self.config.reconcile_interval)
-            if self._stop.is_set():
-                return
-            try:
-                await isolated(
-                    reconcile.sweep(
-                        self.auth,
-                        self.cache,
-                        batch=self.config.reconcile_batch,
-                        delete_batch=self.config.delete_batch,
-                        max_unknown_fraction=self.config.reconcile_max_unknown_fraction,
-                    )
-                )
-            except AuthUnavailable as exc:
-                log.warning("reconcile_sweep_skipped", error=str(exc))
-            except Exception as exc:
-                log.warning("reconcile_sweep_failed", error=repr(exc))
+    async def _sweep(self) -> None:
+        try:
+            await reconcile.sweep(
+                self.auth,
+                self.cache,
+                batch=self.config.reconcile_batch,
+                delete_batch=self.config.delete_batch,
+                max_unknown_fraction=self.config.reconcile_max_unknown_fraction,
+            )
+        except AuthUnavailable as exc:  # expected while auth restarts: not a failure of this loop
+            log.warning("reconcile_sweep_skipped", error=str(exc))

@@ -7,7 +7,6 @@ with other filters is refused even though its signature is good.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import uuid
@@ -16,6 +15,7 @@ from datetime import datetime
 import msgspec
 
 from shared.errors import BadRequest
+from shared.tokens import b64url, unb64url
 
 
 class Position(msgspec.Struct, array_like=True, frozen=True):
@@ -24,18 +24,10 @@ class Position(msgspec.Struct, array_like=True, frozen=True):
     filters: str
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 def filter_digest(**filters: str | None) -> str:
     """A short digest of the listing's name and filters (None and absent are the same)."""
     canonical = msgspec.json.encode(sorted((k, v) for k, v in filters.items() if v is not None))
-    return _b64(hashlib.sha256(canonical).digest()[:12])
+    return b64url(hashlib.sha256(canonical).digest()[:12])
 
 
 class CursorCodec:
@@ -43,10 +35,10 @@ class CursorCodec:
         self._key = hmac.new(secret, b"canvas-verse/canvas-cursor/v1", hashlib.sha256).digest()
 
     def _mac(self, payload: str) -> str:
-        return _b64(hmac.new(self._key, payload.encode(), hashlib.sha256).digest()[:16])
+        return b64url(hmac.new(self._key, payload.encode(), hashlib.sha256).digest()[:16])
 
     def encode(self, position: Position) -> str:
-        payload = _b64(msgspec.json.encode(position))
+        payload = b64url(msgspec.json.encode(position))
         return f"{payload}.{self._mac(payload)}"
 
     def decode(self, cursor: str, filters: str) -> Position:
@@ -55,7 +47,7 @@ class CursorCodec:
         if not mac or not hmac.compare_digest(mac.encode(), self._mac(payload).encode()):
             raise BadRequest("invalid cursor: malformed or tampered")
         try:
-            position = msgspec.json.decode(_unb64(payload), type=Position)
+            position = msgspec.json.decode(unb64url(payload), type=Position)
         except (ValueError, msgspec.DecodeError) as exc:
             raise BadRequest("invalid cursor: malformed") from exc
         if position.filters != filters:

@@ -12,7 +12,6 @@ A Redis outage is waited out with capped exponential backoff; the group is recre
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from shared.loops import LoopHealth, isolated
+from shared.loops import LoopHealth, isolated, wait_or_stop
 from shared.redis import REDIS_UNAVAILABLE
 
 log = structlog.get_logger()
@@ -45,12 +44,6 @@ class PoisonMessage(Exception):
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-async def wait_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    """Sleep for `seconds`, or less if `stop` is set meanwhile."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
 
 
 @dataclass(kw_only=True)

@@ -20,9 +20,9 @@ import httpx
 import msgspec
 from litestar import Litestar
 
-from services.auth.sessions import session_id_of
 from services.auth.settings import AuthSettings, settings
 from shared import internal_auth
+from shared.tokens import session_id_of
 from tests import asgi
 
 PASSWORD = "correct horse battery staple"

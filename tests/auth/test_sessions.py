@@ -8,11 +8,11 @@ import pytest
 import redis.asyncio as aioredis
 from litestar import Litestar
 
-from services.auth.sessions import session_id_of
 from services.auth.tables import Session
 from shared.internal_auth import CLIENT_USER_AGENT
 from shared.session_cache import cache_key
 from shared.timeutil import rfc3339
+from shared.tokens import session_id_of
 from tests.auth.support import Account, Api, Clock, parse_time
 
 

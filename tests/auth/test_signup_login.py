@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from argon2 import PasswordHasher
 
-from services.auth.sessions import session_id_of
 from services.auth.tables import Session, User
+from shared.tokens import session_id_of
 from tests.auth.support import PASSWORD, Account, Api, parse_time
 
 SIGNUP = "/api/auth/signup"

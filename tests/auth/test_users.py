@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from services.auth.sessions import session_id_of
 from services.auth.tables import Outbox, Session, User
 from shared.events import decode_event
 from shared.session_cache import cache_key
+from shared.tokens import session_id_of
 from tests.auth.support import PASSWORD, Account, Api
 
 ME = "/api/users/me"

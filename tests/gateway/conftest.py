@@ -12,8 +12,8 @@ import pytest
 
 from devtools.processes import Process, uvicorn_cmd
 from devtools.redis_server import free_port
-from gateway.sessions import session_id_of
 from shared import internal_auth
+from shared.tokens import session_id_of
 from tests.gateway.support import ALLOWED_ORIGIN, Client, http
 
 __all__ = ["http"]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 
 import pytest
 
-from shared.loops import LoopHealth, isolated
+from shared.loops import LoopHealth, every, isolated
 
 _leak: contextvars.ContextVar[str | None] = contextvars.ContextVar("leak", default=None)
 
@@ -43,3 +44,23 @@ async def test_a_short_failure_is_not_unhealthy() -> None:
     health.started("flusher")
     health.failed("flusher", RuntimeError("one deadlock"))
     await health.check()
+
+
+async def test_every_survives_a_failing_iteration_and_stops_when_asked() -> None:
+    """One iteration raises: it is recorded once, the next runs clean, and `stop` ends the loop."""
+    stop, health, calls = asyncio.Event(), LoopHealth(max_failing=-1), []
+    reported = []
+    marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="clean")
+
+    async def work() -> None:
+        calls.append(marker.get())
+        reported.append(health.unhealthy())
+        marker.set("dirty")  # must not leak into the next iteration
+        if len(calls) == 1:
+            raise RuntimeError("first iteration fails")
+        if len(calls) == 3:
+            stop.set()
+
+    await asyncio.wait_for(every(0.0, work, name="probe", stop=stop, health=health), 30)
+    assert calls == ["clean", "clean", "clean"]
+    assert [list(r) for r in reported] == [[], ["probe"], []]  # failing after the first, ok again after
