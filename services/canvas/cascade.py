@@ -52,15 +52,14 @@ async def delete_user(
     canvases = batches = 0
     while True:
         async with DB.transaction():
+            # Rows are locked in id order, the order the view flush updates them in (views.apply_batch):
+            # two transactions taking row locks in one order cannot deadlock.
+            batch = Canvas.select(Canvas.id).where(Canvas.user_id == user_id).order_by(Canvas.id)
+            if DB.engine_type == "postgres":  # SQLite serialises writers: no row locks to order
+                batch = batch.lock_rows()
+            ids = [row["id"] for row in await batch.limit(batch_size).run()]
             deleted = (
-                await Canvas.delete()
-                .where(
-                    Canvas.id.is_in(
-                        Canvas.select(Canvas.id).where(Canvas.user_id == user_id).limit(batch_size)
-                    )
-                )
-                .returning(Canvas.id)
-                .run()
+                await Canvas.delete().where(Canvas.id.is_in(ids)).returning(Canvas.id).run() if ids else []
             )
             if len(deleted) < batch_size and event_id:
                 await (

@@ -157,7 +157,9 @@ async def apply_batch(batch_id: str, counts: dict[str, int]) -> int:
         )
         if not fresh:
             return 0
-        for canvas_id, n in counts.items():
+        # In id order, the order the cascade locks rows in (cascade.delete_user): no deadlock between them.
+        # (A UUID's text and PostgreSQL's order of uuid values agree.)
+        for canvas_id, n in sorted(counts.items()):
             await (
                 Canvas.update({Canvas.views: Canvas.views + n}).where(Canvas.id == uuid.UUID(canvas_id)).run()
             )

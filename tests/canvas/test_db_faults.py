@@ -20,6 +20,7 @@ from httpx import AsyncClient
 from litestar import Litestar
 from redis.asyncio import Redis
 
+from services.canvas.read_cache import ReadCache
 from tests.canvas.support import Caller, canvas_settings, eventually, insert_canvases, running
 
 pytestmark = pytest.mark.skipif(
@@ -155,7 +156,7 @@ async def test_the_cascade_survives_its_connection_killed_mid_delete(
     try:
         event = UserDeleted(event_id=str(uuid.uuid4()), user_id=str(owner), occurred_at=utcnow())
         await publish(redis, event)
-        pid = await _blocked_backend(admin, "DELETE")
+        pid = await _blocked_backend(admin, "SELECT")  # the cascade locking its batch
         assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
     finally:
         await lock.rollback()
@@ -165,3 +166,29 @@ async def test_the_cascade_survives_its_connection_killed_mid_delete(
 
     # Well before the reclaim (60 s here): the failed delivery is retried at once.
     await eventually(gone, within=20)
+
+
+async def test_the_cascade_and_the_view_flush_never_deadlock(
+    admin: asyncpg.Connection, cache: ReadCache
+) -> None:
+    """Both lock canvas rows in id order: racing them many times leaves the deadlock counter unchanged."""
+    from services.canvas.cascade import delete_user
+    from services.canvas.db import DB
+    from services.canvas.views import apply_batch
+    from shared.db import engine_lifespan
+
+    deadlocks = "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+    before = await admin.fetchval(deadlocks)
+    async with engine_lifespan(DB, pool_size=4):
+        for _ in range(15):
+            owner = uuid.uuid4()
+            ids = await insert_canvases(owner, 60)
+            counts = {str(canvas_id): 1 for canvas_id in reversed(ids)}
+            await asyncio.gather(
+                delete_user(owner, cache=cache, batch_size=7),
+                apply_batch(uuid.uuid4().hex, counts),
+                apply_batch(uuid.uuid4().hex, dict(list(counts.items())[::2])),
+            )
+            assert await admin.fetchval("SELECT count(*) FROM canvas WHERE user_id = $1", owner) == 0
+    await admin.execute("SELECT pg_stat_clear_snapshot()")
+    assert await admin.fetchval(deadlocks) == before
