@@ -174,7 +174,7 @@ async def test_the_cascade_and_the_view_flush_never_deadlock(
     """Both lock canvas rows in id order: racing them many times leaves the deadlock counter unchanged."""
     from services.canvas.cascade import delete_user
     from services.canvas.db import DB
-    from services.canvas.views import apply_batch
+    from services.canvas.view_counter import apply_batch
     from shared.db import engine_lifespan
 
     deadlocks = "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
