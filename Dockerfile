@@ -24,4 +24,4 @@ COPY --chown=app:app gateway ./gateway
 COPY --chown=app:app devtools ./devtools
 USER app
 EXPOSE 8000 8001 8002
-CMD ["uvicorn", "gateway.app:app", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["uvicorn", "gateway.app:app", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", "--http", "shared.server:LimitedHttpToolsProtocol", "--limit-concurrency", "1000", "--no-proxy-headers"]

@@ -14,6 +14,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# uvicorn's httptools protocol plus header-size and head/body deadlines (shared/server.py).
+HTTP_PROTOCOL = "shared.server:LimitedHttpToolsProtocol"
+LIMIT_CONCURRENCY = 1000  # connections + requests per process before uvicorn answers 503 at once
+KEEP_ALIVE = 5  # seconds an idle keep-alive connection is kept
+
+
 def uvicorn_cmd(app: str, port: int, *, workers: int = 1) -> list[str]:
     """The command that serves an ASGI app, as in the container images."""
     return [
@@ -30,7 +36,11 @@ def uvicorn_cmd(app: str, port: int, *, workers: int = 1) -> list[str]:
         "--loop",
         "uvloop",
         "--http",
-        "httptools",
+        HTTP_PROTOCOL,
+        "--limit-concurrency",
+        str(LIMIT_CONCURRENCY),
+        "--timeout-keep-alive",
+        str(KEEP_ALIVE),
         "--no-access-log",
         "--no-proxy-headers",  # X-Forwarded-For is the gateway's to judge (GATEWAY_TRUSTED_PROXIES)
         "--timeout-graceful-shutdown",

@@ -1,0 +1,131 @@
+"""uvicorn's httptools protocol with the limits every public-facing HTTP server needs.
+
+Served with `uvicorn --http shared.server:LimitedHttpToolsProtocol` (devtools.processes.uvicorn_cmd,
+docker-compose.yml). uvicorn's own settings cover two limits and are used for them:
+`--timeout-keep-alive` (an idle keep-alive connection is closed after it; 5 s here) and
+`--limit-concurrency` (beyond it new requests get 503 at once). It has no setting for the rest
+with httptools, which parses the head with no size limit and no deadline (a 32 MiB header line is
+buffered whole; a client sending a header line every 5 s, or a body at a byte every 5 s, or
+nothing at all after connecting, holds the connection for ever). h11's `h11_max_incomplete_event_size`
+bounds the head, but answers 400 rather than 431 and still has no deadlines; hypercorn's and
+granian's read timeouts are per read, which a byte every few seconds resets. So this subclass adds,
+from the environment (defaults in brackets):
+
+- `HTTP_MAX_HEADER_BYTES` [16384]: request headers (names and values) over this in total are 431;
+  bytes of an unfinished head are counted as they arrive, so an endless header line is cut at the
+  limit instead of buffered.
+- `HTTP_HEAD_TIMEOUT` [10]: seconds from the connection (or the first byte of a later request on
+  it) until its head is complete; then the connection is closed.
+- `HTTP_BODY_TIMEOUT` [30]: seconds from a complete head until the whole body has arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+MAX_HEADER_BYTES = int(os.environ.get("HTTP_MAX_HEADER_BYTES", "16384"))
+HEAD_TIMEOUT = float(os.environ.get("HTTP_HEAD_TIMEOUT", "10"))
+BODY_TIMEOUT = float(os.environ.get("HTTP_BODY_TIMEOUT", "30"))
+# The request line is not a header; a long URL is allowed this much on top of the header limit
+# while the head is still arriving.
+_REQUEST_LINE_ALLOWANCE = 8192
+
+_431 = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+    b"content-type: application/problem+json\r\n"
+    b"connection: close\r\n"
+    b"content-length: %d\r\n\r\n%s"
+)
+_431_BODY = (
+    b'{"status":431,"title":"Request Header Fields Too Large",'
+    b'"detail":"Request headers are limited to %d bytes in total"}'
+)
+
+
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_head = True
+        self._head_bytes = 0
+        self._header_bytes = 0
+        self._deadline: asyncio.TimerHandle | None = None
+        self._refused = False  # answered 431: the rest of what the client sent is ignored
+
+    # Deadlines
+    def _arm(self, seconds: float) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, self._expired)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm(HEAD_TIMEOUT)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._in_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if self._in_head and self._head_bytes > MAX_HEADER_BYTES + _REQUEST_LINE_ALLOWANCE:
+            self._too_large()
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._refused and not self.transport.is_closing():
+            super().send_400_response(msg)
+
+    def _too_large(self) -> None:
+        self._refused = True
+        if self.transport.is_closing():
+            return
+        body = _431_BODY % MAX_HEADER_BYTES
+        self.transport.write(_431 % (len(body), body))
+        self.transport.close()
+        self._disarm()
+
+    # Parser callbacks
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._header_bytes = 0
+        if self._deadline is None:  # a later request on a kept-alive connection
+            self._arm(HEAD_TIMEOUT)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4  # ": " and CRLF
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
+        if self._header_bytes > MAX_HEADER_BYTES:
+            self._too_large()
+            return
+        self._arm(BODY_TIMEOUT)
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        if not self._refused:
+            super().on_message_complete()
