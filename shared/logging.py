@@ -13,6 +13,8 @@ from typing import Any
 
 import structlog
 
+from shared.settings import CommonSettings, from_env
+
 _SECRET_KEYS = frozenset({"token", "password", "currentpassword", "newpassword", "authorization", "cookie"})
 
 
@@ -23,7 +25,9 @@ def _redact(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def configure_logging(service: str, *, json: bool, level: str = "INFO") -> None:
+def _formatter(service: str, *, json: bool) -> structlog.stdlib.ProcessorFormatter:
+    """The one formatter of every line, structlog's and the standard library's (uvicorn, piccolo)."""
+
     def add_service(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
         event.setdefault("service", service)
         return event
@@ -46,17 +50,19 @@ def configure_logging(service: str, *, json: bool, level: str = "INFO") -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            processors=[
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.format_exc_info if json else structlog.processors.StackInfoRenderer(),
-                renderer,
-            ],
-            foreign_pre_chain=pre_chain,
-        )
+    return structlog.stdlib.ProcessorFormatter(
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info if json else structlog.processors.StackInfoRenderer(),
+            renderer,
+        ],
+        foreign_pre_chain=pre_chain,
     )
+
+
+def configure_logging(service: str, *, json: bool, level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_formatter(service, json=json))
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level.upper())
@@ -64,3 +70,15 @@ def configure_logging(service: str, *, json: bool, level: str = "INFO") -> None:
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+def uvicorn_formatter(service: str = "uvicorn") -> logging.Formatter:
+    """Formatter factory for uvicorn's `--log-config deploy/uvicorn-logging.json`.
+
+    With `--workers N` uvicorn's supervisor never imports the app, so its own lines (start, child
+    processes, SIGTERM) would bypass `configure_logging`; this renders them like every other line
+    (JSON under LOG_JSON=true or APP_ENV=production), named `service` (the file says "uvicorn").
+    Each worker then imports the app, whose `configure_logging` takes over with the service's name.
+    """
+    settings = from_env(CommonSettings)
+    return _formatter(service, json=settings.json_logs)

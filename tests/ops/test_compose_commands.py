@@ -38,6 +38,7 @@ def _compose_env(ports: dict[str, int]) -> dict[str, str]:
         old, new = f"http://{svc}:{compose_ports[svc]}", f"http://127.0.0.1:{port}"
         env = {key: value.replace(old, new) for key, value in env.items()}
     env["LOG_LEVEL"] = "WARNING"
+    del env["PROMETHEUS_MULTIPROC_DIR"]  # a tmpfs per container there; a directory per process here
     return env
 
 
@@ -58,7 +59,8 @@ def compose_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     logs: Path = tmp_path_factory.mktemp("compose-logs")
     ports = {svc: free_port() for svc in ("auth", "canvas", "gateway")}
     env = _compose_env(ports)
-    migrate = Process("migrate", _command("migrate", None), env, logs / "migrate.log").start()
+    metrics = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp("metrics-migrate"))}
+    migrate = Process("migrate", _command("migrate", None), {**env, **metrics}, logs / "migrate.log").start()
     assert migrate.proc is not None
     assert migrate.proc.wait(120) == 0, migrate.tail()
     procs = []
@@ -66,7 +68,9 @@ def compose_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         for svc in SERVICES:
             port = ports.get(svc)
             health = f"http://127.0.0.1:{port}/ready" if port else None
-            procs.append(Process(svc, _command(svc, port), env, logs / f"{svc}.log", health).start(60))
+            # Each container has its own multiprocess metrics directory (a tmpfs in the compose file).
+            own = {**env, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path_factory.mktemp(f"metrics-{svc}"))}
+            procs.append(Process(svc, _command(svc, port), own, logs / f"{svc}.log", health).start(60))
         yield f"http://127.0.0.1:{ports['gateway']}"
     finally:
         for proc in reversed(procs):

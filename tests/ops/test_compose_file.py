@@ -7,9 +7,12 @@ import importlib.util
 import msgspec
 import pytest
 
+from devtools.processes import ROOT
 from tests.ops.compose import load, variables
 
 APP_SERVICES = ("migrate", "auth", "relay", "canvas", "gateway")
+# Read by a library rather than by our settings objects.
+LIBRARY_VARIABLES = {"PROMETHEUS_MULTIPROC_DIR"}  # prometheus_client's multiprocess mode
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +70,15 @@ def test_every_variable_is_a_real_setting(compose: dict) -> None:
         shared = getattr(cls, "__shared_fields__", frozenset())
         for field in msgspec.structs.fields(cls):
             known.add(field.name.upper() if field.name in shared else f"{prefix}{field.name}".upper())
+    known |= LIBRARY_VARIABLES
     for name in compose["x-app"]["environment"]:
         assert name in known, f"docker-compose.yml sets {name}, which no settings object reads"
+
+
+def test_metrics_add_up_every_worker(compose: dict) -> None:
+    app = compose["x-app"]
+    directory = app["environment"]["PROMETHEUS_MULTIPROC_DIR"]
+    assert directory in app["tmpfs"], "the multiprocess directory must start empty in every container start"
 
 
 def test_dependencies_wait_for_health_and_migrations(compose: dict) -> None:
@@ -77,11 +87,20 @@ def test_dependencies_wait_for_health_and_migrations(compose: dict) -> None:
         deps = services[name]["depends_on"]
         assert deps["migrate"]["condition"] == "service_completed_successfully"
         assert deps["redis"]["condition"] == "service_healthy"
+        assert deps["postgres"]["condition"] == "service_healthy"  # stopped after its users
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     for dep in services["gateway"]["depends_on"].values():
         assert dep["condition"] == "service_healthy"
+    assert set(services["gateway"]["depends_on"]) == {"redis", "auth", "canvas"}
     for name in ("postgres", "redis", "auth", "canvas", "gateway"):
         assert services[name]["healthcheck"]["test"]
+
+
+@pytest.mark.parametrize("name", ["auth", "canvas", "gateway"])
+def test_uvicorn_logs_through_the_log_config(compose: dict, name: str) -> None:
+    command = compose["services"][name]["command"]
+    config = command[command.index("--log-config") + 1]
+    assert (ROOT / config).is_file()
 
 
 def test_redis_persists_the_stream(compose: dict) -> None:
