@@ -20,7 +20,9 @@ from contextlib import asynccontextmanager
 from aiohttp import web
 from litestar.datastructures import MutableScopeHeaders
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from shared.ops import metrics_registry
 
 NOSNIFF = ("X-Content-Type-Options", "nosniff")
 NO_STORE = ("Cache-Control", "no-store")
@@ -79,7 +81,9 @@ class EdgeMiddleware:
 
 
 async def _metrics(_: web.Request) -> web.Response:
-    return web.Response(body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(
+        body=generate_latest(metrics_registry()), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
 
 
 @asynccontextmanager

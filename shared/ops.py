@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -10,10 +11,24 @@ from typing import Any
 from litestar import Response, get
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.router import Router
+from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 
 from shared.errors import problem
 
 ReadyCheck = Callable[[], Awaitable[Any]]
+
+
+def metrics_registry() -> CollectorRegistry:
+    """What a scrape reports: under PROMETHEUS_MULTIPROC_DIR (docker-compose sets it), every worker of
+    this process writes its metrics to files there and this adds them all up, as Litestar's
+    PrometheusController does; otherwise this process's own registry."""
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
+
 READY_TIMEOUT = 2.0
 # /ready answers from one run of its checks for this long, and concurrent calls share the run in
 # progress: a flood of /ready costs the dependencies one check a second, not one per request.
