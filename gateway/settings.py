@@ -23,7 +23,7 @@ class GatewaySettings(CommonSettings, kw_only=True):
     read_timeout: float = 15.0  # covers password hashing under load
     pool_size: int = 128  # keep-alive connections per upstream
     circuit_failures: int = 5  # consecutive failures that mark an upstream down
-    circuit_cooldown: float = 5.0  # seconds an upstream stays marked down (the Retry-After)
+    circuit_cooldown: float = 5.0  # seconds an upstream stays marked down at most (a probe ends it sooner)
     # Redis (session cache, rate limit): a slow Redis must not stall requests
     redis_timeout: float = 0.15
     redis_cooldown: float = 1.0  # seconds to bypass Redis after it failed

@@ -3,8 +3,9 @@
 aiohttp's ClientSession (keep-alive pool, explicit connect and read timeouts) costs a fraction of
 httpx's CPU per proxied request (issue 4). Failures map to the statuses of docs/architecture.md, decision 7:
 refused → 502, timed out → 504, marked down after `failures` consecutive failures → 503 with
-Retry-After for `cooldown` seconds, after which requests probe it again. aiohttp never retries a
-POST; it retries an idempotent request once only when a pooled keep-alive connection turns out closed.
+Retry-After for `cooldown` seconds at most: while it is marked down, a probe asks its `/health`
+every PROBE_INTERVAL and closes the breaker as soon as one answers. The gateway never re-sends a
+request (see `start`): a GET that counts a view is not idempotent.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ FAILURES = Counter(
 
 KEEPALIVE = 4.0  # seconds an idle upstream connection is kept
 DNS_TTL = 10  # seconds a resolved upstream address is reused
+PROBE_INTERVAL = 0.25  # seconds between health probes of an upstream marked down
+PROBE_TIMEOUT = aiohttp.ClientTimeout(total=1.0)
 # Failures to get an answer (an HTTP error status is an answer). Timeouts are checked first: some
 # aiohttp timeouts are also connection errors.
 _TIMEOUT = (asyncio.TimeoutError, aiohttp.ServerTimeoutError)
@@ -68,6 +71,7 @@ class Upstream:
         self.failures = 0
         self.down_until = 0.0
         self._session: aiohttp.ClientSession | None = None
+        self._probe: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         # Idle connections are dropped before the service's own keep-alive timeout (uvicorn: 5 s) can
@@ -83,8 +87,17 @@ class Upstream:
             headers=_SESSION_HEADERS,
             cookie_jar=aiohttp.DummyCookieJar(),
         )
+        # aiohttp re-sends an idempotent request (GET, PUT, DELETE) once when its pooled keep-alive
+        # connection breaks before the answer. The worker that died may already have done the work (a
+        # GET of a canvas counts a view), so the client would get one 200 for two counted reads. No
+        # re-send here: the client gets a 502 and decides. aiohttp has no public switch for this one
+        # (3.x); tests/gateway/test_parts.py checks it still holds on the pinned version.
+        self._session._retry_connection = False
 
     async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            self._probe = None
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -164,6 +177,22 @@ class Upstream:
             if not self.down_until or time.monotonic() >= self.down_until:
                 log.error("upstream_marked_down", upstream=self.name, seconds=self.cooldown)
             self.down_until = time.monotonic() + self.cooldown
+            if self._session is not None and (self._probe is None or self._probe.done()):
+                self._probe = asyncio.create_task(self._probe_until_up(), name=f"probe-{self.name}")
+
+    async def _probe_until_up(self) -> None:
+        """While marked down: ask `/health` every PROBE_INTERVAL; the first answer closes the breaker."""
+        while self.down_until and self._session is not None:
+            await asyncio.sleep(PROBE_INTERVAL)
+            try:
+                async with self.session.get(self.url("/health"), timeout=PROBE_TIMEOUT) as resp:
+                    if resp.status == 200:
+                        log.info("upstream_up_again", upstream=self.name)
+                        self.failures = 0
+                        self.down_until = 0.0
+                        return
+            except (*_TIMEOUT, *_BROKEN):
+                continue
 
     def succeeded(self) -> None:
         if self.failures:

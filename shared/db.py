@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import aiosqlite
+import asyncpg
 import structlog
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine as _PiccoloPostgresEngine
@@ -194,6 +195,39 @@ class PostgresEngine(_PiccoloPostgresEngine):
 
     def transaction(self, allow_nested: bool = True) -> PostgresTransaction:
         return _SafePostgresTransaction(engine=self, allow_nested=allow_nested)
+
+
+# The database did not answer or dropped the connection: a transient outage (503), not a bug (500).
+# OSError covers refused and reset connections and timeouts (TimeoutError is one); a deadlock or
+# serialization victim is worth the client's retry too.
+DB_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+)
+_SQLITE_TRANSIENT = ("database is locked", "disk i/o error", "unable to open database")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` (or what it was raised from or while handling) is a database outage."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, DB_UNAVAILABLE):
+            return True
+        if isinstance(current, sqlite3.OperationalError) and str(current).lower().startswith(
+            _SQLITE_TRANSIENT
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def make_engine(url: str) -> Engine[Any]:

@@ -17,6 +17,8 @@ from litestar.plugins.problem_details import (
 
 log = structlog.get_logger()
 
+RETRY_AFTER = 2  # seconds a client waits after a 503 for a dependency outage
+
 
 class AppError(Exception):
     """A domain error with its HTTP status; raise a subclass from service modules."""
@@ -130,6 +132,15 @@ def _from_app_error(exc: AppError) -> ProblemDetailsException:
 
 
 def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    from shared.db import database_unavailable  # here: shared.db imports the ORM, errors is imported early
+    from shared.redis import REDIS_UNAVAILABLE
+
+    if database_unavailable(exc) or isinstance(exc, REDIS_UNAVAILABLE):
+        # An outage is not a bug: one line per request (no traceback), and 503 so clients retry.
+        log.warning("dependency_unavailable", path=request.url.path, error=repr(exc)[:300])
+        return problem(
+            503, "A dependency of this service is unavailable", headers={"Retry-After": str(RETRY_AFTER)}
+        ).to_response(request)
     log.exception("unhandled_error", path=request.url.path, error=type(exc).__name__)
     return problem(500, "Internal server error").to_response(request)
 

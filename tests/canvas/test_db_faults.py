@@ -9,6 +9,7 @@ later transaction in the dead one ("connection has been released back to the poo
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Coroutine
@@ -192,3 +193,33 @@ async def test_the_cascade_and_the_view_flush_never_deadlock(
             assert await admin.fetchval("SELECT count(*) FROM canvas WHERE user_id = $1", owner) == 0
     await admin.execute("SELECT pg_stat_clear_snapshot()")
     assert await admin.fetchval(deadlocks) == before
+
+
+async def test_a_database_that_refuses_connections_answers_503_with_one_log_line(
+    client: AsyncClient, anon: Caller, unused_tcp_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The pool is pointed at a port nothing listens on (a database that refuses connections)."""
+    from services.canvas.db import DB
+    from shared.db import close_engine, open_engine
+
+    config = dict(DB.config)
+    await close_engine(DB)
+    DB.config = {"dsn": f"postgresql://postgres@127.0.0.1:{unused_tcp_port}/gone"}
+    await DB.start_connection_pool(min_size=0, max_size=2)
+    try:
+        caplog.clear()
+        for _ in range(3):
+            resp = await anon.request("GET", "/api/canvases")
+            assert resp.status_code == 503, resp.text
+            assert resp.headers["content-type"].startswith("application/problem+json")
+            assert int(resp.headers["retry-after"]) > 0
+            assert resp.json()["status"] == 503
+        records = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert len(records) == 3  # one line per request
+        assert not any(r.exc_info for r in records)  # and no traceback
+        assert (await client.get("/ready")).status_code == 503
+    finally:
+        await close_engine(DB)
+        DB.config = config
+        await open_engine(DB, 3)
+    assert (await anon.request("GET", "/api/canvases")).status_code == 200
