@@ -43,7 +43,12 @@ LATENCY = Histogram(
 
 # Request headers a service may see besides the gateway's own; everything else (cookies, tokens,
 # identity and forwarding headers) stays at the gateway.
-_FORWARDED = {b"content-type": "content-type", b"accept": "accept", b"if-none-match": "if-none-match"}
+_FORWARDED = {
+    b"content-type": "content-type",
+    b"accept": "accept",
+    b"if-none-match": "if-none-match",
+    b"if-match": "if-match",
+}
 # Response headers that are the gateway's business or hop-by-hop.
 _DROPPED = frozenset(
     {
@@ -145,6 +150,10 @@ class Proxy:
             body = await json_body.read_body(receive, self.body_limit)
             json_body.check(body, headers.get(b"content-type"))
         forwarded = {name: v.decode("latin-1") for k, name in _FORWARDED.items() if (v := headers.get(k))}
+        if b"if-match" in headers:  # several lines are one list (RFC 9110 5.3); dict() kept the last
+            forwarded["if-match"] = ", ".join(
+                v.decode("latin-1") for k, v in scope["headers"] if k == b"if-match"
+            )
         forwarded["x-request-id"] = rid
         if endpoint.starts_session and (agent := headers.get(b"user-agent")):
             forwarded[internal_auth.CLIENT_USER_AGENT] = agent.decode("latin-1")

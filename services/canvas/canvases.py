@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from msgspec import UNSET
+from piccolo.columns import Column
 from piccolo.columns.combination import WhereRaw
 from piccolo.engine.postgres import PostgresEngine
 
 from services.canvas import schemas, search
 from services.canvas.cursors import CursorCodec, Position, filter_digest
 from services.canvas.db import DB
+from services.canvas.etags import IfMatch, PreconditionFailed, etag
 from services.canvas.read_cache import HIDDEN, Miss, ReadCache
 from services.canvas.settings import settings
 from services.canvas.tables import Canvas, CanvasTag, DeletedUser
@@ -63,6 +65,17 @@ def _canvas(row: dict[str, Any], views: int) -> schemas.Canvas:
     return schemas.Canvas(code=row["code"], **_fields(row, views))
 
 
+class Tagged(NamedTuple):
+    """A canvas answer and its ETag."""
+
+    canvas: schemas.Canvas
+    etag: str
+
+
+def _tagged(row: dict[str, Any], views: int) -> Tagged:
+    return Tagged(_canvas(row, views), etag(row["id"], row["version"]))
+
+
 def _check_code(code: str) -> None:
     if len(code.encode()) > settings.code_max_bytes:
         raise Invalid("code", f"must be at most {settings.code_max_bytes} bytes in UTF-8")
@@ -87,7 +100,7 @@ async def _owned(canvas_id: uuid.UUID, uid: uuid.UUID) -> dict[str, Any]:
     return row
 
 
-async def create(uid: uuid.UUID, data: schemas.CanvasCreate) -> schemas.Canvas:
+async def create(uid: uuid.UUID, data: schemas.CanvasCreate) -> Tagged:
     _check_code(data.code)
     now = utcnow()
     row = Canvas(
@@ -102,6 +115,7 @@ async def create(uid: uuid.UUID, data: schemas.CanvasCreate) -> schemas.Canvas:
         views=0,
         created_at=now,
         updated_at=now,
+        version=1,
         search_text=search.index_text(data.title, data.description, data.tags),
     )
     async with DB.transaction():
@@ -115,7 +129,7 @@ async def create(uid: uuid.UUID, data: schemas.CanvasCreate) -> schemas.Canvas:
     except Forbidden:
         await Canvas.delete().where(Canvas.id == row.id).run()
         raise
-    return _canvas(row.to_dict(), 0)
+    return _tagged(row.to_dict(), 0)
 
 
 async def _refuse_deleted(uid: uuid.UUID) -> None:
@@ -128,31 +142,45 @@ async def _insert_tags(canvas_id: uuid.UUID, tags: list[str]) -> None:
         await CanvasTag.insert(*(CanvasTag(canvas=canvas_id, tag=tag) for tag in tags)).run()
 
 
-async def read(cache: ReadCache, canvas_id: uuid.UUID, uid: uuid.UUID | None) -> schemas.Canvas:
+async def read(cache: ReadCache, canvas_id: uuid.UUID, uid: uuid.UUID | None) -> Tagged:
     """GET: the canvas with one more view counted; from the read cache when it holds the canvas."""
     found = await cache.lookup(canvas_id, uid) if cache.enabled else None
-    if isinstance(found, schemas.Canvas):
-        return found
+    if isinstance(found, tuple):
+        return Tagged(*found)
     if found is HIDDEN:
         raise NotFound("canvas not found")
     row = await _visible(canvas_id, uid)
     seen = await cache.views.count_view(canvas_id)
     if str(canvas_id) not in seen.totals:  # deleted since we read it
         raise NotFound("canvas not found")
-    canvas = _canvas(row, seen.totals[str(canvas_id)])
+    tagged = _tagged(row, seen.totals[str(canvas_id)])
     if isinstance(found, Miss):
-        await cache.fill(found, canvas, seen)
-    return canvas
+        await cache.fill(found, tagged.canvas, tagged.etag, seen)
+    return tagged
 
 
-async def check_visible(canvas_id: uuid.UUID, uid: uuid.UUID | None) -> None:
-    """HEAD: 200 or 404 as GET would answer, counting nothing."""
-    await _visible(canvas_id, uid)
+async def check_visible(canvas_id: uuid.UUID, uid: uuid.UUID | None) -> str:
+    """HEAD: 200 or 404 as GET would answer, counting nothing; the ETag."""
+    row = await _visible(canvas_id, uid)
+    return etag(row["id"], row["version"])
+
+
+async def _gone_or_changed(canvas_id: uuid.UUID) -> Exception:
+    """Why a conditional write touched no row: the canvas is gone (404) or its version moved on (412)."""
+    if await Canvas.exists().where(Canvas.id == canvas_id).run():
+        return PreconditionFailed()
+    return NotFound("canvas not found")
 
 
 async def update(
-    cache: ReadCache, canvas_id: uuid.UUID, uid: uuid.UUID, data: schemas.CanvasUpdate
-) -> schemas.Canvas:
+    cache: ReadCache,
+    canvas_id: uuid.UUID,
+    uid: uuid.UUID,
+    data: schemas.CanvasUpdate,
+    if_match: IfMatch | None = None,
+) -> Tagged:
+    """PATCH. With If-Match, the version compare is part of the UPDATE itself: of two writers holding
+    the same ETag, the database lets exactly one change the row; the other matches no row (412)."""
     changes: dict[str, Any] = {
         name: value for name in data.__struct_fields__ if (value := getattr(data, name)) is not UNSET
     }
@@ -162,30 +190,67 @@ async def update(
         changes["tags"] = _unique(data.tags)
     async with DB.transaction():
         row = await _owned(canvas_id, uid)
-        if changes:
-            changes["updated_at"] = utcnow()
-            if {"title", "description", "tags"} & changes.keys():
-                merged = {**row, **changes}
-                changes["search_text"] = search.index_text(
-                    merged["title"], merged["description"], merged["tags"]
-                )
-            await Canvas.update(**changes).where(Canvas.id == canvas_id).run()
-            row.update(changes)
-        if data.tags is not UNSET:
-            await CanvasTag.delete().where(CanvasTag.canvas == canvas_id).run()
-            await _insert_tags(canvas_id, row["tags"])
-    await cache.forget([canvas_id])
+        if not changes:  # nothing to write: the precondition is checked against the row just read
+            if if_match is not None:
+                if_match.check(canvas_id, row["version"])
+        else:
+            await _write(row, changes, if_match, tags_changed=data.tags is not UNSET)
+    if changes:
+        await cache.forget([canvas_id])
+    return await _answer(cache, row)
+
+
+def _version_condition(canvas_id: uuid.UUID, if_match: IfMatch | None) -> Any:
+    """The WHERE term that makes a write conditional on If-Match (None: unconditional)."""
+    if if_match is None or if_match.any:  # `*`: the canvas exists, which the write itself requires
+        return None
+    versions = if_match.versions(canvas_id)
+    if not versions:
+        raise PreconditionFailed
+    return Canvas.version.is_in(versions)
+
+
+async def _write(
+    row: dict[str, Any], changes: dict[str, Any], if_match: IfMatch | None, *, tags_changed: bool
+) -> None:
+    canvas_id = uuid.UUID(str(row["id"]))
+    changes["updated_at"] = utcnow()
+    if {"title", "description", "tags"} & changes.keys():
+        merged = {**row, **changes}
+        changes["search_text"] = search.index_text(merged["title"], merged["description"], merged["tags"])
+    values: dict[Column | str, Any] = {Canvas.version: Canvas.version + 1}
+    values.update(changes)
+    query = Canvas.update(values).where(Canvas.id == canvas_id)
+    if (condition := _version_condition(canvas_id, if_match)) is not None:
+        query = query.where(condition)
+    written = await query.returning(Canvas.version).run()
+    if not written:
+        raise await _gone_or_changed(canvas_id)
+    row.update(changes, version=written[0]["version"])
+    if tags_changed:
+        await CanvasTag.delete().where(CanvasTag.canvas == canvas_id).run()
+        await _insert_tags(canvas_id, row["tags"])
+
+
+async def _answer(cache: ReadCache, row: dict[str, Any]) -> Tagged:
     try:
-        current = (await cache.views.current([canvas_id])).get(str(canvas_id), row["views"])
+        current = (await cache.views.current([row["id"]])).get(str(row["id"]), row["views"])
     except Unavailable:  # the change is committed: answer it, with the views flushed so far
         current = row["views"]
-    return _canvas(row, current)
+    return _tagged(row, current)
 
 
-async def delete(cache: ReadCache, canvas_id: uuid.UUID, uid: uuid.UUID) -> None:
+async def delete(
+    cache: ReadCache, canvas_id: uuid.UUID, uid: uuid.UUID, if_match: IfMatch | None = None
+) -> None:
+    """DELETE; with If-Match, the version compare is part of the DELETE statement."""
     async with DB.transaction():
         await _owned(canvas_id, uid)
-        await Canvas.delete().where(Canvas.id == canvas_id).run()
+        query = Canvas.delete().where(Canvas.id == canvas_id)
+        if (condition := _version_condition(canvas_id, if_match)) is not None:
+            query = query.where(condition)
+        if not await query.returning(Canvas.id).run():
+            raise await _gone_or_changed(canvas_id)
     await cache.forget([canvas_id])
 
 

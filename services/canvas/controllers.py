@@ -5,16 +5,18 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from litestar import Controller, Request, delete, get, head, patch, post
+from litestar import Controller, Request, Response, delete, get, head, patch, post
 from litestar.connection import ASGIConnection
-from litestar.datastructures import State
+from litestar.datastructures import ResponseHeader, State
 from litestar.di import NamedDependency, Provide
 from litestar.handlers import BaseRouteHandler
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from services.canvas import canvases, search
 from services.canvas.body import StrictBody
-from services.canvas.canvases import Listing
+from services.canvas.canvases import Listing, Tagged
+from services.canvas.etags import IfMatch
 from services.canvas.read_cache import ReadCache
 from services.canvas.schemas import TYPE_PATTERN, Canvas, CanvasCreate, CanvasPage, CanvasUpdate
 from services.canvas.settings import settings
@@ -41,6 +43,23 @@ SearchFilter = Annotated[
 ]
 UserFilter = Annotated[str | None, QueryParameter(name="userId", description="the owner's user id (a UUID)")]
 CanvasId = FromPath[uuid.UUID]
+# Documents the header; the handlers read every If-Match line from the request (one list, RFC 9110).
+IfMatchHeader = Annotated[
+    str | None,
+    HeaderParameter(
+        name="If-Match",
+        description="an ETag of this canvas from an earlier answer (or `*`): the change is made only if"
+        " the canvas still has it, else 412 and nothing changes",
+    ),
+]
+ETAG = [
+    ResponseHeader(
+        name="ETag",
+        description="strong; changes with every change of the canvas (not with its views)",
+        documentation_only=True,
+    )
+]
+PRECONDITION = {412: ResponseSpec(None, description="If-Match names none of the canvas's current ETag")}
 Views = NamedDependency[ViewCounter]
 Cache = NamedDependency[ReadCache]
 
@@ -75,6 +94,14 @@ def parse_user_filter(user_id: str | None) -> uuid.UUID | None:
         raise Invalid("userId", "must be a UUID") from exc
 
 
+def tagged(answer: Tagged, status: int = 200) -> Response[Canvas]:
+    return Response(answer.canvas, status_code=status, headers={"ETag": answer.etag})
+
+
+def if_match_of(request: Request) -> IfMatch | None:
+    return IfMatch.parse(request.headers.getall("if-match", []))
+
+
 def provide_views(state: State) -> ViewCounter:
     return state.views  # type: ignore[no-any-return]
 
@@ -91,10 +118,10 @@ class CanvasController(Controller):
         "cache": Provide(provide_cache, sync_to_thread=False),
     }
 
-    @post("/", dto=StrictBody[CanvasCreate], return_dto=None, guards=[requires_user])
-    async def create_canvas(self, request: Request, data: JSONBody[CanvasCreate]) -> Canvas:
+    @post("/", dto=StrictBody[CanvasCreate], return_dto=None, guards=[requires_user], response_headers=ETAG)
+    async def create_canvas(self, request: Request, data: JSONBody[CanvasCreate]) -> Response[Canvas]:
         """Create a canvas owned by the caller."""
-        return await canvases.create(user_of(request), data)
+        return tagged(await canvases.create(user_of(request), data), 201)
 
     @get("/")
     async def list_public(
@@ -112,31 +139,42 @@ class CanvasController(Controller):
         listing = Listing(public_only=True, owner=parse_user_filter(user_id), type=type, tag=tag, q=q)
         return await canvases.list_canvases(views, listing, limit=limit, cursor=cursor)
 
-    @get("/{canvas_id:uuid}")
-    async def read_canvas(self, request: Request, cache: Cache, canvas_id: CanvasId) -> Canvas:
+    @get("/{canvas_id:uuid}", response_headers=ETAG)
+    async def read_canvas(self, request: Request, cache: Cache, canvas_id: CanvasId) -> Response[Canvas]:
         """The canvas; counts one view, included in the returned `views`."""
-        return await canvases.read(cache, canvas_id, caller(request))
+        return tagged(await canvases.read(cache, canvas_id, caller(request)))
 
-    @head("/{canvas_id:uuid}")
-    async def head_canvas(self, request: Request, canvas_id: CanvasId) -> None:
+    @head("/{canvas_id:uuid}", response_headers=ETAG)
+    async def head_canvas(self, request: Request, canvas_id: CanvasId) -> Response[None]:
         """Whether the canvas is readable; counts no view."""
-        await canvases.check_visible(canvas_id, caller(request))
+        return Response(None, headers={"ETag": await canvases.check_visible(canvas_id, caller(request))})
 
-    @patch("/{canvas_id:uuid}", dto=StrictBody[CanvasUpdate], return_dto=None, guards=[requires_user])
+    @patch(
+        "/{canvas_id:uuid}",
+        dto=StrictBody[CanvasUpdate],
+        return_dto=None,
+        guards=[requires_user],
+        response_headers=ETAG,
+        responses=PRECONDITION,
+    )
     async def update_canvas(
         self,
         request: Request,
         cache: Cache,
         canvas_id: CanvasId,
         data: JSONBody[CanvasUpdate],
-    ) -> Canvas:
-        """Change the caller's canvas; omitted fields are left unchanged."""
-        return await canvases.update(cache, canvas_id, user_of(request), data)
+        if_match: IfMatchHeader = None,
+    ) -> Response[Canvas]:
+        """Change the caller's canvas; omitted fields are left unchanged. With `If-Match`, only if
+        the canvas still has that ETag (412 otherwise)."""
+        return tagged(await canvases.update(cache, canvas_id, user_of(request), data, if_match_of(request)))
 
-    @delete("/{canvas_id:uuid}", guards=[requires_user])
-    async def delete_canvas(self, request: Request, cache: Cache, canvas_id: CanvasId) -> None:
-        """Delete the caller's canvas."""
-        await canvases.delete(cache, canvas_id, user_of(request))
+    @delete("/{canvas_id:uuid}", guards=[requires_user], responses=PRECONDITION)
+    async def delete_canvas(
+        self, request: Request, cache: Cache, canvas_id: CanvasId, if_match: IfMatchHeader = None
+    ) -> None:
+        """Delete the caller's canvas. With `If-Match`, only if it still has that ETag (412 otherwise)."""
+        await canvases.delete(cache, canvas_id, user_of(request), if_match_of(request))
 
 
 class MyCanvasController(Controller):

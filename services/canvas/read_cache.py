@@ -6,8 +6,9 @@ visibility, counts the view in the open batch of view_counter.py (so the flusher
 before) and increments the total, and answers without touching the database.
 
 Redis keys:
-- `canvas-doc:{id}`      hash: doc, owner, public ('1'/'0'), views (the running total); expires after
-                         `ttl` seconds, so a missed invalidation is bounded
+- `canvas-doc:{id}`      hash: doc, etag, owner, public ('1'/'0'), views (the running total); expires
+                         after `ttl` seconds, so a missed invalidation is bounded. The ETag is filled
+                         with the doc from the same row, and dropped with it by every change.
 - `canvas-doc-gen:{id}`  bumped by every change or deletion of the canvas, before the doc is dropped
 
 A miss (no doc) is served from the database as before, then the doc is filled by a second script
@@ -48,9 +49,14 @@ log = structlog.get_logger()
 GEN_TTL = 86_400  # seconds; far longer than any read between its miss and its fill
 
 # KEYS: doc, open, pending, gen. ARGV: new batch id, batch prefix, canvas id, caller uid ('' = anonymous).
-# Returns {0, gen} on a miss, {1} when the caller may not see the canvas, {2, doc, views} on a hit.
+# Returns {0, gen} on a miss, {1} when the caller may not see the canvas, {2, doc, views, etag} on a
+# hit. A doc without an ETag (cached by a version before ETags) is dropped and is a miss.
 _HIT = """
-local doc = redis.call('HMGET', KEYS[1], 'doc', 'owner', 'public')
+local doc = redis.call('HMGET', KEYS[1], 'doc', 'owner', 'public', 'etag')
+if doc[1] and not doc[4] then
+  redis.call('DEL', KEYS[1])
+  doc[1] = false
+end
 if not doc[1] then
   return {0, redis.call('GET', KEYS[4]) or '0'}
 end
@@ -63,17 +69,17 @@ if not open then
   redis.call('SET', KEYS[2], open)
 end
 redis.call('HINCRBY', ARGV[2] .. open, ARGV[3], 1)
-return {2, doc[1], redis.call('HINCRBY', KEYS[1], 'views', 1)}
+return {2, doc[1], redis.call('HINCRBY', KEYS[1], 'views', 1), doc[4]}
 """
 
 # KEYS: doc, gen, open, pending. ARGV: gen at the miss, ttl, doc, owner, public, stored views,
-# batch prefix, canvas id, then (batch id, '1' applied / '0' not) pairs. Returns 1 if filled.
+# batch prefix, canvas id, etag, then (batch id, '1' applied / '0' not) pairs. Returns 1 if filled.
 _FILL = """
 if (redis.call('GET', KEYS[2]) or '0') ~= ARGV[1] or redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
 local known, unapplied = {}, 0
-for i = 9, #ARGV, 2 do
+for i = 10, #ARGV, 2 do
   known[ARGV[i]] = ARGV[i + 1]
   if ARGV[i + 1] == '0' then unapplied = unapplied + 1 end
 end
@@ -90,7 +96,8 @@ for _, batch in ipairs(buffered) do
   end
 end
 if seen ~= unapplied then return 0 end
-redis.call('HSET', KEYS[1], 'doc', ARGV[3], 'owner', ARGV[4], 'public', ARGV[5], 'views', total)
+redis.call('HSET', KEYS[1], 'doc', ARGV[3], 'etag', ARGV[9], 'owner', ARGV[4], 'public', ARGV[5],
+  'views', total)
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 """
@@ -129,8 +136,11 @@ class ReadCache:
     def enabled(self) -> bool:
         return self.ttl > 0
 
-    async def lookup(self, canvas_id: uuid.UUID, uid: uuid.UUID | None) -> schemas.Canvas | Miss | object:
-        """The canvas with this read counted, HIDDEN (nothing counted), or a Miss to serve otherwise."""
+    async def lookup(
+        self, canvas_id: uuid.UUID, uid: uuid.UUID | None
+    ) -> tuple[schemas.Canvas, str] | Miss | object:
+        """(The canvas with this read counted, its ETag), HIDDEN (nothing counted), or a Miss to serve
+        otherwise."""
         key = str(canvas_id)
         try:
             reply = await self._hit(
@@ -146,9 +156,11 @@ class ReadCache:
             _HIDDEN_READS.inc()
             return HIDDEN
         _HITS.inc()
-        return msgspec.structs.replace(_canvas_decoder.decode(reply[1]), views=int(reply[2]))
+        return msgspec.structs.replace(_canvas_decoder.decode(reply[1]), views=int(reply[2])), reply[
+            3
+        ].decode()
 
-    async def fill(self, miss: Miss, canvas: schemas.Canvas, seen: Snapshot) -> bool:
+    async def fill(self, miss: Miss, canvas: schemas.Canvas, etag: str, seen: Snapshot) -> bool:
         """Cache a canvas read from the database after `miss`; False when refused (see the module doc)."""
         doc = msgspec.json.encode(canvas)
         if len(doc) > self.max_bytes or canvas.id not in seen.stored:
@@ -166,6 +178,7 @@ class ReadCache:
                     seen.stored[canvas.id],
                     BATCH_PREFIX,
                     canvas.id,
+                    etag,
                     *flags,
                 ],
             )

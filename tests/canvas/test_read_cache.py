@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from services.canvas import cascade
 from services.canvas.app import create_app
-from services.canvas.canvases import _canvas, _visible
+from services.canvas.canvases import _tagged, _visible
 from services.canvas.read_cache import DOC_PREFIX, Miss, ReadCache
 from services.canvas.tables import Canvas
 from services.canvas.view_counter import ViewCounter
@@ -117,8 +117,8 @@ async def test_a_fill_is_refused_when_the_canvas_changed_since_the_miss(
     canvas_id = uuid.UUID(canvas["id"])
     await cache.forget([canvas_id])  # a change committed after the miss
     seen = await views.count_view(canvas_id)
-    served = _canvas(await _visible(canvas_id, None), seen.totals[canvas["id"]])
-    assert not await cache.fill(miss, served, seen)
+    served = _tagged(await _visible(canvas_id, None), seen.totals[canvas["id"]])
+    assert not await cache.fill(miss, *served, seen)
     assert not await cached(redis, canvas["id"])
     assert await read_views(anon, canvas["id"]) == 2  # a fresh miss fills it, counts stay exact
     assert await cached(redis, canvas["id"])
@@ -131,13 +131,13 @@ async def test_a_fill_is_refused_when_a_flush_moved_counts_since_the_snapshot(
     canvas_id = uuid.UUID(canvas["id"])
     seen = await views.count_view(canvas_id)  # its batch is unapplied in this snapshot
     await views.flush()  # ... then applied and dropped from Redis
-    served = _canvas(await _visible(canvas_id, None), seen.totals[canvas["id"]])
-    assert not await cache.fill(miss, served, seen)
+    served = _tagged(await _visible(canvas_id, None), seen.totals[canvas["id"]])
+    assert not await cache.fill(miss, *served, seen)
     miss = await cache.lookup(canvas_id, None)
     assert isinstance(miss, Miss)
     seen = await views.count_view(canvas_id)
     await views.count_view(canvas_id)  # a read after the snapshot, in the batch it asked about
-    assert await cache.fill(miss, served, seen)
+    assert await cache.fill(miss, *served, seen)
     assert await read_views(anon, canvas["id"]) == 4
 
 
@@ -169,8 +169,8 @@ async def test_a_fill_is_refused_when_a_batch_opened_since_the_snapshot(
     seen = await views.count_view(canvas_id)
     await views.close_open_batch()
     await views.count_view(canvas_id)  # counted in a batch the snapshot never asked about
-    served = _canvas(await _visible(canvas_id, None), seen.totals[canvas["id"]])
-    assert not await cache.fill(miss, served, seen)
+    served = _tagged(await _visible(canvas_id, None), seen.totals[canvas["id"]])
+    assert not await cache.fill(miss, *served, seen)
     assert await read_views(anon, canvas["id"]) == 3
     assert await read_views(anon, canvas["id"]) == 4
 

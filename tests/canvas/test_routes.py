@@ -249,6 +249,13 @@ async def test_openapi_documents_the_routes(client: AsyncClient) -> None:
     assert params == {"type", "tag", "userId", "q", "limit", "cursor"}
     q = next(p for p in doc["paths"]["/api/canvases"]["get"]["parameters"] if p["name"] == "q")
     assert (q["schema"]["minLength"], q["schema"]["maxLength"]) == (1, 200)
+    one = doc["paths"]["/api/canvases/{canvas_id}"]
+    for method, status in (("get", "200"), ("patch", "200"), ("head", "200")):
+        assert "ETag" in one[method]["responses"][status]["headers"], method
+    assert "ETag" in doc["paths"]["/api/canvases"]["post"]["responses"]["201"]["headers"]
+    for method in ("patch", "delete"):
+        assert "If-Match" in {p["name"] for p in one[method]["parameters"] if p["in"] == "header"}
+        assert "412" in one[method]["responses"]
 
 
 async def test_openapi_declares_what_the_service_enforces(client: AsyncClient) -> None:

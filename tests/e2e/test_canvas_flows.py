@@ -112,3 +112,30 @@ async def test_deleting_the_account_deletes_its_canvases(http: Client, system: S
     assert listed == []
     for canvas_id in ids:
         assert (await http("GET", f"{system.url}/api/canvases/{canvas_id}")).status == 404
+
+
+async def test_search_and_safe_edits_through_the_gateway(http: Client, system: System) -> None:
+    user = await signup(http, system.url)
+    word = f"w{uuid.uuid4().hex[:10]}"
+    made = [await user.canvas(title=f"{word.upper()} number {i}", isPublic=True) for i in range(3)]
+    search = f"{system.url}/api/canvases?q={word[:6]}&userId={user.id}&limit=2"
+    first = (await http("GET", search)).json()
+    assert [c["id"] for c in first["items"]] == [made[2]["id"], made[1]["id"]]
+    rest = (await http("GET", f"{search}&cursor={first['nextCursor']}")).json()
+    assert [c["id"] for c in rest["items"]] == [made[0]["id"]]
+    other_q = await http(
+        "GET", f"{system.url}/api/canvases?q=number&userId={user.id}&cursor={first['nextCursor']}"
+    )
+    assert other_q.status == 400
+    assert (await http("GET", f"{system.url}/api/canvases?q=")).status == 422
+    path = f"/api/canvases/{made[0]['id']}"
+    read = await http("GET", system.url + path)
+    tag = read.headers["ETag"]
+    changed = await user.call("PATCH", path, json={"title": "new"}, headers={"If-Match": tag})
+    assert changed.status == 200
+    assert changed.headers["ETag"] != tag
+    stale = await user.call("PATCH", path, json={"title": "lost"}, headers={"If-Match": tag})
+    assert stale.status == 412
+    assert stale.headers["Content-Type"] == "application/problem+json"
+    assert (await user.call("DELETE", path, headers={"If-Match": tag})).status == 412
+    assert (await user.call("DELETE", path, headers={"If-Match": changed.headers["ETag"]})).status == 204

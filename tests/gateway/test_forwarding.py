@@ -238,3 +238,11 @@ async def test_paths_are_normalised_like_the_services(http: Client, gateway: str
         reply = await http("GET", gateway + path)
         assert reply.status == 200, path
     assert (await http("GET", f"{gateway}/api/canvases/%2e%2e")).status == 404
+
+
+async def test_if_match_is_forwarded_as_one_list(http: Client, gateway: str) -> None:
+    reply = await http(
+        "GET", f"{gateway}/api/canvases/abc", headers=[("If-Match", '"a.1"'), ("If-Match", 'W/"b", "c"')]
+    )
+    assert reply.status == 200
+    assert reply.json()["headers"]["if-match"] == '"a.1", W/"b", "c"'
