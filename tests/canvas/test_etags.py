@@ -8,7 +8,7 @@ import uuid
 import pytest
 from redis.asyncio import Redis
 
-from services.canvas.views import DOC_PREFIX
+from services.canvas.view_counter import DOC_PREFIX
 from tests.canvas.support import Caller, signed
 from tests.canvas.test_routes import assert_problem
 
