@@ -61,7 +61,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def clients(app: Litestar) -> AsyncIterator[None]:
-        for upstream in proxy.upstreams.values():
+        for upstream in proxy.clients:
             await upstream.start()
         proxy.validator = SessionValidator(redis, guard, proxy.upstreams["auth"], settings.secret)
         counts = RateCountStore(redis, guard, DURATION_VALUES[settings.rate_limit_unit])
@@ -76,7 +76,7 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
             sync.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sync
-            for upstream in proxy.upstreams.values():
+            for upstream in proxy.clients:
                 await upstream.close()
             await redis.aclose()
 

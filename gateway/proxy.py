@@ -105,7 +105,15 @@ class Proxy:
             "auth": Upstream.from_settings("auth", settings.auth_url, settings),
             "canvas": Upstream.from_settings("canvas", settings.canvas_url, settings),
         }
+        self.password_upstream = Upstream.from_settings(
+            "auth-password", settings.auth_url, settings, pool_size=settings.password_pool_size, pool_wait=0.0
+        )
         self.validator: SessionValidator | None = None
+
+    @property
+    def clients(self) -> list[Upstream]:
+        """Every upstream client, for starting and closing them."""
+        return [*self.upstreams.values(), self.password_upstream]
 
     async def handle(self, scope: HTTPScope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -164,7 +172,7 @@ class Proxy:
             request_id=rid,
             client_ip=client_ip(scope, self.trusted_proxies),
         )
-        upstream = self.upstreams[endpoint.upstream]
+        upstream = self.password_upstream if endpoint.hashes else self.upstreams[endpoint.upstream]
         resp = await upstream.request(method, _path_qs(path, scope), headers=forwarded, body=body)
         try:
             cookie_token = token if from_cookie else None

@@ -27,6 +27,7 @@ class Endpoint:
     upstream: str
     access: Access
     starts_session: bool = False  # the response body carries {token, expiresAt}: set the cookie
+    hashes: bool = False  # may hash a password: sent through the auth service's password pool
 
 
 @dataclass(slots=True)
@@ -39,16 +40,16 @@ class Route:
 def _table() -> list[Endpoint]:
     session, optional, public = Access.SESSION, Access.OPTIONAL, Access.PUBLIC
     return [
-        Endpoint("/api/auth/signup", "POST", AUTH, public, starts_session=True),
-        Endpoint("/api/auth/login", "POST", AUTH, public, starts_session=True),
+        Endpoint("/api/auth/signup", "POST", AUTH, public, starts_session=True, hashes=True),
+        Endpoint("/api/auth/login", "POST", AUTH, public, starts_session=True, hashes=True),
         Endpoint("/api/auth/logout", "POST", AUTH, session),
         Endpoint("/api/auth/sessions", "GET", AUTH, session),
         Endpoint("/api/auth/sessions", "DELETE", AUTH, session),
         Endpoint("/api/auth/sessions/{id}", "DELETE", AUTH, session),
         Endpoint("/api/users/me", "GET", AUTH, session),
-        Endpoint("/api/users/me", "PATCH", AUTH, session),
-        Endpoint("/api/users/me", "DELETE", AUTH, session),
-        Endpoint("/api/users/me/password", "POST", AUTH, session),
+        Endpoint("/api/users/me", "PATCH", AUTH, session, hashes=True),
+        Endpoint("/api/users/me", "DELETE", AUTH, session, hashes=True),
+        Endpoint("/api/users/me/password", "POST", AUTH, session, hashes=True),
         Endpoint("/api/users/me/canvases", "GET", CANVAS, session),
         Endpoint("/api/canvases", "GET", CANVAS, optional),
         Endpoint("/api/canvases", "POST", CANVAS, session),

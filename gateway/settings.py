@@ -21,7 +21,12 @@ class GatewaySettings(CommonSettings, kw_only=True):
     # Upstream HTTP clients
     connect_timeout: float = 2.0
     read_timeout: float = 15.0  # covers password hashing under load
-    pool_size: int = 128  # keep-alive connections per upstream
+    pool_size: int = 128  # requests in flight (and keep-alive connections) per upstream
+    pool_wait: float = 2.0  # seconds a request may wait for one of those places; then 503 + Retry-After
+    # The routes that hash a password (signup, login, password and email changes, account deletion)
+    # reach the auth service through a pool of their own, so hashing never holds up session checks
+    # and the other routes; when all its places are taken, 503 + Retry-After at once, never a wait.
+    password_pool_size: int = 32
     circuit_failures: int = 5  # consecutive failures that mark an upstream down
     circuit_cooldown: float = 5.0  # seconds an upstream stays marked down at most (a probe ends it sooner)
     # Redis (session cache, rate limit): a slow Redis must not stall requests
@@ -48,8 +53,12 @@ class GatewaySettings(CommonSettings, kw_only=True):
             Networks(self.metrics_allow)
         except ValueError as exc:
             raise SettingsError(f"GATEWAY_METRICS_ALLOW: {exc}") from None
-        if self.body_limit <= 0 or self.pool_size <= 0 or self.circuit_failures <= 0:
-            raise SettingsError("GATEWAY_BODY_LIMIT, _POOL_SIZE and _CIRCUIT_FAILURES must be > 0")
+        if min(self.body_limit, self.pool_size, self.password_pool_size, self.circuit_failures) <= 0:
+            raise SettingsError(
+                "GATEWAY_BODY_LIMIT, _POOL_SIZE, _PASSWORD_POOL_SIZE and _CIRCUIT_FAILURES must be > 0"
+            )
+        if self.pool_wait < 0:
+            raise SettingsError("GATEWAY_POOL_WAIT must be >= 0")
 
 
 settings = from_env(GatewaySettings, prefix="GATEWAY_")

@@ -61,11 +61,18 @@ class Upstream:
         pool_size: int,
         failures: int,
         cooldown: float,
+        pool_wait: float = 2.0,
     ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
-        self.timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
+        # `sock_connect` times the TCP connect alone; waiting for a pooled connection is `pool_wait`
+        # (issue 14: a 2 s connect timeout that included the pool wait turned a backlog into 504s).
+        self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout)
         self.pool_size = pool_size
+        self.pool_wait = pool_wait
+        # Requests waiting for their answer's head; at most pool_size at once, the rest wait up to
+        # pool_wait for a place and are then refused with 503 (0: refused at once, never queued).
+        self._places = asyncio.Semaphore(pool_size)
         self.max_failures = failures
         self.cooldown = cooldown
         self.failures = 0
@@ -77,8 +84,9 @@ class Upstream:
         # Idle connections are dropped before the service's own keep-alive timeout (uvicorn: 5 s) can
         # close them under a request that would then fail (a POST is not retried).
         # A short DNS cache: replicas added with `docker compose --scale` get new connections soon.
+        # Twice the places: a connection still streaming an answer's body has given its place back.
         connector = aiohttp.TCPConnector(
-            limit=self.pool_size, keepalive_timeout=KEEPALIVE, ttl_dns_cache=DNS_TTL
+            limit=2 * self.pool_size, keepalive_timeout=KEEPALIVE, ttl_dns_cache=DNS_TTL
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -129,6 +137,7 @@ class Upstream:
         The caller must release the response. Raises problem details 502/503/504 on failure.
         """
         self.check_available()
+        await self._take_place()
         try:
             resp = await self.session.request(
                 method, self.url(path_qs), headers=headers, data=body, allow_redirects=False
@@ -137,8 +146,27 @@ class Upstream:
             raise self._failure(exc, 504, "did not answer in time") from exc
         except _BROKEN as exc:
             raise self._failure(exc, 502, "could not be reached") from exc
+        finally:
+            self._places.release()
         self.succeeded()
         return resp
+
+    async def _take_place(self) -> None:
+        """A place among the pool_size requests in flight, or 503 + Retry-After (not a failure of
+        the service: it is answering, just not faster)."""
+        if not self._places.locked():
+            await self._places.acquire()
+            return
+        if self.pool_wait > 0:
+            try:
+                await asyncio.wait_for(self._places.acquire(), self.pool_wait)
+                return
+            except TimeoutError:
+                pass
+        FAILURES.labels(self.name, "busy").inc()
+        raise problem(
+            503, f"The {self.name} service is busy; try again shortly", headers={"Retry-After": "1"}
+        )
 
     async def json(
         self, method: str, path: str, *, headers: Mapping[str, str], body: bytes | None = None
@@ -200,13 +228,13 @@ class Upstream:
             self.down_until = 0.0
 
     @classmethod
-    def from_settings(cls, name: str, base_url: str, settings: Any) -> Upstream:
-        return cls(
-            name,
-            base_url,
-            connect_timeout=settings.connect_timeout,
-            read_timeout=settings.read_timeout,
-            pool_size=settings.pool_size,
-            failures=settings.circuit_failures,
-            cooldown=settings.circuit_cooldown,
-        )
+    def from_settings(cls, name: str, base_url: str, settings: Any, **overrides: Any) -> Upstream:
+        options = {
+            "connect_timeout": settings.connect_timeout,
+            "read_timeout": settings.read_timeout,
+            "pool_size": settings.pool_size,
+            "failures": settings.circuit_failures,
+            "cooldown": settings.circuit_cooldown,
+            "pool_wait": settings.pool_wait,
+        }
+        return cls(name, base_url, **(options | overrides))

@@ -115,17 +115,32 @@ NO_SESSION = {401: "No session in the credential"}
 INVALID = {422: "Invalid body; the field is named"}
 WRONG_PASSWORD = {403: "The password given is wrong"}
 # Wrong current passwords count with failed logins (throttle.py).
-PASSWORD_THROTTLED = {429: "Too many failed password attempts for this account or client; see Retry-After"}
+PASSWORD_THROTTLED = {
+    429: "Too many failed password attempts, or password checks in flight, for this account or client;"
+    " see Retry-After"
+}
+# Every route that hashes a password: the hashing queue is bounded (passwords.py).
+PASSWORD_BUSY = {503: "Password hashing is at capacity; see Retry-After"}
+SIGNUPS_THROTTLED = {429: "Too many signups, or password checks in flight, from this client; see Retry-After"}
 
 
 class AuthController(Controller):
     path = "/api/auth"
     tags = ["auth"]
 
-    @post("/signup", status_code=201, responses=errors({409: "The email is taken", **INVALID}))
-    async def signup(self, request: Request, data: JSONBody[SignupBody], sessions: Sessions) -> AuthOut:
+    @post(
+        "/signup",
+        status_code=201,
+        responses=errors({409: "The email is taken", **INVALID, **PASSWORD_BUSY, **SIGNUPS_THROTTLED}),
+    )
+    async def signup(
+        self, request: Request, data: JSONBody[SignupBody], sessions: Sessions, throttle: Throttle
+    ) -> AuthOut:
         """Create an account and sign in: the user, the session token and when it expires."""
-        user = await users.signup(data.email, data.password, None if data.name is UNSET else data.name)
+        name = None if data.name is UNSET else data.name
+        user = await users.signup(
+            data.email, data.password, name, client=client_address(request), throttle=throttle
+        )
         return await _signed_in(user, sessions, request)
 
     @post(
@@ -136,7 +151,7 @@ class AuthController(Controller):
                 401: "Unknown email or wrong password (one answer for both)",
                 **INVALID,
                 429: "Too many failed logins for this account or client; see Retry-After",
-                503: "Login throttling is unavailable, so logins are refused",
+                503: "Login throttling is unavailable, or password hashing is at capacity; see Retry-After",
             }
         ),
     )
@@ -198,6 +213,7 @@ class UsersController(Controller):
                 409: "The email is taken",
                 **INVALID,
                 **PASSWORD_THROTTLED,
+                **PASSWORD_BUSY,
             }
         )
     )
@@ -213,7 +229,7 @@ class UsersController(Controller):
     @post(
         "/password",
         status_code=204,
-        responses=errors({**NO_SESSION, **WRONG_PASSWORD, **INVALID, **PASSWORD_THROTTLED}),
+        responses=errors({**NO_SESSION, **WRONG_PASSWORD, **INVALID, **PASSWORD_THROTTLED, **PASSWORD_BUSY}),
     )
     async def change_password(
         self,
@@ -235,7 +251,8 @@ class UsersController(Controller):
         )
 
     @delete(
-        status_code=204, responses=errors({**NO_SESSION, **WRONG_PASSWORD, **INVALID, **PASSWORD_THROTTLED})
+        status_code=204,
+        responses=errors({**NO_SESSION, **WRONG_PASSWORD, **INVALID, **PASSWORD_THROTTLED, **PASSWORD_BUSY}),
     )
     async def delete_me(
         self,

@@ -2,6 +2,11 @@
 
 The hashing threads are a small dedicated pool: each hash holds `argon2_memory_kib` of memory, so
 the pool size bounds memory under a login storm, and hashing never blocks the event loop.
+
+The queue in front of the threads is bounded too: with `AUTH_HASH_QUEUE` hashes already running or
+waiting in this process, another one is refused at once with 503 + Retry-After instead of joining
+a backlog that would answer seconds later, or time out at the gateway (issue 14). The pool's own
+queue is unbounded, hence the count kept here.
 """
 
 from __future__ import annotations
@@ -16,10 +21,17 @@ from typing import TypeVar
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
+from prometheus_client import Counter
 
 from services.auth.settings import settings
+from shared.errors import Unavailable
 
 T = TypeVar("T")
+
+HASH_REFUSED = Counter(
+    "canvasverse_auth_password_hash_refused_total", "Password hashes refused (503) because the queue was full"
+)
+HASHES = Counter("canvasverse_auth_password_hashes_total", "Password hashes and checks run")
 
 hasher = PasswordHasher(
     time_cost=settings.argon2_time_cost,
@@ -30,8 +42,33 @@ hasher = PasswordHasher(
 _pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="argon2")
 
 
+class _Queue:
+    size = 0  # hashes running or waiting in _pool
+
+
+_queue = _Queue()
+HASH_BUSY = "Password checks are at capacity; try again shortly"
+
+
+class HashingBusy(Unavailable):
+    def __init__(self) -> None:
+        super().__init__(HASH_BUSY, retry_after=1)
+
+
+def queued() -> int:
+    return _queue.size
+
+
 async def _off_loop(fn: Callable[..., T], *args: object) -> T:
-    return await asyncio.get_running_loop().run_in_executor(_pool, fn, *args)
+    if _queue.size >= settings.hash_queue:
+        HASH_REFUSED.inc()
+        raise HashingBusy
+    _queue.size += 1
+    HASHES.inc()
+    try:
+        return await asyncio.get_running_loop().run_in_executor(_pool, fn, *args)
+    finally:
+        _queue.size -= 1
 
 
 @functools.cache

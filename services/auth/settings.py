@@ -30,6 +30,14 @@ class AuthSettings(CommonSettings, kw_only=True):
     # account limit this bounds the hash checks an attacker gets per window, however concurrent.
     throttle_account_in_flight: int = 10
 
+    # Password work (issue 14): hashes running or waiting per process before more are refused with
+    # 503; signups, logins and password checks one client may have in flight (more: 429); signups
+    # per client per window (more: 429).
+    hash_queue: int = 32
+    client_password_in_flight: int = 8
+    signup_client_limit: int = 1000
+    signup_window: timedelta = timedelta(hours=1)
+
     argon2_memory_kib: int = ARGON2_MIN_MEMORY_KIB
     argon2_time_cost: int = ARGON2_MIN_TIME_COST
     argon2_parallelism: int = ARGON2_MIN_PARALLELISM
@@ -50,8 +58,18 @@ class AuthSettings(CommonSettings, kw_only=True):
             raise SettingsError("AUTH_SESSION_RENEW_WITHIN must be positive and shorter than the lifetime")
         if self.session_absolute_lifetime < self.session_lifetime:
             raise SettingsError("AUTH_SESSION_ABSOLUTE_LIFETIME must be at least AUTH_SESSION_LIFETIME")
-        if min(self.throttle_account_limit, self.throttle_client_limit, self.throttle_account_in_flight) < 1:
-            raise SettingsError("throttle limits must be at least 1")
+        if min(
+            self.throttle_account_limit,
+            self.throttle_client_limit,
+            self.throttle_account_in_flight,
+            self.hash_queue,
+            self.client_password_in_flight,
+            self.signup_client_limit,
+        ) < 1 or self.signup_window <= timedelta(0):
+            raise SettingsError(
+                "throttle limits, AUTH_HASH_QUEUE, AUTH_CLIENT_PASSWORD_IN_FLIGHT and"
+                " AUTH_SIGNUP_CLIENT_LIMIT must be at least 1, AUTH_SIGNUP_WINDOW positive"
+            )
         if (
             min(self.throttle_window, self.session_purge_interval, self.outbox_retention) <= timedelta(0)
             or self.relay_interval <= 0

@@ -15,6 +15,14 @@ before the first failure is counted, so attempts are also admitted under a per-a
 cap (default 10). An account therefore gets at most limit + cap - 1 = 19 hash checks per window,
 which keeps it under 100 in any hour (a rolling hour touches at most 5 windows).
 
+Per client, attempts are admitted against the failure limit with a reservation: the client's
+failures plus its attempts in flight never exceed `throttle_client_limit`, so no burst of
+concurrent logins with different emails overruns it (issue 14 saw 175 failures against a limit of
+100). Every kind of password work (signups, logins, current-password checks) also shares one
+per-client in-flight cap, `client_password_in_flight` (default 8): more at once is 429 at once, so
+one client cannot fill the hashing queue others need. Signups are counted per client per
+`signup_window` (default 1,000 an hour).
+
 Without Redis the limits cannot be enforced, so logins fail closed (503) rather than open. The
 routes behind a session fail open instead (users.py says why).
 """
@@ -37,9 +45,16 @@ LOGIN = "login"
 CURRENT_PASSWORD = "current-password"  # noqa: S105 - a key scope, not a password
 IN_FLIGHT_TTL_MS = 60_000  # clears the in-flight count of attempts whose process died mid-check
 
-# KEYS: account failures, account in-flight, client failures.
-# ARGV: account limit, client limit, in-flight cap, in-flight TTL (ms), window (ms).
-# Returns 0 when admitted (in-flight count taken), else the milliseconds until a retry may pass.
+# Reasons a script refuses, with the Retry-After it computed.
+FAILURES, IN_FLIGHT, SIGNUPS = 1, 2, 3
+
+# KEYS: account failures, account in-flight, client failures, client in-flight (every kind of
+# password work). ARGV: account limit, client limit, account in-flight cap, in-flight TTL (ms),
+# window (ms), client in-flight cap.
+# Returns {0, 0} when admitted (both in-flight counts taken), else {milliseconds until a retry may
+# pass, reason}. The client's in-flight attempts count against its failure limit as if each were
+# going to fail (a reservation), so no burst of concurrent attempts can take the failure count past
+# the limit: failures + attempts in flight <= limit at every moment.
 _ADMIT = """
 local function remaining(key)
   local ttl = redis.call('PTTL', key)
@@ -47,17 +62,27 @@ local function remaining(key)
   redis.call('PEXPIRE', key, ARGV[5])
   return tonumber(ARGV[5])
 end
-if tonumber(redis.call('GET', KEYS[1]) or '0') >= tonumber(ARGV[1]) then return remaining(KEYS[1]) end
-if tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[2]) then return remaining(KEYS[3]) end
-if tonumber(redis.call('GET', KEYS[2]) or '0') >= tonumber(ARGV[3]) then return 1000 end
-redis.call('INCR', KEYS[2])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-return 0
+local client_failures = tonumber(redis.call('GET', KEYS[3]) or '0')
+if tonumber(redis.call('GET', KEYS[1]) or '0') >= tonumber(ARGV[1]) then return {remaining(KEYS[1]), 1} end
+if client_failures >= tonumber(ARGV[2]) then return {remaining(KEYS[3]), 1} end
+local client_busy = tonumber(redis.call('GET', KEYS[4]) or '0')
+if client_busy >= tonumber(ARGV[6]) then return {1000, 2} end
+if client_failures + client_busy >= tonumber(ARGV[2]) then return {1000, 2} end
+if tonumber(redis.call('GET', KEYS[2]) or '0') >= tonumber(ARGV[3]) then return {1000, 2} end
+for _, key in ipairs({KEYS[2], KEYS[4]}) do
+  redis.call('INCR', key)
+  redis.call('PEXPIRE', key, ARGV[4])
+end
+return {0, 0}
 """
 
-# KEYS as above. ARGV: 1 when the attempt failed else 0, window (ms).
+# KEYS as above. ARGV: 1 when the attempt failed, 0 when it succeeded, 2 when it ended without an
+# answer (hashing at capacity, a database error): only the in-flight counts are given back; window (ms).
 _SETTLE = """
-if redis.call('DECR', KEYS[2]) <= 0 then redis.call('DEL', KEYS[2]) end
+for _, key in ipairs({KEYS[2], KEYS[4]}) do
+  if redis.call('DECR', key) <= 0 then redis.call('DEL', key) end
+end
+if ARGV[1] == '2' then return 0 end
 if ARGV[1] == '1' then
   for _, key in ipairs({KEYS[1], KEYS[3]}) do
     if redis.call('INCR', key) == 1 then redis.call('PEXPIRE', key, ARGV[2]) end
@@ -68,6 +93,38 @@ end
 return 0
 """
 
+# KEYS: client in-flight, client signups. ARGV: client in-flight cap, in-flight TTL (ms), signup
+# limit, signup window (ms). Returns {0, 0} when admitted, else {ms until a retry may pass, reason}.
+_ADMIT_SIGNUP = """
+local count = tonumber(redis.call('GET', KEYS[2]) or '0')
+if count >= tonumber(ARGV[3]) then
+  local ttl = redis.call('PTTL', KEYS[2])
+  if ttl <= 0 then redis.call('PEXPIRE', KEYS[2], ARGV[4]); ttl = tonumber(ARGV[4]) end
+  return {ttl, 3}
+end
+if tonumber(redis.call('GET', KEYS[1]) or '0') >= tonumber(ARGV[1]) then return {1000, 2} end
+redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if redis.call('INCR', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[4]) end
+return {0, 0}
+"""
+
+# KEYS: client in-flight.
+_RELEASE = """
+if redis.call('DECR', KEYS[1]) <= 0 then redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+_REFUSALS = {
+    FAILURES: "Too many failed password attempts; try again later",
+    IN_FLIGHT: "Too many password checks in flight for this client or account; try again shortly",
+    SIGNUPS: "Too many signups from this client; try again later",
+}
+
+
+def _client_in_flight_key(client: str) -> str:
+    return f"auth:password-work:busy:{client}"
+
 
 class LoginThrottle:
     def __init__(self, redis: Redis, settings: AuthSettings) -> None:
@@ -75,8 +132,13 @@ class LoginThrottle:
         self.account_limit = settings.throttle_account_limit
         self.client_limit = settings.throttle_client_limit
         self.in_flight = settings.throttle_account_in_flight
+        self.client_in_flight = settings.client_password_in_flight
+        self.signup_limit = settings.signup_client_limit
+        self.signup_window_ms = int(settings.signup_window.total_seconds() * 1000)
         self._admit = redis.register_script(_ADMIT)
         self._settle = redis.register_script(_SETTLE)
+        self._admit_signup = redis.register_script(_ADMIT_SIGNUP)
+        self._release = redis.register_script(_RELEASE)
 
     @staticmethod
     def _keys(email: str, client: str, scope: str = LOGIN) -> list[str]:
@@ -85,6 +147,7 @@ class LoginThrottle:
             f"auth:{scope}:fail:{account}",
             f"auth:{scope}:busy:{account}",
             f"auth:{scope}:client:{client}",
+            _client_in_flight_key(client),
         ]
 
     async def admit(self, email: str, client: str, *, scope: str = LOGIN, fail_open: bool = False) -> bool:
@@ -92,25 +155,58 @@ class LoginThrottle:
 
         Without Redis: 503; with `fail_open`, False instead (the attempt goes ahead uncounted).
         """
-        args = [self.account_limit, self.client_limit, self.in_flight, IN_FLIGHT_TTL_MS, self.window_ms]
+        args = [
+            self.account_limit,
+            self.client_limit,
+            self.in_flight,
+            IN_FLIGHT_TTL_MS,
+            self.window_ms,
+            self.client_in_flight,
+        ]
         try:
-            wait_ms = int(await self._admit(keys=self._keys(email, client, scope), args=args))
+            wait_ms, reason = await self._admit(keys=self._keys(email, client, scope), args=args)
         except REDIS_UNAVAILABLE as exc:
             log.error("password_throttle_unavailable", error=str(exc), fail_open=fail_open)
             if fail_open:
                 return False
             raise Unavailable("Password checks are temporarily unavailable; try again shortly") from exc
-        if wait_ms:
-            log.warning("password_throttled", client=client)
-            raise TooManyRequests(
-                "Too many failed password attempts; try again later", math.ceil(wait_ms / 1000)
-            )
+        _refuse_if(int(wait_ms), int(reason), client)
         return True
 
-    async def settle(self, email: str, client: str, *, failed: bool, scope: str = LOGIN) -> None:
-        """Record how an admitted attempt ended: a failure counts, a success clears the account."""
+    async def settle(self, email: str, client: str, *, failed: bool | None, scope: str = LOGIN) -> None:
+        """Record how an admitted attempt ended: a failure counts, a success clears the account,
+        `None` (no answer: hashing at capacity, an error) only gives the attempt's place back."""
         try:
             keys = self._keys(email, client, scope)
-            await self._settle(keys=keys, args=[int(failed), self.window_ms])
+            await self._settle(keys=keys, args=[2 if failed is None else int(failed), self.window_ms])
         except REDIS_UNAVAILABLE as exc:
             log.error("password_throttle_settle_failed", error=str(exc))
+
+    async def admit_signup(self, client: str) -> bool:
+        """Take a signup for this client (True), or raise 429 with Retry-After: too many in flight
+        (the same count as logins and password checks) or too many this window.
+
+        Without Redis the signup goes ahead uncounted (False): the hashing queue still bounds the
+        work, and signing up needs no other Redis state.
+        """
+        keys = [_client_in_flight_key(client), f"auth:signup:client:{client}"]
+        args = [self.client_in_flight, IN_FLIGHT_TTL_MS, self.signup_limit, self.signup_window_ms]
+        try:
+            wait_ms, reason = await self._admit_signup(keys=keys, args=args)
+        except REDIS_UNAVAILABLE as exc:
+            log.error("signup_throttle_unavailable", error=str(exc))
+            return False
+        _refuse_if(int(wait_ms), int(reason), client)
+        return True
+
+    async def signup_done(self, client: str) -> None:
+        try:
+            await self._release(keys=[_client_in_flight_key(client)])
+        except REDIS_UNAVAILABLE as exc:
+            log.error("signup_throttle_release_failed", error=str(exc))
+
+
+def _refuse_if(wait_ms: int, reason: int, client: str) -> None:
+    if wait_ms:
+        log.warning("password_throttled", client=client, reason=reason)
+        raise TooManyRequests(_REFUSALS[reason], math.ceil(wait_ms / 1000))

@@ -53,7 +53,19 @@ async def _email_taken(email: str) -> bool:
     return bool(await User.exists().where(User.email == email).run())
 
 
-async def signup(email: str, password: str, name: str | None) -> dict[str, Any]:
+async def signup(
+    email: str, password: str, name: str | None, *, client: str, throttle: LoginThrottle
+) -> dict[str, Any]:
+    """A new account (409 when the email is taken; 429 when the client signs up too much)."""
+    counted = await throttle.admit_signup(client)
+    try:
+        return await _signup(email, password, name)
+    finally:
+        if counted:
+            await throttle.signup_done(client)
+
+
+async def _signup(email: str, password: str, name: str | None) -> dict[str, Any]:
     email = email.lower()
     if await _email_taken(email):
         raise Conflict(EMAIL_TAKEN)
@@ -90,13 +102,14 @@ async def login(email: str, password: str, *, client: str, throttle: LoginThrott
     """The account whose credentials these are, or 401 (429 when throttled)."""
     email = email.lower()
     await throttle.admit(email, client)
-    user = None
+    user, failed = None, None  # None: no answer (hashing at capacity, an error) counts as nothing
     try:
         row = await User.select().where(User.email == email).first().run()
         if await passwords.verify_password(row["password_hash"] if row else None, password):
             user = row
+        failed = user is None
     finally:
-        await throttle.settle(email, client, failed=user is None)
+        await throttle.settle(email, client, failed=failed)
     if user is None:
         raise Unauthorized(LOGIN_FAILED)
     if passwords.needs_rehash(user["password_hash"]):
@@ -116,12 +129,13 @@ async def _check_current_password(
     must be able to change the password or delete the account during an outage.
     """
     counted = await throttle.admit(user["email"], client, scope=CURRENT_PASSWORD, fail_open=True)
-    correct = False
+    correct: bool | None = None
     try:
         correct = await passwords.verify_password(user["password_hash"], password)
     finally:
         if counted:
-            await throttle.settle(user["email"], client, failed=not correct, scope=CURRENT_PASSWORD)
+            failed = None if correct is None else not correct
+            await throttle.settle(user["email"], client, failed=failed, scope=CURRENT_PASSWORD)
     if not correct:
         raise Forbidden(wrong)
 

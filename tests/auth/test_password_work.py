@@ -1,0 +1,102 @@
+"""Password work is bounded per client: failures reserved before hashing (no overrun by concurrency),
+a cap on password work in flight, signups counted per client; 429 + Retry-After, others unaffected."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+import pytest
+from redis.asyncio import Redis
+
+from services.auth import passwords
+from services.auth.throttle import LoginThrottle
+from tests.auth.support import PASSWORD, Account, Api
+
+LOGIN = "/api/auth/login"
+SIGNUP = "/api/auth/signup"
+
+
+def email() -> str:
+    return f"work-{secrets.token_hex(6)}@example.com"
+
+
+@pytest.mark.parametrize(
+    "settings_changes", [{"throttle_client_limit": 20, "client_password_in_flight": 1000}]
+)
+async def test_concurrent_logins_cannot_overrun_the_client_failure_limit(api: Api, redis: Redis) -> None:
+    answers = await asyncio.gather(
+        *(api.call("POST", LOGIN, json={"email": email(), "password": "wrong password"}) for _ in range(300))
+    )
+    statuses = [a.status_code for a in answers]
+    assert set(statuses) <= {401, 429, 503}, set(statuses)
+    assert statuses.count(401) <= 20, statuses.count(401)
+    failures = int(await redis.get(LoginThrottle._keys("x", api.ip or "")[2]) or 0)
+    assert failures <= 20, failures
+    for answer in answers:
+        if answer.status_code != 401:
+            assert int(answer.headers["retry-after"]) >= 1
+    # Every admitted attempt was settled: nothing is left in flight for this client.
+    assert int(await redis.get(LoginThrottle._keys("x", api.ip or "")[3]) or 0) == 0
+
+
+@pytest.mark.parametrize("settings_changes", [{"client_password_in_flight": 3}])
+async def test_a_client_with_its_password_work_in_flight_gets_429_others_do_not(
+    api: Api, account: Account, redis: Redis
+) -> None:
+    busy_key = LoginThrottle._keys("x", api.ip or "")[3]
+    await redis.set(busy_key, 3, px=60_000)  # three checks of this client in flight (e.g. other processes)
+    try:
+        hashes = passwords.HASHES._value.get()
+        for resp in (
+            await api.login(account),
+            await api.call("POST", SIGNUP, json={"email": email(), "password": PASSWORD}),
+            await api.call(
+                "POST",
+                "/api/users/me/password",
+                session=account,
+                json={"currentPassword": PASSWORD, "newPassword": PASSWORD + "!"},
+            ),
+            await api.call("DELETE", "/api/users/me", session=account, json={"password": PASSWORD}),
+        ):
+            assert resp.status_code == 429, resp.text
+            assert resp.headers["content-type"] == "application/problem+json"
+            assert int(resp.headers["retry-after"]) == 1
+            assert "in flight" in resp.json()["detail"]
+        assert passwords.HASHES._value.get() == hashes  # refused before any hashing
+        assert (await Api(api.client).login(account)).status_code == 200  # another client
+    finally:
+        await redis.delete(busy_key)
+    assert (await api.login(account)).status_code == 200
+    assert int(await redis.get(busy_key) or 0) == 0
+
+
+@pytest.mark.parametrize("settings_changes", [{"signup_client_limit": 3}])
+async def test_signups_are_counted_per_client(api: Api) -> None:
+    for _ in range(3):
+        await api.signup(email())
+    refused = await api.call("POST", SIGNUP, json={"email": email(), "password": PASSWORD})
+    assert refused.status_code == 429
+    assert 3000 <= int(refused.headers["retry-after"]) <= 3600  # the rest of the hour
+    assert "signups" in refused.json()["detail"]
+    await Api(api.client).signup(email())  # another client
+
+
+async def test_a_full_hashing_queue_is_503_at_once(api: Api, account: Account) -> None:
+    """The queue's bound is per process; fill it the way a storm would, by holding its places."""
+    from services.auth.settings import settings
+
+    hashes = passwords.HASHES._value.get()
+    saved = passwords._queue.size
+    passwords._queue.size = settings.hash_queue
+    try:
+        for resp in (
+            await api.login(account),
+            await Api(api.client).call("POST", SIGNUP, json={"email": email(), "password": PASSWORD}),
+        ):
+            assert resp.status_code == 503, resp.text
+            assert int(resp.headers["retry-after"]) == 1
+        assert passwords.HASHES._value.get() == hashes
+    finally:
+        passwords._queue.size = saved
+    assert (await api.login(account)).status_code == 200
