@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -27,11 +27,11 @@ READ_TIMEOUT = 3  # a hung service answers 504 after this long
 @dataclass
 class System:
     url: str  # the gateway: what clients talk to
-    metrics_url: str  # the gateway's /metrics, on its own port (the public one answers 404)
     auth: Process
     canvas: Process
     relay: Process
     gateway: Process
+    metrics_url: str = field(default="", kw_only=True)  # the gateway's own /metrics listener
 
     @property
     def processes(self) -> list[Process]:
@@ -70,7 +70,9 @@ def system(data_dir: Path) -> Iterator[System]:
             "GATEWAY_METRICS_PORT": str(metrics_port),
         },
     )
-    running = System(gateway_url, f"http://127.0.0.1:{metrics_port}/metrics", auth, canvas, relay, gateway)
+    running = System(
+        gateway_url, auth, canvas, relay, gateway, metrics_url=f"http://127.0.0.1:{metrics_port}/metrics"
+    )
     try:
         for process in running.processes:
             process.start()
