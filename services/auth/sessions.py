@@ -5,6 +5,16 @@ the database keeps `id = hex(sha256(token))`. A session lives `session_lifetime`
 back to that when a validation finds less than `session_renew_within` (15 days) left, and never
 outlives `created_at + session_absolute_lifetime` (90 days). Every revocation deletes the gateway's
 cache entries of the revoked sessions in the same request.
+
+Revocation fails closed (issue 13): the cache entries are purged inside the revoking transaction,
+before it commits, and once more after (a gateway may have refilled one from the not yet committed
+state in between). If Redis cannot be reached, the purge raises `Unavailable`: before the commit the
+revocation rolls back and the client gets 503 with nothing changed; after it (Redis died in between)
+the client gets 503 for a revocation that did commit. So a 2xx revocation always found its cache
+entries deleted, and an entry cannot come back with Redis's append-only file. The alternative, an
+outbox of purges replayed when Redis returns with stamped cache entries, needs every gateway to
+refuse entries older than the last revocation; fail-closed needs nothing beyond this module, and a
+revocation while Redis is down is rare and retryable.
 """
 
 from __future__ import annotations
@@ -21,9 +31,11 @@ import structlog
 from piccolo.columns.combination import Combinable
 from redis.asyncio import Redis
 
+from services.auth.db import DB
 from services.auth.settings import AuthSettings
 from services.auth.tables import Session
 from shared import session_cache
+from shared.errors import Unavailable
 from shared.redis import REDIS_UNAVAILABLE
 from shared.timeutil import utcnow
 from shared.tokens import session_id_of
@@ -138,24 +150,28 @@ class SessionService:
         """Revoke one of the user's sessions; False when it is not theirs (or unknown)."""
         if not is_session_id(session_id):
             return False
-        deleted = (
-            await Session.delete()
-            .where((Session.id == session_id) & (Session.user_id == user_id))
-            .returning(Session.id)
-            .run()
-        )
+        async with DB.transaction():
+            deleted = (
+                await Session.delete()
+                .where((Session.id == session_id) & (Session.user_id == user_id))
+                .returning(Session.id)
+                .run()
+            )
+            await self.forget([row["id"] for row in deleted])  # raises (rolls back) if Redis is down
         await self.forget([row["id"] for row in deleted])
         return bool(deleted)
 
     async def revoke_all(self, user_id: str, *, keep: str | None = None) -> int:
         """Revoke every session of the user, except `keep`; returns how many were revoked."""
-        revoked = await self.delete_all(user_id, keep=keep)
+        async with DB.transaction():
+            revoked = await self.delete_all(user_id, keep=keep)
+            await self.forget(revoked)  # raises (rolls back) if Redis is down
         await self.forget(revoked)
         return len(revoked)
 
     async def delete_all(self, user_id: str, *, keep: str | None = None) -> list[str]:
         """Delete the user's sessions (but `keep`) without purging the cache: for use inside a
-        transaction, followed by `forget` once it has committed."""
+        transaction, followed by `forget` before it commits and again once it has."""
         condition: Combinable = Session.user_id == user_id
         if keep is not None:
             condition &= Session.id != keep
@@ -163,16 +179,19 @@ class SessionService:
         return [row["id"] for row in deleted]
 
     async def forget(self, session_ids: Iterable[str]) -> None:
-        """Delete the gateway's cache entries of revoked sessions.
+        """Delete the gateway's cache entries of revoked sessions; `Unavailable` (503) if Redis is down.
 
-        A failed purge is logged, not raised: the session is already gone from the database, the
-        gateway cannot read a cache that is down, and the entries' short TTL bounds the rest.
+        Call it inside the revoking transaction (a failure rolls the revocation back) and again after
+        the commit: see the module docstring.
         """
         ids = list(session_ids)
+        if not ids:
+            return
         try:
             await session_cache.purge(self.redis, ids)
         except REDIS_UNAVAILABLE as exc:
-            log.error("session_cache_purge_failed", sessions=len(ids), error=str(exc))
+            log.warning("session_cache_purge_failed", sessions=len(ids), error=str(exc))
+            raise Unavailable("The session cache cannot be updated: the revocation did not complete") from exc
 
     async def purge_expired(self) -> int:
         """Delete every expired session (they would be refused anyway); returns how many."""

@@ -191,6 +191,7 @@ async def change_password(
             .run()
         )
         revoked = await sessions.delete_all(user_id, keep=keep_session)
+        await sessions.forget(revoked)  # fails closed: Redis down rolls the change back (503)
     await sessions.forget(revoked)
     log.info("password_changed", user_id=user_id, sessions_revoked=len(revoked))
 
@@ -208,6 +209,7 @@ async def delete_account(
         if not deleted:  # a concurrent deletion won; it wrote the event
             raise Unauthorized("The session's account no longer exists")
         await outbox.add(UserDeleted(event_id=str(uuid.uuid4()), user_id=uid, occurred_at=now), now)
+        await sessions.forget(revoked)  # fails closed: Redis down rolls the deletion back (503)
     await sessions.forget(revoked)
     log.info("user_deleted", user_id=uid, sessions_revoked=len(revoked))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -13,7 +14,7 @@ from shared.internal_auth import CLIENT_USER_AGENT
 from shared.session_cache import cache_key
 from shared.timeutil import rfc3339
 from shared.tokens import session_id_of
-from tests.auth.support import Account, Api, Clock, parse_time
+from tests.auth.support import PASSWORD, Account, Api, Clock, parse_time
 
 
 async def cache(redis: aioredis.Redis, *tokens: str) -> None:
@@ -219,3 +220,47 @@ async def test_purge_deletes_only_expired_sessions(
 async def test_every_login_gets_a_distinct_token(api: Api, account: Account) -> None:
     tokens = {await api.new_session(account) for _ in range(3)} | {account.token}
     assert len(tokens) == 4
+
+
+@pytest.mark.parametrize(
+    ("call", "revoked"),
+    [
+        (("POST", "/api/auth/logout", None), "own"),
+        (("DELETE", "/api/auth/sessions", None), "other"),
+        (
+            ("POST", "/api/users/me/password", {"currentPassword": PASSWORD, "newPassword": "a new one!"}),
+            "other",
+        ),
+        (("DELETE", "/api/users/me", {"password": PASSWORD}), "both"),
+    ],
+)
+async def test_a_revocation_that_cannot_purge_the_cache_fails_closed_and_changes_nothing(
+    api: Api,
+    account: Account,
+    *,
+    redis: aioredis.Redis,
+    app: Litestar,
+    call: tuple[str, str, Any],
+    revoked: str,
+) -> None:
+    """Redis down: 503 + Retry-After, and every session (this one and the other) is still there, so a
+    cache entry that comes back with Redis's append-only file cannot outlive a revocation answered 2xx."""
+    method, path, body = call
+    other = await api.new_session(account)
+    await cache(redis, account.token, other)
+    sessions = app.state.sessions
+    saved, sessions.redis = sessions.redis, aioredis.Redis.from_url("redis://127.0.0.1:9")
+    try:
+        resp = await api.call(method, path, session=account, json=body)
+    finally:
+        await sessions.redis.aclose()
+        sessions.redis = saved
+    assert resp.status_code == 503, resp.text
+    assert int(resp.headers["retry-after"]) > 0
+    assert (await api.validate(account.sid)).status_code == 200
+    assert (await api.validate(session_id_of(other))).status_code == 200
+    # Redis is back: the same request goes through and purges the entries.
+    resp = await api.call(method, path, session=account, json=body)
+    assert resp.status_code == 204, resp.text
+    assert await cached(redis, account.token) == (revoked == "other")
+    assert await cached(redis, other) == (revoked == "own")

@@ -66,6 +66,16 @@ async def current_session(user: User) -> str:
     return next(s["id"] for s in listed if s["current"])  # type: ignore[no-any-return]
 
 
+async def until_not_503(call: Callable[[], Awaitable[Reply]], tries: int = 100) -> Reply:
+    """The first answer that is not a 503 (a dependency just came back), within `tries` tenths of a second."""
+    for _ in range(tries):
+        reply = await call()
+        if reply.status != 503:
+            return reply
+        await asyncio.sleep(0.1)
+    return reply
+
+
 async def delete_account(user: User) -> None:
     reply = await user.call("DELETE", "/api/users/me", json={"password": PASSWORD})
     assert reply.status == 204, reply.body
