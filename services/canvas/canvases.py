@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from msgspec import UNSET
@@ -34,9 +35,11 @@ SUMMARY_COLUMNS = [column for column in _STORED if column is not Canvas.code]
 _BY_ID = "SELECT {} FROM canvas WHERE id = {{}}".format(  # noqa: S608 - column names from the table
     ", ".join(column._meta.db_column_name for column in _STORED)
 )
-# The search condition of each engine (see search.py); PostgreSQL's expression is its GIN index's.
-if isinstance(DB, PostgresEngine):
-    _MATCHES = "array_to_tsvector(string_to_array(search_text, ' ')) @@ ({}::text)::tsquery"
+# The search condition of each engine (see search.py): PostgreSQL's GIN-indexed tsvector column,
+# SQLite's FTS5 table.
+POSTGRES = isinstance(DB, PostgresEngine)
+if POSTGRES:
+    _MATCHES = "search_vector @@ ({}::text)::tsquery"
     _match_text = search.tsquery
 else:
     _MATCHES = (
@@ -273,7 +276,12 @@ class Listing:
             q=self.q,
         )
 
+    def terms(self) -> list[str]:
+        """The words of `q` (none: `q` absent, or without any word, which matches every canvas)."""
+        return search.words(self.q) if self.q is not None else []
+
     def conditions(self) -> list[Any]:
+        """The filters but `q`."""
         found: list[Any] = []
         if self.public_only:
             found.append(Canvas.is_public.eq(True))
@@ -283,28 +291,71 @@ class Listing:
             found.append(Canvas.type == self.type)
         if self.tag is not None:
             found.append(Canvas.id.is_in(CanvasTag.select(CanvasTag.canvas).where(CanvasTag.tag == self.tag)))
-        terms = search.words(self.q) if self.q is not None else []
-        if terms:  # a `q` without any word matches every canvas
-            found.append(WhereRaw(_MATCHES, _match_text(terms)))
         return found
 
 
+# SQLite: how many canvases of the listing's order a search examines one by one before it asks FTS5.
+SCAN_WINDOW = 500
+
+
+def _in_order(listing: Listing, after: tuple[datetime, uuid.UUID] | None, *columns: Any) -> Any:
+    """The listing's canvases (`q` aside) newest first, after a position."""
+    query = Canvas.select(*columns).order_by(Canvas.created_at, Canvas.id, ascending=False)
+    for condition in listing.conditions():
+        query = query.where(condition)
+    if after is not None:
+        at, last = after
+        # `created_at <= c` bounds the index range; the OR breaks ties on id.
+        query = query.where((Canvas.created_at <= at) & ((Canvas.created_at < at) | (Canvas.id < last)))
+    return query
+
+
+async def _search_sqlite(
+    listing: Listing, terms: list[str], after: tuple[datetime, uuid.UUID] | None, wanted: int, window: int
+) -> list[dict[str, Any]]:
+    """The first `wanted` matches after `after`, on SQLite.
+
+    SQLite's planner knows nothing of an FTS5 match's size, so the plan is chosen here, as
+    PostgreSQL's planner does from its statistics: the next `window` canvases of the listing's own
+    order are examined one by one (their stored words, `instr` on `search_text`, the same rule as the
+    index); a common word fills the page within a few rows. Only if the window holds too few matches
+    (a rare word) does FTS5 give the matches older than the window, which are few, sorted by the
+    listing's order. Every page, deep or not, costs at most one window plus the FTS5 matches.
+    """
+    edge = await _in_order(listing, after, Canvas.created_at, Canvas.id).offset(window - 1).limit(1).run()
+    scan = _in_order(listing, after, *SUMMARY_COLUMNS)
+    *whole, last = terms
+    for term in whole:
+        scan = scan.where(WhereRaw("instr(' ' || search_text || ' ', {}) > 0", f" {term} "))
+    scan = scan.where(WhereRaw("instr(' ' || search_text, {}) > 0", f" {last}"))
+    if edge:
+        at, last_id = edge[0]["created_at"], edge[0]["id"]
+        scan = scan.where((Canvas.created_at >= at) & ((Canvas.created_at > at) | (Canvas.id >= last_id)))
+    rows: list[dict[str, Any]] = await scan.limit(wanted).run()
+    if len(rows) < wanted and edge:
+        beyond = _in_order(listing, (at, last_id), *SUMMARY_COLUMNS)
+        beyond = beyond.where(WhereRaw(_MATCHES, _match_text(terms)))
+        rows += await beyond.limit(wanted - len(rows)).run()
+    return rows
+
+
 async def list_canvases(
-    views: ViewCounter, listing: Listing, *, limit: int, cursor: str | None
+    views: ViewCounter, listing: Listing, *, limit: int, cursor: str | None, window: int = SCAN_WINDOW
 ) -> schemas.CanvasPage:
     """Newest first by (createdAt, id); one page after the cursor's position."""
     digest = listing.digest()
-    query = Canvas.select(*SUMMARY_COLUMNS).order_by(Canvas.created_at, Canvas.id, ascending=False)
-    for condition in listing.conditions():
-        query = query.where(condition)
+    after = None
     if cursor is not None:
-        after = cursors.decode(cursor, digest)
-        # `created_at <= c` bounds the index range; the OR breaks ties on id.
-        query = query.where(
-            (Canvas.created_at <= after.created_at)
-            & ((Canvas.created_at < after.created_at) | (Canvas.id < after.id))
-        )
-    rows = await query.limit(limit + 1).run()
+        position = cursors.decode(cursor, digest)
+        after = (position.created_at, position.id)
+    terms = listing.terms()
+    if terms and not POSTGRES:
+        rows = await _search_sqlite(listing, terms, after, limit + 1, window)
+    else:
+        query = _in_order(listing, after, *SUMMARY_COLUMNS)
+        if terms:
+            query = query.where(WhereRaw(_MATCHES, _match_text(terms)))
+        rows = await query.limit(limit + 1).run()
     page = rows[:limit]
     counts = await views.current([row["id"] for row in page])
     next_cursor = None

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from services.canvas.view_counter import ViewCounter
 from tests.canvas.support import Caller, insert_canvases
 from tests.canvas.test_listing import list_all, unique
 from tests.canvas.test_routes import assert_problem
@@ -191,3 +192,31 @@ async def test_the_migration_fills_the_words_of_canvases_that_existed_before_it(
     await migration._fill()
     found = await list_all(alice, "/api/users/me/canvases", q=f"{word.upper()} old ta")
     assert sorted(i["id"] for i in found) == sorted(str(i) for i in ids)
+
+
+@pytest.mark.parametrize("window", [1, 3, 10])
+async def test_every_plan_agrees_with_the_oracle(alice: Caller, views: ViewCounter, window: int) -> None:
+    """On SQLite a search examines a window of the listing's order, then asks FTS5 for the rest:
+    with windows from one canvas up, pages cross that edge everywhere (PostgreSQL: one query)."""
+    from services.canvas import canvases
+    from services.canvas.canvases import Listing
+
+    made = await _seed(alice, 30, seed=window)
+    newest_first = list(reversed(made))
+    for q in ["python", "sketch", "perlin noise", "x", "p", "zzz", "c", "draw sketch", "日本", "ωmega"]:
+        expected = [c["id"] for c in newest_first if oracle_matches(c, q)]
+        found: list[str] = []
+        cursor = None
+        while True:
+            page = await canvases.list_canvases(
+                views,
+                Listing(public_only=False, owner=uuid.UUID(alice.uid), q=q),
+                limit=4,
+                cursor=cursor,
+                window=window,
+            )
+            found += [item.id for item in page.items]
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        assert found == expected, (q, window)
