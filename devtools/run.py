@@ -3,39 +3,96 @@
 Starts, in order: a Redis server the project owns (unless REDIS_URL is set), the migrations (SQLite
 files under the data folder unless *_DATABASE_URL are set), the auth service, the outbox relay, the
 canvas service (with its consumer and view flusher) and the gateway; waits until every /ready answers
-and prints the URLs. Ctrl-C (or SIGTERM) stops everything in reverse order, each process gracefully.
+and prints the URLs. Ctrl-C (or SIGTERM) stops everything in reverse order, each process gracefully;
+the data folder is kept.
+
+What it generated (INTERNAL_SECRET, the Redis URL, the database and service URLs) is written to
+`<data folder>/run.env`, which every process's settings loader reads, so the maintenance commands
+(`make migrate`, `python -m services.canvas.reconcile`, ...) reach this system with no extra setup.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import json
 import os
 import secrets
 import signal
+import socket
+import subprocess
 import sys
 import threading
 from pathlib import Path
 
 from devtools.migrate import migrate
 from devtools.processes import Process, uvicorn_cmd
-from devtools.redis_server import RedisServer
-from shared.settings import load_dotenv
+from devtools.redis_server import RedisFailed, RedisServer
+from shared.settings import RUN_ENV, load_dotenv
+
+# The variable that moves each port, for the message when one is taken.
+PORT_VARIABLES = {
+    "gateway": "GATEWAY_PORT",
+    "auth": "AUTH_PORT",
+    "canvas": "CANVAS_PORT",
+    "redis": "LOCAL_REDIS_PORT",
+}
+CLEAN_EXITS = (0, -signal.SIGTERM, -signal.SIGINT)  # a child that stopped because it was asked to
+
+
+class StartError(RuntimeError):
+    """Something the user can fix (a taken port, a child that failed); printed without a traceback."""
+
+
+def _port(value: str) -> int:
+    port = int(value)
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port")
+    return port
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     env = os.environ.get
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=Path(env("DATA_DIR", "data")))
-    parser.add_argument("--gateway-port", type=int, default=int(env("GATEWAY_PORT", "8000")))
-    parser.add_argument("--auth-port", type=int, default=int(env("AUTH_PORT", "8001")))
-    parser.add_argument("--canvas-port", type=int, default=int(env("CANVAS_PORT", "8002")))
-    parser.add_argument("--redis-port", type=int, default=int(env("LOCAL_REDIS_PORT", "0")) or None)
-    return parser.parse_args(argv)
+    parser = argparse.ArgumentParser(
+        prog="python -m devtools.run",
+        description=(__doc__ or "").split("\n\n")[0],
+        epilog="Each option's default comes from the environment variable named in it (or `.env`).",
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path(env("DATA_DIR") or "data"), help="DATA_DIR (default: data)"
+    )
+    for name, default in (("gateway", "8000"), ("auth", "8001"), ("canvas", "8002"), ("redis", None)):
+        variable = PORT_VARIABLES[name]
+        parser.add_argument(
+            f"--{name}-port",
+            type=_port,  # argparse converts a string default too, reporting a bad variable as a usage error
+            default=env(variable) or default,
+            help=f"{variable} (default: {default or 'a free port'})",
+        )
+    args = parser.parse_args(argv)
+    args.data_dir = args.data_dir.resolve()  # children and Redis run in other folders
+    return args
+
+
+def dev_origins(args: argparse.Namespace) -> list[str]:
+    """The gateway's own pages (/schema) as a browser sees them: always allowed by `make run`."""
+    return [f"http://127.0.0.1:{args.gateway_port}", f"http://localhost:{args.gateway_port}"]
+
+
+def allowed_origins(args: argparse.Namespace) -> str:
+    """GATEWAY_ALLOWED_ORIGINS from the environment plus the development origins."""
+    configured = os.environ.get("GATEWAY_ALLOWED_ORIGINS", "").strip()
+    try:
+        origins = json.loads(configured) if configured else []
+    except json.JSONDecodeError:
+        return configured  # the gateway's settings loader names the problem
+    if not isinstance(origins, list):
+        return configured
+    return json.dumps([*origins, *(o for o in dev_origins(args) if o not in origins)])
 
 
 def base_env(args: argparse.Namespace, redis_url: str) -> dict[str, str]:
-    data = args.data_dir.resolve()
-    gateway = f"http://127.0.0.1:{args.gateway_port}"
+    data = args.data_dir
     defaults = {
         "APP_ENV": "development",
         "INTERNAL_SECRET": secrets.token_urlsafe(32),  # generated per run: development only
@@ -45,25 +102,74 @@ def base_env(args: argparse.Namespace, redis_url: str) -> dict[str, str]:
         "GATEWAY_AUTH_URL": f"http://127.0.0.1:{args.auth_port}",
         "GATEWAY_CANVAS_URL": f"http://127.0.0.1:{args.canvas_port}",
         "GATEWAY_COOKIE_SECURE": "false",  # plain HTTP on localhost
-        "GATEWAY_ALLOWED_ORIGINS": f'["{gateway}", "http://localhost:{args.gateway_port}"]',
     }
     env = {key: os.environ.get(key, value) for key, value in defaults.items()}
+    env["GATEWAY_ALLOWED_ORIGINS"] = allowed_origins(args)
     env["REDIS_URL"] = redis_url
+    env["DATA_DIR"] = str(data)
     return env
+
+
+def write_run_env(data_dir: Path, env: dict[str, str]) -> Path:
+    """This run's settings for the commands run next to it (a private file: it holds the secret)."""
+    path = data_dir / RUN_ENV
+    lines = [
+        "# Written by `make run` (python -m devtools.run) at each start: the settings of the system it",
+        "# runs. Every process's settings loader reads this file after the environment and `.env`.",
+        *(f"{key}={value}" for key, value in env.items() if key != "DATA_DIR"),
+    ]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write("\n".join(lines) + "\n")
+    return path
+
+
+def check_ports(ports: dict[str, int | None]) -> None:
+    """Refuse, before starting anything, a port another program already listens on."""
+    taken = []
+    for name, port in ports.items():
+        if port is None:
+            continue
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn and Redis bind
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                variable = PORT_VARIABLES[name]
+                taken.append(
+                    f"port {port} ({name}) is already in use by another program: stop it, or choose another "
+                    f"port with {variable}=<port> (e.g. `{variable}={port + 10} make run`)"
+                )
+    if taken:
+        raise StartError("\n".join(taken))
 
 
 def start_all(args: argparse.Namespace) -> tuple[RedisServer | None, list[Process]]:
     """Start every process; returns them in start order. Raises if one does not come up."""
+    external_redis = os.environ.get("REDIS_URL")
+    check_ports(
+        {
+            "gateway": args.gateway_port,
+            "auth": args.auth_port,
+            "canvas": args.canvas_port,
+            "redis": None if external_redis else args.redis_port,
+        }
+    )
     args.data_dir.mkdir(parents=True, exist_ok=True)
     logs = args.data_dir / "logs"
     redis = None
-    if "REDIS_URL" in os.environ:
-        redis_url = os.environ["REDIS_URL"]
+    if external_redis:
+        redis_url = external_redis
     else:
-        redis = RedisServer(args.data_dir / "redis", args.redis_port, appendonly=True).start()
+        try:
+            redis = RedisServer(args.data_dir / "redis", args.redis_port, appendonly=True).start()
+        except (RedisFailed, TimeoutError) as exc:
+            raise StartError(f"Redis did not start: {exc}") from None
         redis_url = redis.url
     env = base_env(args, redis_url)
-    migrate(env=env)
+    write_run_env(args.data_dir, env)
 
     def service(name: str, app: str, port: int) -> Process:
         url = f"http://127.0.0.1:{port}"
@@ -77,45 +183,66 @@ def start_all(args: argparse.Namespace) -> tuple[RedisServer | None, list[Proces
     ]
     started: list[Process] = []
     try:
+        migrate(env=env)
         for proc in processes:
             started.append(proc.start())
         for proc in processes:
             if proc.health_url:
                 proc.wait_healthy(60, proc.health_url.replace("/health", "/ready"))
-    except BaseException:
-        stop_all(redis, started)
+    except BaseException as exc:
+        stop_all(redis, started, quiet=True)
+        if isinstance(exc, (RuntimeError, TimeoutError, subprocess.CalledProcessError)):
+            raise StartError(str(exc)) from None
         raise
     return redis, processes
 
 
-def stop_all(redis: RedisServer | None, processes: list[Process]) -> None:
+def stop_all(redis: RedisServer | None, processes: list[Process], *, quiet: bool = False) -> None:
     for proc in reversed(processes):  # gateway first, then canvas (flushes views), relay, auth
         code = proc.stop(timeout=20)
-        print(f"  stopped {proc.name} (exit {code})", flush=True)
+        if code not in CLEAN_EXITS:
+            print(f"  {proc.name} exited with {code} (its log: {proc.log_path})", flush=True)
+        elif not quiet:
+            print(f"  stopped {proc.name}", flush=True)
     if redis:
         redis.stop()
-        print("  stopped redis", flush=True)
+        if not quiet:
+            print("  stopped redis", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
-    load_dotenv()
+    load_dotenv(run_env=False)  # run.env is this command's output, not its input
     args = parse_args(argv)
+    print(f"Starting Canvas-Verse (data in {args.data_dir}) ...", flush=True)
+    try:
+        redis, processes = start_all(args)  # Ctrl-C here: KeyboardInterrupt, everything started is stopped
+    except StartError as exc:
+        print(f"make run: {exc}", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        print("Stopped before it was running.", flush=True)
+        return 130
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    print(f"Starting Canvas-Verse (data in {args.data_dir.resolve()}) ...", flush=True)
-    redis, processes = start_all(args)
     gateway = f"http://127.0.0.1:{args.gateway_port}"
     print(
         f"\nCanvas-Verse is running.\n  API:      {gateway}/api\n  API docs: {gateway}/schema\n"
-        f"  Logs:     {args.data_dir.resolve() / 'logs'}\nPress Ctrl-C to stop.\n",
+        f"  Logs:     {args.data_dir / 'logs'}\n"
+        f"  Settings: {args.data_dir / RUN_ENV} (read by make migrate and the python -m commands)\n"
+        "Press Ctrl-C to stop.\n",
         flush=True,
     )
     status = 0
     while not stop.wait(1):
-        dead = [p.name for p in processes if not p.running]
+        dead = [p for p in processes if not p.running]
         if dead:
-            print(f"process exited unexpectedly: {', '.join(dead)}; stopping", flush=True)
+            for proc in dead:
+                print(
+                    f"{proc.name} exited unexpectedly; its log ({proc.log_path}):\n{proc.tail(15)}",
+                    flush=True,
+                )
+            print("stopping the others", flush=True)
             status = 1
             break
     print("Stopping ...", flush=True)

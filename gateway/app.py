@@ -17,6 +17,7 @@ from litestar import Litestar, asgi
 from litestar.config.cors import CORSConfig
 from litestar.middleware.rate_limit import DURATION_VALUES
 
+from gateway.client_ip import client_ip
 from gateway.edge import EdgeMiddleware, metrics_listener
 from gateway.openapi import SchemaCache, schema_router
 from gateway.proxy import Proxy
@@ -25,10 +26,12 @@ from gateway.redis_guard import RedisGuard, make_redis
 from gateway.sessions import SessionValidator
 from gateway.settings import GatewaySettings
 from gateway.settings import settings as default_settings
+from shared.access_log import AccessLogMiddleware
 from shared.app import wrap_outermost
 from shared.errors import EXCEPTION_HANDLERS, problem_details_plugin
 from shared.logging import configure_logging
 from shared.ops import ReadyCheck, ops_router, prometheus_config
+from shared.settings import log_startup_warnings
 
 SKIP_LITESTAR_METRICS = "skip_litestar_metrics"  # the proxy records its own, per public route
 
@@ -54,6 +57,7 @@ def _cors(settings: GatewaySettings) -> CORSConfig | None:
 def create_app(settings: GatewaySettings | None = None) -> Litestar:
     settings = settings or default_settings
     configure_logging("gateway", json=settings.json_logs, level=settings.log_level)
+    log_startup_warnings(settings)
     proxy = Proxy(settings)
     schema = SchemaCache(proxy.upstreams, proxy.table, settings.secret, settings.schema_ttl)
     redis = make_redis(settings.redis_url, settings.redis_timeout)
@@ -106,6 +110,9 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
         debug=False,
     )
     app.asgi_handler = EdgeMiddleware(app.asgi_handler, settings.metrics_allow)
+    if settings.access_log:  # inside the request-id middleware that wrap_outermost adds
+        trusted = settings.trusted_proxies
+        app.asgi_handler = AccessLogMiddleware(app.asgi_handler, lambda scope: client_ip(scope, trusted))
     wrap_outermost(app)
     return app
 

@@ -29,6 +29,7 @@ from gateway.settings import GatewaySettings
 from gateway.tokens import MalformedToken, cleared_cookie, presented_token, session_cookie
 from gateway.upstreams import Upstream
 from shared import internal_auth, json_body
+from shared.access_log import ROUTE_KEY
 from shared.errors import problem
 from shared.tokens import session_id_of
 
@@ -125,6 +126,7 @@ class Proxy:
             if route is None:
                 raise NotFoundException
             template = route.template
+            scope["state"][ROUTE_KEY] = template  # type: ignore[index]  # named in the access log
             endpoint = route.endpoints.get(method)
             if endpoint is None:
                 if method == "OPTIONS":

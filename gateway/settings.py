@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from gateway.edge import Networks
-from shared.settings import CommonSettings, SettingsError, from_env
+from shared.settings import CommonSettings, SettingsError, load_settings
 
 MIB = 1024 * 1024
 
@@ -43,6 +43,7 @@ class GatewaySettings(CommonSettings, kw_only=True):
     metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
     metrics_allow: list[str] = []
+    access_log: bool = True  # one `access` log line per request
 
     def check(self) -> None:
         super().check()
@@ -61,4 +62,4 @@ class GatewaySettings(CommonSettings, kw_only=True):
             raise SettingsError("GATEWAY_POOL_WAIT must be >= 0")
 
 
-settings = from_env(GatewaySettings, prefix="GATEWAY_")
+settings = load_settings(GatewaySettings, prefix="GATEWAY_")

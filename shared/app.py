@@ -16,7 +16,7 @@ from shared.json_body import JsonBodyMiddleware
 from shared.logging import configure_logging
 from shared.ops import ReadyCheck, ops_router, prometheus_config
 from shared.request_id import RequestIdMiddleware
-from shared.settings import CommonSettings
+from shared.settings import CommonSettings, log_startup_warnings
 from shared.version import VERSION
 
 
@@ -32,6 +32,7 @@ def create_service_app(
 ) -> Litestar:
     """An internal service: every route but the ops routes needs the signed internal credential."""
     configure_logging(name, json=settings.json_logs, level=settings.log_level)
+    log_startup_warnings(settings)
     prometheus = prometheus_config(name)
     app = Litestar(
         route_handlers=[ops_router(ready_checks), *route_handlers],

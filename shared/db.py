@@ -9,9 +9,11 @@ by an asyncio lock. A busy timeout covers writers in other processes.
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -267,3 +269,45 @@ async def engine_lifespan(engine: Engine[Any], pool_size: int = 10) -> AsyncIter
 async def ping(engine: Engine[Any]) -> None:
     """Raise if the database does not answer a trivial query."""
     await engine.run_ddl("SELECT 1")
+
+
+class MigrationsMissing(RuntimeError):
+    """The database answers but lacks migrations: /ready names them."""
+
+
+def migration_ids(folder: str | Path) -> list[str]:
+    # The `ID = "..."` line of each Piccolo migration file. Read, not imported: Piccolo's own
+    # loader (BaseMigrationManager.get_migration_modules) puts the folder on sys.path for good.
+    ids = []
+    for file in sorted(Path(folder).glob("*.py")):
+        found = re.search(r'^ID = "([^"]+)"', file.read_text(), re.MULTILINE)
+        if found:
+            ids.append(found.group(1))
+    return ids
+
+
+def migrations_check(engine: Engine[Any], app_name: str, folder: str | Path) -> Callable[[], Awaitable[None]]:
+    """A readiness check: raise MigrationsMissing while Piccolo's `migration` table lacks one of `app_name`'s.
+
+    Once every migration has been seen applied the answer is remembered (they are never unapplied).
+    """
+    expected = migration_ids(folder)
+    applied_all = False
+
+    async def check() -> None:
+        nonlocal applied_all
+        if applied_all:
+            return
+        try:
+            rows = await engine.run_ddl(f"SELECT name FROM migration WHERE app_name = '{app_name}'")  # noqa: S608 - constant
+        except Exception:
+            await ping(engine)  # a database that does not answer fails with its own error
+            rows = []  # it answers but has no migration table: nothing applied
+        missing = [mid for mid in expected if mid not in {row["name"] for row in rows or []}]
+        if missing:
+            raise MigrationsMissing(
+                f"{app_name} database lacks migration {', '.join(missing)} (run `make migrate`)"
+            )
+        applied_all = True
+
+    return check

@@ -13,6 +13,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.router import Router
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 
+from shared.db import MigrationsMissing
 from shared.errors import problem
 
 ReadyCheck = Callable[[], Awaitable[Any]]
@@ -49,16 +50,20 @@ def ops_router(checks: Mapping[str, ReadyCheck]) -> Router:
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    last: dict[str, Any] = {"at": -READY_CACHE, "failed": [], "run": None}
+    last: dict[str, Any] = {"at": -READY_CACHE, "failed": [], "reasons": [], "run": None}
 
     async def run_checks() -> list[str]:
         failed = []
+        reasons = []
         for name, check in checks.items():
             try:
                 await asyncio.wait_for(check(), READY_TIMEOUT)
+            except MigrationsMissing as exc:  # the one failure whose reason helps the operator
+                failed.append(name)
+                reasons.append(str(exc))
             except Exception:
                 failed.append(name)
-        last["at"], last["failed"], last["run"] = time.monotonic(), failed, None
+        last["at"], last["failed"], last["reasons"], last["run"] = time.monotonic(), failed, reasons, None
         return failed
 
     async def current_failures() -> list[str]:
@@ -72,7 +77,8 @@ def ops_router(checks: Mapping[str, ReadyCheck]) -> Router:
     async def ready() -> Response[dict[str, Any]]:
         failed = await current_failures()
         if failed:
-            raise problem(503, f"not ready: {', '.join(failed)}", headers={"Retry-After": "5"}, failed=failed)
+            detail = f"not ready: {', '.join(failed)}" + "".join(f"; {reason}" for reason in last["reasons"])
+            raise problem(503, detail, headers={"Retry-After": "5"}, failed=failed)
         return Response({"status": "ready", "checks": sorted(checks)})
 
     class Metrics(PrometheusController):

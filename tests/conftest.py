@@ -63,6 +63,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "REDIS_URL": redis_server.url,
         "INTERNAL_SECRET": secrets.token_urlsafe(32),
         "LOG_LEVEL": "WARNING",
+        "DATA_DIR": str(data_dir),  # never a developer's data/run.env
         **_database_urls(run_id, data_dir),
     }
     os.environ.update(env)

@@ -14,11 +14,12 @@ from litestar import Litestar
 from services.auth import passwords
 from services.auth.controllers import DEPENDENCIES, AuthController, InternalController, UsersController
 from services.auth.db import DB
+from services.auth.piccolo_app import APP_CONFIG
 from services.auth.sessions import SessionService
 from services.auth.settings import AuthSettings, settings
 from services.auth.throttle import LoginThrottle
 from shared.app import create_service_app
-from shared.db import engine_lifespan, ping
+from shared.db import engine_lifespan, migrations_check, ping
 from shared.loops import every
 from shared.redis import REQUEST_PATH, redis_client
 
@@ -66,7 +67,11 @@ def create_app(config: AuthSettings = settings) -> Litestar:
         settings=config,
         route_handlers=[AuthController, UsersController, InternalController],
         lifespan=[_lifespan(config)],
-        ready_checks={"database": partial(ping, DB), "redis": redis_answers},
+        ready_checks={
+            "database": partial(ping, DB),
+            "migrations": migrations_check(DB, APP_CONFIG.app_name, APP_CONFIG.migrations_folder_path),
+            "redis": redis_answers,
+        },
         dependencies=DEPENDENCIES,
     )
     return app

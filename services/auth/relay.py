@@ -12,9 +12,11 @@ hourly after that, PRUNE_BATCH rows per statement so a backlog never holds a lon
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import signal
+import sys
 import time
 from datetime import datetime, timedelta
 
@@ -28,6 +30,7 @@ from shared.db import engine_lifespan
 from shared.events import publish
 from shared.logging import configure_logging
 from shared.redis import BACKGROUND, REDIS_UNAVAILABLE, redis_client
+from shared.settings import log_startup_warnings
 from shared.timeutil import utcnow
 
 log = structlog.get_logger()
@@ -118,6 +121,17 @@ async def main() -> None:
     log.info("relay_stopped")
 
 
-if __name__ == "__main__":
+def cli(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m services.auth.relay",
+        description="Publish the auth service's unsent outbox rows to the Redis stream until SIGTERM/SIGINT.",
+    )
+    parser.parse_args(argv)
     configure_logging("auth-relay", json=settings.json_logs, level=settings.log_level)
+    log_startup_warnings(settings)
     asyncio.run(main())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

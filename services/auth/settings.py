@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from shared.settings import CommonSettings, SettingsError, from_env
+from shared.settings import CommonSettings, SettingsError, load_settings
 
 # OWASP's minimum for argon2id: 19 MiB of memory, 2 iterations, 1 degree of parallelism.
 ARGON2_MIN_MEMORY_KIB = 19_456
@@ -53,7 +53,10 @@ class AuthSettings(CommonSettings, kw_only=True):
             or self.argon2_time_cost < ARGON2_MIN_TIME_COST
             or self.argon2_parallelism < ARGON2_MIN_PARALLELISM
         ):
-            raise SettingsError("argon2 parameters below the OWASP minimum (m=19456 KiB, t=2, p=1)")
+            raise SettingsError(
+                "AUTH_ARGON2_MEMORY_KIB, AUTH_ARGON2_TIME_COST, AUTH_ARGON2_PARALLELISM: expected at least"
+                " the OWASP minimum (19456, 2, 1)"
+            )
         if not timedelta(0) < self.session_renew_within < self.session_lifetime:
             raise SettingsError("AUTH_SESSION_RENEW_WITHIN must be positive and shorter than the lifetime")
         if self.session_absolute_lifetime < self.session_lifetime:
@@ -67,8 +70,9 @@ class AuthSettings(CommonSettings, kw_only=True):
             self.signup_client_limit,
         ) < 1 or self.signup_window <= timedelta(0):
             raise SettingsError(
-                "throttle limits, AUTH_HASH_QUEUE, AUTH_CLIENT_PASSWORD_IN_FLIGHT and"
-                " AUTH_SIGNUP_CLIENT_LIMIT must be at least 1, AUTH_SIGNUP_WINDOW positive"
+                "AUTH_THROTTLE_ACCOUNT_LIMIT, AUTH_THROTTLE_CLIENT_LIMIT, AUTH_THROTTLE_ACCOUNT_IN_FLIGHT,"
+                " AUTH_HASH_QUEUE, AUTH_CLIENT_PASSWORD_IN_FLIGHT, AUTH_SIGNUP_CLIENT_LIMIT: expected at least 1;"
+                " AUTH_SIGNUP_WINDOW: expected a positive duration"
             )
         if (
             min(self.throttle_window, self.session_purge_interval, self.outbox_retention) <= timedelta(0)
@@ -81,4 +85,4 @@ class AuthSettings(CommonSettings, kw_only=True):
             )
 
 
-settings = from_env(AuthSettings, prefix="AUTH_")
+settings = load_settings(AuthSettings, prefix="AUTH_")

@@ -14,11 +14,12 @@ from services.canvas.auth_client import AuthClient
 from services.canvas.background import Background
 from services.canvas.controllers import CanvasController, MyCanvasController
 from services.canvas.db import DB
+from services.canvas.piccolo_app import APP_CONFIG
 from services.canvas.read_cache import ReadCache
 from services.canvas.settings import CanvasSettings, settings
 from services.canvas.view_counter import ViewCounter
 from shared.app import create_service_app
-from shared.db import engine_lifespan, ping
+from shared.db import engine_lifespan, migrations_check, ping
 from shared.redis import REQUEST_PATH, RedisPolicy, redis_client
 
 
@@ -64,7 +65,12 @@ def create_app(config: CanvasSettings = settings) -> Litestar:
         settings=config,
         route_handlers=[CanvasController, MyCanvasController],
         lifespan=[partial(lifespan, config)],
-        ready_checks={"database": partial(ping, DB), "redis": redis_answers, "background": loops_healthy},
+        ready_checks={
+            "database": partial(ping, DB),
+            "migrations": migrations_check(DB, APP_CONFIG.app_name, APP_CONFIG.migrations_folder_path),
+            "redis": redis_answers,
+            "background": loops_healthy,
+        },
         request_max_body_size=config.body_max_bytes,
     )
     return app

@@ -3,11 +3,13 @@
     python -m services.canvas.deadletters list [ID...]      # the dead letters (all when no ID), oldest first
     python -m services.canvas.deadletters replay [ID...]    # back onto user-events (all when no ID)
 
-A replayed event is handled again by the consumer group; handling is idempotent.
+A replayed event is handled again by the consumer group; handling is idempotent. Each entry is one
+JSON line on stdout; when there is none, a line on stderr says so.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import sys
@@ -16,8 +18,6 @@ from services.canvas.settings import settings
 from services.canvas.streams import dead_letters, replay_dead_letters
 from shared.events import DEAD_LETTER_STREAM
 from shared.redis import BACKGROUND, redis_client
-
-USAGE = "usage: python -m services.canvas.deadletters list|replay [ID...]"
 
 
 async def run(command: str, ids: list[str], redis_url: str = settings.redis_url) -> list[dict[str, str]]:
@@ -34,14 +34,27 @@ async def run(command: str, ids: list[str], redis_url: str = settings.redis_url)
         await redis.aclose()
 
 
-def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("list", "replay"):
-        sys.stderr.write(USAGE + "\n")
-        return 2
-    for line in asyncio.run(run(argv[0], argv[1:])):
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m services.canvas.deadletters",
+        description="Inspect and replay the user events that failed CANVAS_MAX_DELIVERIES times.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="list|replay")
+    for name, text in (
+        ("list", "show the dead letters (all when no ID), oldest first"),
+        ("replay", "put them back on user-events (all when no ID)"),
+    ):
+        command = commands.add_parser(name, help=text, description=text)
+        command.add_argument("ids", nargs="*", metavar="ID", help="dead-letter entry id")
+    args = parser.parse_args(argv)
+    lines = asyncio.run(run(args.command, args.ids))
+    for line in lines:
         sys.stdout.write(json.dumps(line) + "\n")
+    if not lines:
+        what = "no dead letters" if args.command == "list" else "nothing replayed: no dead letters"
+        sys.stderr.write(f"{what}{' with those ids' if args.ids else ''} in {DEAD_LETTER_STREAM}\n")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -1,7 +1,8 @@
 """The reconciliation sweep: delete the canvases of owners the auth service no longer knows.
 
 Events can be lost (Redis may lose a stream), so every canvas process also sweeps periodically
-(CANVAS_RECONCILE_INTERVAL) and `python -m services.canvas.reconcile` runs one sweep on demand.
+(CANVAS_RECONCILE_INTERVAL) and `python -m services.canvas.reconcile` runs one sweep on demand
+(`--dry-run`: report what it would delete, delete nothing).
 Owners are walked in id order, CANVAS_RECONCILE_BATCH at a time; an owner is removed only when the
 auth service answered and did not list them. If the auth service cannot answer, the sweep stops.
 
@@ -14,6 +15,7 @@ orphan a few owners, never most of them.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import dataclasses
 import json
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 import aiohttp
 import structlog
 
-from services.canvas.auth_client import AuthClient
+from services.canvas.auth_client import AuthClient, AuthUnavailable
 from services.canvas.cascade import delete_user
 from services.canvas.db import DB
 from services.canvas.read_cache import ReadCache
@@ -34,6 +36,7 @@ from services.canvas.view_counter import ViewCounter
 from shared.db import engine_lifespan
 from shared.logging import configure_logging
 from shared.redis import BACKGROUND, redis_client
+from shared.settings import log_startup_warnings
 
 log = structlog.get_logger()
 
@@ -50,6 +53,7 @@ class Sweep:
     owners_removed: int = 0
     canvases_deleted: int = 0
     refused: bool = False  # too many unknown owners: nothing was deleted
+    dry_run: bool = False  # asked only: nothing was deleted
 
 
 async def _owners_after(after: uuid.UUID | None, limit: int) -> list[uuid.UUID]:
@@ -78,9 +82,10 @@ async def sweep(
     batch: int,
     delete_batch: int,
     max_unknown_fraction: float = settings.reconcile_max_unknown_fraction,
+    dry_run: bool = False,
 ) -> Sweep:
     """One full pass over every canvas owner. Raises AuthUnavailable if the auth service fails."""
-    result = Sweep()
+    result = Sweep(dry_run=dry_run)
     unknown = await _unknown_owners(auth, batch, result)
     checked = result.owners_checked
     if checked >= GUARD_MIN_OWNERS and len(unknown) > max_unknown_fraction * checked:
@@ -92,6 +97,9 @@ async def sweep(
             max_unknown_fraction=max_unknown_fraction,
         )
         return result
+    if dry_run:
+        log.info("reconcile_dry_run", owners_unknown=[str(owner) for owner in unknown])
+        return result
     for owner in unknown:
         deleted = await delete_user(owner, cache=cache, batch_size=delete_batch)
         result.owners_removed += 1
@@ -100,7 +108,7 @@ async def sweep(
     return result
 
 
-async def run_once(config: CanvasSettings = settings) -> Sweep:
+async def run_once(config: CanvasSettings = settings, *, dry_run: bool = False) -> Sweep:
     async with (
         engine_lifespan(DB, pool_size=2),
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=config.auth_timeout)) as http,
@@ -112,16 +120,29 @@ async def run_once(config: CanvasSettings = settings) -> Sweep:
             batch=config.reconcile_batch,
             delete_batch=config.delete_batch,
             max_unknown_fraction=config.reconcile_max_unknown_fraction,
+            dry_run=dry_run,
         )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m services.canvas.reconcile",
+        description="One reconciliation sweep now: delete the canvases of owners the auth service "
+        "(CANVAS_AUTH_URL) no longer knows. Prints the result as one JSON line; exits 1 when the "
+        "sweep guard refused to delete.",
+    )
+    parser.add_argument("--dry-run", action="store_true", help="report the unknown owners, delete nothing")
+    args = parser.parse_args(argv)
     configure_logging("canvas-reconcile", json=settings.json_logs, level=settings.log_level)
-    result = asyncio.run(run_once())
+    log_startup_warnings(settings)
+    try:
+        result = asyncio.run(run_once(dry_run=args.dry_run))
+    except AuthUnavailable as exc:
+        sys.stderr.write(f"the auth service at {settings.auth_url} did not answer: {exc}\n")
+        return 1
     sys.stdout.write(json.dumps(dataclasses.asdict(result)) + "\n")
-    if result.refused:
-        sys.exit(1)
+    return 1 if result.refused else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -7,7 +7,7 @@ import socket
 
 import msgspec
 
-from shared.settings import CommonSettings, SettingsError, from_env
+from shared.settings import CommonSettings, SettingsError, load_settings
 
 
 def _default_consumer_name() -> str:
@@ -68,4 +68,4 @@ class CanvasSettings(CommonSettings, kw_only=True):
             )
 
 
-settings = from_env(CanvasSettings, prefix="CANVAS_")
+settings = load_settings(CanvasSettings, prefix="CANVAS_")

@@ -1,5 +1,5 @@
-"""The docs stay true: every setting is documented, every make target exists, `.env.example` is the
-generated one, and no file refers to a document that is not in the repository."""
+"""The docs stay true: the README's settings table is the settings doc, every make target exists,
+`.env.example` is the generated one, and no file refers to a document that is not in the repository."""
 
 from __future__ import annotations
 
@@ -8,15 +8,28 @@ import subprocess
 from pathlib import Path
 
 from devtools.processes import ROOT
-from devtools.settings_doc import env_example, settings_classes, variables
+from devtools.settings_doc import HEADER, MEANINGS, env_example, settings_classes, table, variables
 from shared.settings import from_env
 
 README = (ROOT / "README.md").read_text()
 
 
-def test_readme_documents_every_setting() -> None:
-    missing = [name for _, name, _ in variables() if f"`{name}`" not in README]
-    assert missing == []
+def _readme_table() -> str:
+    lines = README.splitlines()
+    start = lines.index(HEADER.splitlines()[0])
+    end = start
+    while end < len(lines) and lines[end].startswith("|"):
+        end += 1
+    return "\n".join(lines[start:end])
+
+
+def test_every_setting_has_a_meaning() -> None:
+    assert [name for _, name, _ in variables() if name not in MEANINGS] == []
+    assert set(MEANINGS) <= {name for _, name, _ in variables()}  # none left over from a removed setting
+
+
+def test_readme_settings_table_is_the_settings_doc_output() -> None:
+    assert _readme_table() == table()
 
 
 def test_readme_make_commands_exist() -> None:
