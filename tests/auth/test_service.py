@@ -57,7 +57,7 @@ async def test_health_ready_and_metrics_are_open(client: httpx.AsyncClient) -> N
     assert (await client.get("/health")).status_code == 200
     ready = await client.get("/ready")
     assert ready.status_code == 200
-    assert ready.json()["checks"] == ["database", "redis"]
+    assert ready.json()["checks"] == ["database", "migrations", "redis"]
     metrics = await client.get("/metrics")
     assert metrics.status_code == 200
     assert "canvasverse" in metrics.text
