@@ -78,9 +78,9 @@ MEANINGS: dict[str, str] = {
     "GATEWAY_BODY_LIMIT": "request body limit (413 beyond)",
     "GATEWAY_CONNECT_TIMEOUT": "upstream connect timeout (seconds)",
     "GATEWAY_READ_TIMEOUT": "upstream read timeout (504 beyond)",
-    "GATEWAY_POOL_SIZE": "keep-alive connections per upstream",
+    "GATEWAY_POOL_SIZE": "requests in flight (and keep-alive connections) per upstream",
     "GATEWAY_CIRCUIT_FAILURES": "consecutive failures that mark an upstream down (503)",
-    "GATEWAY_CIRCUIT_COOLDOWN": "seconds it stays marked down (the `Retry-After`)",
+    "GATEWAY_CIRCUIT_COOLDOWN": "seconds it stays marked down at most (the `Retry-After`); a successful `/health` probe ends it sooner",
     "GATEWAY_REDIS_TIMEOUT": "Redis budget per call before falling back to the auth service",
     "GATEWAY_REDIS_COOLDOWN": "seconds Redis is bypassed after it failed",
     "GATEWAY_RATE_LIMIT": "requests per client per unit; 0 turns the limit off",
@@ -91,6 +91,12 @@ MEANINGS: dict[str, str] = {
     "GATEWAY_METRICS_HOST": "address of the gateway's own `/metrics` listener (compose: `0.0.0.0`, not published)",
     "GATEWAY_METRICS_PORT": "port of that listener; `0` turns it off",
     "GATEWAY_METRICS_ALLOW": "addresses or networks (`10.0.0.0/8`) that may also read `/metrics` on the public port; everyone else gets 404",
+    "AUTH_HASH_QUEUE": "password hashes running or waiting per process; more are refused at once with 503 + `Retry-After`",
+    "AUTH_CLIENT_PASSWORD_IN_FLIGHT": "signups, logins and password checks one client may have in flight; more are 429 + `Retry-After`",
+    "AUTH_SIGNUP_CLIENT_LIMIT": "signups per client per `AUTH_SIGNUP_WINDOW`; more are 429",
+    "AUTH_SIGNUP_WINDOW": "the signup counting window",
+    "GATEWAY_POOL_WAIT": "seconds a request may wait for one of those places, then 503 + `Retry-After` (not the connect timeout)",
+    "GATEWAY_PASSWORD_POOL_SIZE": "places for the routes that hash a password, a pool of their own; all taken → 503 at once",
 }
 
 

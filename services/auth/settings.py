@@ -71,8 +71,8 @@ class AuthSettings(CommonSettings, kw_only=True):
         ) < 1 or self.signup_window <= timedelta(0):
             raise SettingsError(
                 "AUTH_THROTTLE_ACCOUNT_LIMIT, AUTH_THROTTLE_CLIENT_LIMIT, AUTH_THROTTLE_ACCOUNT_IN_FLIGHT,"
-                " AUTH_HASH_QUEUE, AUTH_CLIENT_PASSWORD_IN_FLIGHT, AUTH_SIGNUP_CLIENT_LIMIT: expected at least 1;"
-                " AUTH_SIGNUP_WINDOW: expected a positive duration"
+                " AUTH_HASH_QUEUE, AUTH_CLIENT_PASSWORD_IN_FLIGHT, AUTH_SIGNUP_CLIENT_LIMIT:"
+                " expected at least 1; AUTH_SIGNUP_WINDOW: expected a positive duration"
             )
         if (
             min(self.throttle_window, self.session_purge_interval, self.outbox_retention) <= timedelta(0)
