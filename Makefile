@@ -1,10 +1,16 @@
 # Canvas-Verse backend — the commands people type. `make help` lists them.
 SHELL := /bin/bash
 PYTHON ?= python3
-# VENV=/path/to/venv uses an existing environment that already has the project (e.g. a CI cache).
+# VENV=/path/to/venv uses another environment; SKIP_INSTALL=1 uses it as it is, never installing
+# into it (a CI cache, or the test suite's own environment linked into a fresh clone).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+ifeq ($(SKIP_INSTALL),1)
+INSTALLED :=
+else
+INSTALLED := $(STAMP)
+endif
 
 .DEFAULT_GOAL := help
 
@@ -19,38 +25,38 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install the project with its dev tools
 
-run: $(STAMP) ## Run the whole system locally (SQLite + the project's own Redis); Ctrl-C stops it
+run: $(INSTALLED) ## Run the whole system locally (SQLite + the project's own Redis); Ctrl-C stops it
 	$(PY) -m devtools.run
 
-migrate: $(STAMP) ## Apply the database migrations (AUTH_DATABASE_URL / CANVAS_DATABASE_URL)
+migrate: $(INSTALLED) ## Apply the database migrations (AUTH_DATABASE_URL / CANVAS_DATABASE_URL)
 	$(PY) -m devtools.migrate
 
-test: $(STAMP) ## Run the test suite on SQLite, then on PostgreSQL when it is reachable
+test: $(INSTALLED) ## Run the test suite on SQLite, then on PostgreSQL when it is reachable
 	$(PY) -m pytest
 	@TEST_DB=postgres $(PY) -m devtools.pgcheck; rc=$$?; \
 	if [ $$rc -eq 0 ]; then TEST_DB=postgres $(PY) -m pytest -m "not sqlite_only"; \
 	elif [ $$rc -eq 2 ]; then exit 2; \
 	else echo "PostgreSQL not reachable: skipped the PostgreSQL run (REQUIRE_POSTGRES=1 makes this fail)"; fi
 
-test-sqlite: $(STAMP) ## Run the test suite on SQLite only
+test-sqlite: $(INSTALLED) ## Run the test suite on SQLite only
 	$(PY) -m pytest
 
-test-postgres: $(STAMP) ## Run the test suite on PostgreSQL only (TEST_POSTGRES_URL)
+test-postgres: $(INSTALLED) ## Run the test suite on PostgreSQL only (TEST_POSTGRES_URL)
 	TEST_DB=postgres $(PY) -m pytest -m "not sqlite_only"
 
-test-resilience: $(STAMP) ## Run only the resilience and security suite
+test-resilience: $(INSTALLED) ## Run only the resilience and security suite
 	$(PY) -m pytest -m resilience
 
-lint: $(STAMP) ## Ruff (lint + format check) and mypy
+lint: $(INSTALLED) ## Ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-format: $(STAMP) ## Format and auto-fix with ruff
+format: $(INSTALLED) ## Format and auto-fix with ruff
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-bench: $(STAMP) ## Run the benchmarks and write bench/REPORT.md
+bench: $(INSTALLED) ## Run the benchmarks and write bench/REPORT.md
 	$(PY) -m bench
 
 clean: ## Remove the virtualenv, caches, build leftovers and local data (./data)
