@@ -167,8 +167,9 @@ def test_a_fresh_clone_follows_the_readme(clone: Path) -> None:
                 assert "| `INTERNAL_SECRET` |" in result.stdout
     finally:
         stopped = run.ctrl_c()
-    assert "stopped gateway" in stopped and "stopped redis" in stopped
-    assert "exited with" not in stopped and "Traceback" not in stopped
+    assert re.findall(r"stopped (\w+)", stopped) == ["gateway", "canvas", "relay", "auth", "redis"]
+    assert "exited with" not in stopped
+    assert "Traceback" not in stopped
     assert _leftovers(markers) == []
 
     # Again, with the data kept: the canvas is there and its views went on counting.
