@@ -31,5 +31,5 @@ COPY --chown=app:app devtools ./devtools
 COPY --chown=app:app deploy/uvicorn-logging.json ./deploy/
 USER app
 EXPOSE 8000 8001 8002
-CMD ["uvicorn", "gateway.app:app", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", "--http", "shared.server:LimitedHttpToolsProtocol", "--limit-concurrency", "1000", "--no-proxy-headers",
+CMD ["uvicorn", "gateway.app:app", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", "--http", "shared.server:LimitedHttpToolsProtocol", "--limit-concurrency", "1000", "--no-proxy-headers", \
      "--log-config", "deploy/uvicorn-logging.json"]
