@@ -43,7 +43,25 @@ MEANINGS: dict[str, str] = {
     "AUTH_ARGON2_PARALLELISM": "argon2id lanes",
     "AUTH_RELAY_INTERVAL": "seconds between outbox polls when it is empty",
     "AUTH_RELAY_BATCH_SIZE": "outbox rows published per batch",
-    "AUTH_OUTBOX_RETENTION": "how long sent outbox rows are kept; the relay deletes older ones hourly",
+    "AUTH_OUTBOX_RETENTION": "how long sent outbox rows (events and mails) are kept; the relay deletes older ones hourly",
+    "SMTP_URL": (
+        "where the relay sends mail: `smtp://[user:password@]host:port` (STARTTLS when the server offers it) or"
+        " `smtps://…` (implicit TLS); `make run` starts a local sink and points this at it unless it is set"
+    ),
+    "MAIL_FROM": "the `From` of every mail",
+    "APP_BASE_URL": (
+        "the front end's URL: links are `{APP_BASE_URL}/reset-password?token=…` and"
+        " `{APP_BASE_URL}/verify-email?token=…`"
+    ),
+    "AUTH_MAIL_TIMEOUT": "seconds per SMTP connection and command",
+    "AUTH_MAIL_MAX_ATTEMPTS": (
+        "refusals of one mail by the SMTP server before it is dead-lettered (an unreachable server never counts)"
+    ),
+    "AUTH_MAIL_RETRY_MAX": "longest wait in seconds between tries while the SMTP server is unreachable",
+    "AUTH_MAIL_CLIENT_LIMIT": "reset and verification requests per client address per hour (429 beyond)",
+    "AUTH_MAIL_ACCOUNT_LIMIT": (
+        "reset (and verification) mails per account per hour; more requests answer 202 and send nothing"
+    ),
     "CANVAS_DATABASE_URL": "the canvas service's own database",
     "CANVAS_DB_POOL_SIZE": "PostgreSQL pool size",
     "CANVAS_REDIS_POOL_SIZE": "Redis connections (requests wait for one instead of failing)",

@@ -15,7 +15,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class Access(enum.Enum):
-    PUBLIC = "public"  # signup, login: no session involved, Origin checked when present
+    PUBLIC = "public"  # signup, login, reset, confirmations: no session involved, Origin checked when present
     OPTIONAL = "optional"  # anonymous allowed; a presented token must be valid
     SESSION = "session"  # 401 without a valid session
 
@@ -46,10 +46,14 @@ def _table() -> list[Endpoint]:
         Endpoint("/api/auth/sessions", "GET", AUTH, session),
         Endpoint("/api/auth/sessions", "DELETE", AUTH, session),
         Endpoint("/api/auth/sessions/{id}", "DELETE", AUTH, session),
+        Endpoint("/api/auth/password-reset", "POST", AUTH, public),
+        Endpoint("/api/auth/password-reset/confirm", "POST", AUTH, public, hashes=True),
+        Endpoint("/api/auth/email-verification/confirm", "POST", AUTH, public),
         Endpoint("/api/users/me", "GET", AUTH, session),
         Endpoint("/api/users/me", "PATCH", AUTH, session, hashes=True),
         Endpoint("/api/users/me", "DELETE", AUTH, session, hashes=True),
         Endpoint("/api/users/me/password", "POST", AUTH, session, hashes=True),
+        Endpoint("/api/users/me/email-verification", "POST", AUTH, session),
         Endpoint("/api/users/me/canvases", "GET", CANVAS, session),
         Endpoint("/api/canvases", "GET", CANVAS, optional),
         Endpoint("/api/canvases", "POST", CANVAS, session),

@@ -1,4 +1,5 @@
-"""Test environment: the project's own Redis, fresh databases (SQLite, or PostgreSQL with TEST_DB=postgres).
+"""Test environment: the project's own Redis, fresh databases (SQLite, or PostgreSQL with TEST_DB=postgres),
+and a real SMTP server (aiosmtpd, devtools.mail_sink) that every process sends its mail to.
 
 Everything is set up in `pytest_configure`, before any service module is imported, because each
 service reads its settings (and binds its Piccolo tables to an engine) once at import time.
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from devtools.mail_sink import MailSink
 from devtools.migrate import APPS, migrate
 from devtools.processes import ROOT
 from devtools.redis_server import RedisServer
@@ -58,12 +60,17 @@ def pytest_configure(config: pytest.Config) -> None:
     _state["data_dir"] = data_dir
     redis_server = RedisServer(data_dir / "redis").start()
     _state["redis"] = redis_server
+    mail_sink = MailSink(data_dir / "mail").start()
+    _state["mail_sink"] = mail_sink
     env = {
         "APP_ENV": "development",
         "REDIS_URL": redis_server.url,
         "INTERNAL_SECRET": secrets.token_urlsafe(32),
         "LOG_LEVEL": "WARNING",
         "DATA_DIR": str(data_dir),  # never a developer's data/run.env
+        "SMTP_URL": mail_sink.url,
+        "APP_BASE_URL": "https://app.example.test",
+        "AUTH_MAIL_RETRY_MAX": "1",  # a relay retries a stopped SMTP server every second at most
         **_database_urls(run_id, data_dir),
     }
     os.environ.update(env)
@@ -72,6 +79,9 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    sink = _state.pop("mail_sink", None)
+    if isinstance(sink, MailSink):
+        sink.stop()
     server = _state.pop("redis", None)
     if isinstance(server, RedisServer):
         server.stop()
@@ -88,6 +98,14 @@ def redis_server() -> RedisServer:
     server = _state["redis"]
     assert isinstance(server, RedisServer)
     return server
+
+
+@pytest.fixture(scope="session")
+def mail_sink() -> MailSink:
+    """The SMTP server every process of the test run sends to (stop/start it to simulate an outage)."""
+    sink = _state["mail_sink"]
+    assert isinstance(sink, MailSink)
+    return sink
 
 
 @pytest.fixture(scope="session")

@@ -14,14 +14,18 @@ from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 from msgspec import UNSET
 
-from services.auth import users
+from services.auth import recovery, users
+from services.auth.recovery import MailRequestLimit
 from services.auth.schemas import (
     AuthOut,
     ChangePasswordBody,
     DeleteMeBody,
+    EmailVerificationConfirmBody,
     ExistingUsers,
     ExistingUsersBody,
     LoginBody,
+    PasswordResetBody,
+    PasswordResetConfirmBody,
     SessionList,
     SignupBody,
     UpdateMeBody,
@@ -32,7 +36,7 @@ from services.auth.schemas import (
     user_out,
 )
 from services.auth.sessions import SessionService
-from services.auth.settings import settings
+from services.auth.settings import AuthSettings, settings
 from services.auth.throttle import LoginThrottle
 from shared import internal_auth
 from shared.auth_middleware import EXCLUDE_FROM_AUTH, caller_of
@@ -86,14 +90,26 @@ def provide_throttle(request: Request) -> LoginThrottle:
     return request.app.state.throttle  # type: ignore[no-any-return]
 
 
+def provide_mail_limit(request: Request) -> MailRequestLimit:
+    return request.app.state.mail_limit  # type: ignore[no-any-return]
+
+
+def provide_config(request: Request) -> AuthSettings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
 CallerDep = NamedDependency[Caller]
 Sessions = NamedDependency[SessionService]
 Throttle = NamedDependency[LoginThrottle]
+MailLimit = NamedDependency[MailRequestLimit]
+Config = NamedDependency[AuthSettings]
 
 DEPENDENCIES = {
     "caller": Provide(provide_caller, sync_to_thread=False),
     "sessions": Provide(provide_sessions, sync_to_thread=False),
     "throttle": Provide(provide_throttle, sync_to_thread=False),
+    "mail_limit": Provide(provide_mail_limit, sync_to_thread=False),
+    "config": Provide(provide_config, sync_to_thread=False),
 }
 
 
@@ -114,6 +130,11 @@ def errors(described: dict[int, str]) -> dict[int, ResponseSpec]:
 NO_SESSION = {401: "No session in the credential"}
 INVALID = {422: "Invalid body; the field is named"}
 WRONG_PASSWORD = {403: "The password given is wrong"}
+BAD_TOKEN = {400: "Unknown, used, expired or superseded token (one answer for all)"}
+MAIL_THROTTLED = {
+    429: "Too many requests from this client this hour; see Retry-After",
+    503: "Request counting is unavailable; see Retry-After",
+}
 # Wrong current passwords count with failed logins (throttle.py).
 PASSWORD_THROTTLED = {
     429: "Too many failed password attempts, or password checks in flight, for this account or client;"
@@ -134,12 +155,23 @@ class AuthController(Controller):
         responses=errors({409: "The email is taken", **INVALID, **PASSWORD_BUSY, **SIGNUPS_THROTTLED}),
     )
     async def signup(
-        self, request: Request, data: JSONBody[SignupBody], sessions: Sessions, throttle: Throttle
+        self,
+        request: Request,
+        data: JSONBody[SignupBody],
+        sessions: Sessions,
+        throttle: Throttle,
+        config: Config,
     ) -> AuthOut:
-        """Create an account and sign in: the user, the session token and when it expires."""
+        """Create an account and sign in: the user, the session token and when it expires. A
+        verification mail goes to the address."""
         name = None if data.name is UNSET else data.name
         user = await users.signup(
-            data.email, data.password, name, client=client_address(request), throttle=throttle
+            data.email,
+            data.password,
+            name,
+            client=client_address(request),
+            throttle=throttle,
+            settings=config,
         )
         return await _signed_in(user, sessions, request)
 
@@ -194,6 +226,31 @@ class AuthController(Controller):
         """Revoke every session of the caller but the current one."""
         await sessions.revoke_all(caller.user_id, keep=caller.session_id)
 
+    @post("/password-reset", status_code=202, responses=errors({**INVALID, **MAIL_THROTTLED}))
+    async def request_password_reset(
+        self, request: Request, data: JSONBody[PasswordResetBody], mail_limit: MailLimit, config: Config
+    ) -> None:
+        """Mail a password-reset link if an account has this email; the same answer either way."""
+        await recovery.request_reset(
+            data.email, client=client_address(request), limit=mail_limit, settings=config
+        )
+
+    @post(
+        "/password-reset/confirm",
+        status_code=204,
+        responses=errors({**BAD_TOKEN, **INVALID, **PASSWORD_BUSY}),
+    )
+    async def confirm_password_reset(
+        self, data: JSONBody[PasswordResetConfirmBody], sessions: Sessions
+    ) -> None:
+        """Set a new password with a reset token; every session of the account is revoked."""
+        await recovery.confirm_reset(data.token, data.new_password, sessions=sessions)
+
+    @post("/email-verification/confirm", status_code=200, responses=errors({**BAD_TOKEN, **INVALID}))
+    async def confirm_email_verification(self, data: JSONBody[EmailVerificationConfirmBody]) -> UserOut:
+        """Mark the address a verification token was sent to as verified."""
+        return user_out(await recovery.confirm_verification(data.token))
+
 
 class UsersController(Controller):
     path = "/api/users/me"
@@ -218,11 +275,16 @@ class UsersController(Controller):
         )
     )
     async def update_me(
-        self, request: Request, data: JSONBody[UpdateMeBody], caller: CallerDep, throttle: Throttle
+        self,
+        request: Request,
+        data: JSONBody[UpdateMeBody],
+        caller: CallerDep,
+        throttle: Throttle,
+        config: Config,
     ) -> UserOut:
         """Change the name and/or the email (the email needs `currentPassword`)."""
         user = await users.update_profile(
-            caller.user_id, data, client=client_address(request), throttle=throttle
+            caller.user_id, data, client=client_address(request), throttle=throttle, settings=config
         )
         return user_out(user)
 
@@ -248,6 +310,19 @@ class UsersController(Controller):
             sessions=sessions,
             client=client_address(request),
             throttle=throttle,
+        )
+
+    @post(
+        "/email-verification",
+        status_code=202,
+        responses=errors({**NO_SESSION, 409: "The email address is already verified", **MAIL_THROTTLED}),
+    )
+    async def resend_email_verification(
+        self, request: Request, caller: CallerDep, mail_limit: MailLimit, config: Config
+    ) -> None:
+        """Mail a new verification link to the caller's address."""
+        await recovery.resend_verification(
+            caller.user_id, client=client_address(request), limit=mail_limit, settings=config
         )
 
     @delete(

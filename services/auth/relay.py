@@ -1,5 +1,5 @@
 """The outbox relay (`python -m services.auth.relay`): publishes unsent outbox rows to the Redis
-Stream and marks them sent.
+Stream and marks them sent; beside that loop it sends the mail outbox over SMTP (services.auth.mailer).
 
 Delivery is at least once: a row is marked sent in the transaction that claimed it, after XADD
 succeeded, so a crash between the two sends it again (consumers are idempotent). While Redis is
@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 import structlog
 from redis.asyncio import Redis
 
-from services.auth import outbox
+from services.auth import mailer, outbox
 from services.auth.db import DB
 from services.auth.settings import settings
 from shared.db import engine_lifespan
@@ -71,6 +71,9 @@ async def prune(
     pruned = 0
     while (deleted := await outbox.delete_sent_before(now - retention, batch)) == batch:
         pruned += deleted
+    pruned += deleted
+    while (deleted := await mailer.prune(now - retention, batch)) == batch:
+        pruned += deleted
     return pruned + deleted
 
 
@@ -85,30 +88,37 @@ async def _prune_logged() -> None:
 
 
 async def run(stop: asyncio.Event) -> None:
-    """Relay until `stop` is set."""
-    async with engine_lifespan(DB, pool_size=2):
+    """Relay events and send mail (services.auth.mailer, beside the event loop) until `stop` is set."""
+    async with engine_lifespan(DB, pool_size=3):
         redis = redis_client(settings.redis_url, BACKGROUND)
-        backoff = settings.relay_interval
-        next_prune = time.monotonic()
+        sender = asyncio.create_task(mailer.Mailer(settings, redis).run(stop))
         try:
-            while not stop.is_set():
-                if time.monotonic() >= next_prune:
-                    await _prune_logged()
-                    next_prune = time.monotonic() + PRUNE_EVERY
-                try:
-                    sent = await relay_once(redis)
-                except Exception as exc:  # Redis or the database is down: wait, then retry
-                    log.warning("relay_failed", error=f"{type(exc).__name__}: {exc}", retry_in=backoff)
-                    delay, backoff = backoff, min(backoff * 2, MAX_BACKOFF)
-                else:
-                    if sent:
-                        log.info("outbox_relayed", count=sent)
-                    backoff = settings.relay_interval
-                    delay = 0 if sent == settings.relay_batch_size else settings.relay_interval
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), delay)
+            await _relay_events(stop, redis)
         finally:
+            stop.set()
+            await sender
             await redis.aclose()
+
+
+async def _relay_events(stop: asyncio.Event, redis: Redis) -> None:
+    backoff = settings.relay_interval
+    next_prune = time.monotonic()
+    while not stop.is_set():
+        if time.monotonic() >= next_prune:
+            await _prune_logged()
+            next_prune = time.monotonic() + PRUNE_EVERY
+        try:
+            sent = await relay_once(redis)
+        except Exception as exc:  # Redis or the database is down: wait, then retry
+            log.warning("relay_failed", error=f"{type(exc).__name__}: {exc}", retry_in=backoff)
+            delay, backoff = backoff, min(backoff * 2, MAX_BACKOFF)
+        else:
+            if sent:
+                log.info("outbox_relayed", count=sent)
+            backoff = settings.relay_interval
+            delay = 0 if sent == settings.relay_batch_size else settings.relay_interval
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
 
 
 async def main() -> None:

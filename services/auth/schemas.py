@@ -58,6 +58,23 @@ class DeleteMeBody(_Body):
     password: GivenPassword
 
 
+# A token from a mail link. Any text up to this length is looked up by its hash (a wrong one is 400).
+MailToken = Annotated[str, msgspec.Meta(max_length=256)]
+
+
+class PasswordResetBody(_Body):
+    email: Email
+
+
+class PasswordResetConfirmBody(_Body):
+    token: MailToken
+    new_password: NewPassword
+
+
+class EmailVerificationConfirmBody(_Body):
+    token: MailToken
+
+
 class ValidateSessionBody(_Body):
     session_id: str  # a malformed id is simply not found (404)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from shared.settings import CommonSettings, SettingsError, load_settings
 
@@ -14,6 +15,9 @@ ARGON2_MIN_PARALLELISM = 1
 
 class AuthSettings(CommonSettings, kw_only=True):
     """Durations accept seconds (`900`) or ISO 8601 (`PT15M`, `P30D`)."""
+
+    # The mail settings are read without the AUTH_ prefix (SMTP_URL, MAIL_FROM, APP_BASE_URL).
+    __shared_fields__ = CommonSettings.__shared_fields__ | {"smtp_url", "mail_from", "app_base_url"}
 
     database_url: str = "sqlite:///data/auth.db"
     db_pool_size: int = 10
@@ -46,6 +50,17 @@ class AuthSettings(CommonSettings, kw_only=True):
     relay_batch_size: int = 100
     outbox_retention: timedelta = timedelta(days=7)  # sent rows older than this are deleted by the relay
 
+    # Mail (sent by the relay from the mail outbox). smtp://[user:password@]host:port (STARTTLS when
+    # the server offers it) or smtps://... (implicit TLS).
+    smtp_url: str = "smtp://127.0.0.1:1025"
+    mail_from: str = "Canvas-Verse <no-reply@canvas-verse.local>"
+    app_base_url: str = "http://127.0.0.1:3000"  # the front end: links are {APP_BASE_URL}/reset-password?...
+    mail_timeout: float = 10.0  # seconds per SMTP connection and command
+    mail_max_attempts: int = 5  # SMTP servers' refusals of one mail before it is dead-lettered
+    mail_retry_max: float = 60.0  # longest wait (seconds) between tries while the SMTP server is down
+    mail_client_limit: int = 20  # reset / verification requests per client address per hour (then 429)
+    mail_account_limit: int = 3  # reset / verification mails per account per hour (more send nothing)
+
     def check(self) -> None:
         super().check()
         if (
@@ -61,6 +76,15 @@ class AuthSettings(CommonSettings, kw_only=True):
             raise SettingsError("AUTH_SESSION_RENEW_WITHIN must be positive and shorter than the lifetime")
         if self.session_absolute_lifetime < self.session_lifetime:
             raise SettingsError("AUTH_SESSION_ABSOLUTE_LIFETIME must be at least AUTH_SESSION_LIFETIME")
+        smtp = urlsplit(self.smtp_url)
+        if smtp.scheme not in ("smtp", "smtps") or not smtp.hostname:
+            raise SettingsError("SMTP_URL must be smtp://[user:password@]host[:port] or smtps://...")
+        if urlsplit(self.app_base_url).scheme not in ("http", "https"):
+            raise SettingsError("APP_BASE_URL must be an http:// or https:// URL")
+        if min(self.mail_max_attempts, self.mail_client_limit, self.mail_account_limit) < 1 or (
+            min(self.mail_timeout, self.mail_retry_max) <= 0
+        ):
+            raise SettingsError("AUTH_MAIL_* limits and the timeout must be positive")
         if min(
             self.throttle_account_limit,
             self.throttle_client_limit,

@@ -10,10 +10,11 @@ import asyncpg
 import structlog
 from msgspec import UNSET
 
-from services.auth import outbox, passwords
+from services.auth import mail, outbox, passwords, recovery
 from services.auth.db import DB
 from services.auth.schemas import UpdateMeBody
 from services.auth.sessions import SessionService
+from services.auth.settings import AuthSettings
 from services.auth.tables import User
 from services.auth.throttle import CURRENT_PASSWORD, LoginThrottle
 from shared.errors import Conflict, Forbidden, Unauthorized
@@ -54,18 +55,25 @@ async def _email_taken(email: str) -> bool:
 
 
 async def signup(
-    email: str, password: str, name: str | None, *, client: str, throttle: LoginThrottle
+    email: str,
+    password: str,
+    name: str | None,
+    *,
+    client: str,
+    throttle: LoginThrottle,
+    settings: AuthSettings,
 ) -> dict[str, Any]:
-    """A new account (409 when the email is taken; 429 when the client signs up too much)."""
+    """A new account (409 when the email is taken; 429 when the client signs up too much), with its
+    verification mail written in the same transaction."""
     counted = await throttle.admit_signup(client)
     try:
-        return await _signup(email, password, name)
+        return await _signup(email, password, name, settings)
     finally:
         if counted:
             await throttle.signup_done(client)
 
 
-async def _signup(email: str, password: str, name: str | None) -> dict[str, Any]:
+async def _signup(email: str, password: str, name: str | None, settings: AuthSettings) -> dict[str, Any]:
     email = email.lower()
     if await _email_taken(email):
         raise Conflict(EMAIL_TAKEN)
@@ -80,16 +88,19 @@ async def _signup(email: str, password: str, name: str | None) -> dict[str, Any]
         "email_verified": False,
     }
     try:
-        await User.insert(
-            User(
-                id=row["id"],
-                email=email,
-                name=name,
-                password_hash=row["password_hash"],
-                created_at=now,
-                updated_at=now,
-            )
-        ).run()
+        async with DB.transaction():
+            await User.insert(
+                User(
+                    id=row["id"],
+                    email=email,
+                    name=name,
+                    password_hash=row["password_hash"],
+                    created_at=now,
+                    updated_at=now,
+                    email_verified=False,
+                )
+            ).run()
+            await recovery.send_verification(row, now, settings)
     except Exception as exc:
         if _is_unique_violation(exc):  # a concurrent signup took the email first
             raise Conflict(EMAIL_TAKEN) from exc
@@ -141,8 +152,10 @@ async def _check_current_password(
 
 
 async def update_profile(
-    user_id: str, body: UpdateMeBody, *, client: str, throttle: LoginThrottle
+    user_id: str, body: UpdateMeBody, *, client: str, throttle: LoginThrottle, settings: AuthSettings
 ) -> dict[str, Any]:
+    """Change the name and/or the email. A new email is unverified: a verification mail goes to it
+    and a notice to the old one, in the transaction of the change."""
     user = await current(user_id)
     changes: dict[Any, Any] = {}
     if body.name is not UNSET and body.name != user["name"]:
@@ -156,16 +169,22 @@ async def update_profile(
         if await _email_taken(body.email.lower()):
             raise Conflict(EMAIL_TAKEN)
         changes[User.email] = body.email.lower()
+        changes[User.email_verified] = False
     if not changes:
         return user
-    changes[User.updated_at] = utcnow()
+    now = changes[User.updated_at] = utcnow()
+    updated = {**user, **{column._meta.name: value for column, value in changes.items()}}
     try:
-        await User.update(changes).where(User.id == user["id"]).run()
+        async with DB.transaction():
+            await User.update(changes).where(User.id == user["id"]).run()
+            if User.email in changes:
+                await recovery.send_verification(updated, now, settings)
+                await mail.enqueue(mail.EMAIL_CHANGED, user["email"], now)
     except Exception as exc:
         if _is_unique_violation(exc):
             raise Conflict(EMAIL_TAKEN) from exc
         raise
-    return {**user, **{column._meta.name: value for column, value in changes.items()}}
+    return updated
 
 
 async def change_password(
@@ -178,19 +197,21 @@ async def change_password(
     client: str,
     throttle: LoginThrottle,
 ) -> None:
-    """Set a new password and revoke every other session of the user."""
+    """Set a new password, revoke every other session of the user and send a notice."""
     user = await current(user_id)
     await _check_current_password(
         user, current_password, client=client, throttle=throttle, wrong="currentPassword is wrong"
     )
     new_hash = await passwords.hash_password(new_password)
+    now = utcnow()
     async with DB.transaction():
         await (
-            User.update({User.password_hash: new_hash, User.updated_at: utcnow()})
+            User.update({User.password_hash: new_hash, User.updated_at: now})
             .where(User.id == user["id"])
             .run()
         )
         revoked = await sessions.delete_all(user_id, keep=keep_session)
+        await mail.enqueue(mail.PASSWORD_CHANGED, user["email"], now)
         await sessions.forget(revoked)  # fails closed: Redis down rolls the change back (503)
     await sessions.forget(revoked)
     log.info("password_changed", user_id=user_id, sessions_revoked=len(revoked))

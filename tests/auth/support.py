@@ -10,16 +10,20 @@ concurrent requests.
 
 from __future__ import annotations
 
+import asyncio
+import re
 import secrets
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from typing import Any
 
 import httpx
 import msgspec
 from litestar import Litestar
 
+from devtools.mail_sink import MailSink
 from services.auth.settings import AuthSettings, settings
 from shared import internal_auth
 from shared.tokens import session_id_of
@@ -131,3 +135,33 @@ class Clock:
 
 def parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value)
+
+
+TOKEN_IN_LINK = re.compile(r"/(reset-password|verify-email)\?token=([a-z2-7]{32})\b")
+
+
+def mails_to(sink: MailSink, address: str, subject: str | None = None) -> list[EmailMessage]:
+    """The mails the sink received for `address` (with this subject, when given), oldest first."""
+    return [m for m in sink.mails() if m["To"] == address and (subject is None or m["Subject"] == subject)]
+
+
+async def wait_for_mail(
+    sink: MailSink, address: str, subject: str, count: int = 1, within: float = 30.0
+) -> list[EmailMessage]:
+    """Wait until `count` mails with `subject` reached `address` (bounded: fails after `within` s)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while len(found := mails_to(sink, address, subject)) < count:
+        assert loop.time() < deadline, f"no {subject!r} mail for {address} after {within} s"
+        await asyncio.sleep(0.05)
+    return found
+
+
+def link_token(message: EmailMessage) -> tuple[str, str]:
+    """(page, token) of the one link in a mail."""
+    body = message.get_body(("plain",))
+    assert body is not None
+    found = TOKEN_IN_LINK.findall(body.get_content())
+    assert len(found) == 1, body.get_content()
+    page, token = found[0]
+    return page, token

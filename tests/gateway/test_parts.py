@@ -64,9 +64,19 @@ def test_every_route_has_an_owner_and_an_access_rule() -> None:
         "/api/auth/sessions/{id}",
         "/api/users/me",
         "/api/users/me/password",
+        "/api/users/me/email-verification",
+        "/api/auth/password-reset",
+        "/api/auth/password-reset/confirm",
+        "/api/auth/email-verification/confirm",
     }
     public = {(ep.method, ep.template) for ep in ENDPOINTS if ep.access is Access.PUBLIC}
-    assert public == {("POST", "/api/auth/signup"), ("POST", "/api/auth/login")}
+    assert public == {
+        ("POST", "/api/auth/signup"),
+        ("POST", "/api/auth/login"),
+        ("POST", "/api/auth/password-reset"),
+        ("POST", "/api/auth/password-reset/confirm"),
+        ("POST", "/api/auth/email-verification/confirm"),
+    }
     anonymous_reads = {(ep.method, ep.template) for ep in ENDPOINTS if ep.access is Access.OPTIONAL}
     assert anonymous_reads == {
         ("GET", "/api/canvases"),

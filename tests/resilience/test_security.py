@@ -365,6 +365,17 @@ async def test_every_route_as_another_user_and_anonymously(http: Client, stack: 
     cover("POST", "/api/auth/signup")
     assert (await log_in(http, stack, owner.email, "not the password")).status == 401
     cover("POST", "/api/auth/login")
+    # Recovery routes: anyone may ask, and nothing reaches the owner's account without its mail.
+    assert (await stranger.call("POST", "/api/users/me/email-verification")).status == 202
+    cover("POST", "/api/users/me/email-verification")
+    assert (await anonymous("POST", "/api/auth/password-reset", json={"email": owner.email})).status == 202
+    cover("POST", "/api/auth/password-reset")
+    guess = {"token": "a" * 32, "newPassword": "attacker's choice"}
+    assert (await anonymous("POST", "/api/auth/password-reset/confirm", json=guess)).status == 400
+    cover("POST", "/api/auth/password-reset/confirm")
+    guess = {"token": "a" * 32}
+    assert (await anonymous("POST", "/api/auth/email-verification/confirm", json=guess)).status == 400
+    cover("POST", "/api/auth/email-verification/confirm")
     reply = await stranger.call("DELETE", "/api/users/me", json={"password": PASSWORD + "!"})
     assert reply.status == 204
     cover("DELETE", "/api/users/me")
@@ -529,7 +540,7 @@ async def test_cookie_authenticated_writes_from_a_foreign_origin_are_403(
         ("DELETE", "/api/users/me"): {"password": PASSWORD},
     }
     writes = [ep for ep in ENDPOINTS if ep.access is Access.SESSION and ep.method not in ("GET", "HEAD")]
-    assert len(writes) == 9
+    assert len(writes) == 10
     for ep in writes:
         path = ep.template.replace("{id}", ids.get(ep.template, ""))
         reply = await http(
