@@ -33,11 +33,12 @@ from typing import Any
 import aiosmtplib
 import structlog
 from redis.asyncio import Redis
-from shared.streams import DEAD_LETTER_FIELDS, DELIVERIES, ERROR, SOURCE_ID, SOURCE_STREAM, wait_or_stop
 
 from services.auth import mail, mail_tokens
 from services.auth.settings import AuthSettings
 from services.auth.tables import MailOutbox
+from shared.dead_letters import CONSUMER, DELIVERIES, ERROR, SOURCE_ID, SOURCE_STREAM
+from shared.loops import wait_or_stop
 from shared.redis import REDIS_UNAVAILABLE
 from shared.timeutil import utcnow
 
@@ -211,7 +212,7 @@ class Mailer:
             SOURCE_ID: str(row["id"]).encode(),
             ERROR: error[:2000].encode(),
             DELIVERIES: str(attempts).encode(),
-            DEAD_LETTER_FIELDS[-1]: b"mailer",
+            CONSUMER: b"mailer",
         }
         await self.redis.xadd(DEAD_LETTER_STREAM, letter)  # type: ignore[arg-type]
 

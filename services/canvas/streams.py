@@ -21,21 +21,32 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from shared.dead_letters import (
+    CONSUMER,
+    DEAD_LETTER_FIELDS,
+    DELIVERIES,
+    ERROR,
+    SOURCE_ID,
+    SOURCE_STREAM,
+    Fields,
+    dead_letters,
+    replay_dead_letters,
+)
 from shared.loops import LoopHealth, isolated, wait_or_stop
 from shared.redis import REDIS_UNAVAILABLE
 
 log = structlog.get_logger()
 
-Fields = dict[bytes, bytes]
-Handler = Callable[[str, Fields], Awaitable[None]]
+__all__ = [  # the dead-letter format lives in shared.dead_letters; re-exported for this service's users
+    "DEAD_LETTER_FIELDS",
+    "ERROR",
+    "SOURCE_ID",
+    "Fields",
+    "dead_letters",
+    "replay_dead_letters",
+]
 
-# Fields a dead-letter entry carries besides the original entry's own.
-SOURCE_STREAM = b"dead-letter:stream"
-SOURCE_ID = b"dead-letter:id"
-ERROR = b"dead-letter:error"
-DELIVERIES = b"dead-letter:deliveries"
-CONSUMER = b"dead-letter:consumer"
-DEAD_LETTER_FIELDS = (SOURCE_STREAM, SOURCE_ID, ERROR, DELIVERIES, CONSUMER)
+Handler = Callable[[str, Fields], Awaitable[None]]
 
 
 class PoisonMessage(Exception):
@@ -229,30 +240,3 @@ class StreamConsumer:
             pipe.xack(self.stream, self.group, entry_id)
             await pipe.execute()
         log.error("stream_entry_dead_lettered", stream=self.stream, entry_id=entry_id, reason=reason)
-
-
-async def dead_letters(
-    redis: Redis, dead_letter_stream: str, ids: Sequence[str] = ()
-) -> list[tuple[str, Fields]]:
-    """The dead-letter entries, oldest first (only `ids` when given)."""
-    ranges: list[Any]
-    if ids:
-        ranges = [await redis.xrange(dead_letter_stream, entry_id, entry_id) for entry_id in ids]
-    else:
-        ranges = [await redis.xrange(dead_letter_stream)]
-    return [(_text(entry_id), fields) for found in ranges for entry_id, fields in found]
-
-
-async def replay_dead_letters(
-    redis: Redis, dead_letter_stream: str, ids: Sequence[str] = ()
-) -> dict[str, str]:
-    """Put dead letters back on their source streams (and remove them); returns dead id -> new id."""
-    replayed = {}
-    for dead_id, fields in await dead_letters(redis, dead_letter_stream, ids):
-        original = {k: v for k, v in fields.items() if k not in DEAD_LETTER_FIELDS}
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(_text(fields[SOURCE_STREAM]), original)  # type: ignore[arg-type]
-            pipe.xdel(dead_letter_stream, dead_id)
-            new_id, _ = await pipe.execute()
-        replayed[dead_id] = _text(new_id)
-    return replayed
