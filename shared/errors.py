@@ -15,6 +15,8 @@ from litestar.plugins.problem_details import (
     ProblemDetailsPlugin,
 )
 
+from shared.validation import readable
+
 log = structlog.get_logger()
 
 RETRY_AFTER = 2  # seconds a client waits after a 503 for a dependency outage
@@ -102,7 +104,7 @@ def _field_of(error: dict[str, Any]) -> str:
 
 
 def _message_of(error: dict[str, Any]) -> str:
-    message = str(error.get("message", ""))
+    message = readable(str(error.get("message", "")))
     # An empty body reaches Litestar's signature model as a missing `data` argument.
     return "a JSON object body is required" if message == "'data'" else message
 
@@ -110,7 +112,7 @@ def _message_of(error: dict[str, Any]) -> str:
 def _from_validation(exc: ValidationException) -> ProblemDetailsException:
     raw = exc.extra if isinstance(exc.extra, list) else []
     errors = [{"field": _field_of(e), "message": _message_of(e)} for e in raw if isinstance(e, dict)]
-    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or str(exc.detail)
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or readable(str(exc.detail))
     status = exc.status_code if exc.status_code != 400 else 422
     if "JSON" in str(exc.detail) or "decode" in str(exc.detail).lower():
         status = 400 if not errors else status

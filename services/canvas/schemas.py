@@ -9,9 +9,9 @@ from litestar.params import KwargDefinition
 from msgspec import UNSET, Meta, UnsetType
 
 from services.canvas.settings import settings
-from shared.validation import NO_NUL, full_match
+from shared.validation import NO_NUL, described, full_match
 
-TYPE_PATTERN = full_match("[a-z0-9-]+")
+TYPE_PATTERN = described(full_match("[a-z0-9-]+"), "lowercase letters, digits and hyphens")
 
 Title = Annotated[str, Meta(min_length=1, max_length=settings.title_max, pattern=NO_NUL)]
 CanvasType = Annotated[str, Meta(min_length=1, max_length=settings.type_max, pattern=TYPE_PATTERN)]

@@ -277,3 +277,15 @@ async def test_openapi_declares_what_the_service_enforces(client: AsyncClient) -
         assert re.search(kind, "p5-js")
         assert not re.search(kind, "p5\n")
     assert not re.search(query["tag"]["pattern"], "a\x00")
+
+
+async def test_a_bad_type_is_explained_in_words_not_a_regex(alice: Caller) -> None:
+    created = await alice.request("POST", "/api/canvases", json=canvas_body(type="Python 3"))
+    listed = await alice.request("GET", "/api/canvases", params={"type": "Python 3"})
+    for resp in (created, listed):
+        assert resp.status_code == 422
+        detail = resp.json()["detail"]
+        assert "type" in detail
+        assert "lowercase letters, digits and hyphens" in detail
+        assert "regex" not in detail
+        assert "(?" not in detail

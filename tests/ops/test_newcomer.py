@@ -225,3 +225,54 @@ def test_a_redis_that_cannot_start_shows_its_own_error_at_once(tmp_path: Path) -
     assert "Invalid AOF manifest file format" in result.stderr  # Redis's own words
     assert "Traceback" not in result.stderr
     assert not (data / "logs").exists()  # no service was started
+
+
+@pytest.mark.parametrize("service", ["auth", "canvas"])
+def test_ready_is_503_naming_the_missing_migration_until_it_is_applied(service: str, tmp_path: Path) -> None:
+    from devtools.migrate import migrate
+    from devtools.processes import Process, uvicorn_cmd
+
+    port = free_port()
+    env = {f"{service.upper()}_DATABASE_URL": f"sqlite:///{tmp_path}/{service}.db", "LOG_LEVEL": "WARNING"}
+    process = Process(
+        service,
+        uvicorn_cmd(f"services.{service}.app:app", port),
+        env,
+        tmp_path / f"{service}.log",
+        f"http://127.0.0.1:{port}/health",
+    )
+    process.start(wait=60)
+    try:
+        first = subprocess.run(
+            ["curl", "-s", "-i", f"http://127.0.0.1:{port}/ready"], capture_output=True, text=True, check=True
+        ).stdout
+        assert first.startswith("HTTP/1.1 503")
+        assert "application/problem+json" in first
+        body = json.loads(first.split("\n\n", 1)[1])
+        assert "migrations" in body["failed"]
+        assert f"{service} database lacks migration 2026-11-26T" in body["detail"]
+        assert "make migrate" in body["detail"]
+
+        migrate([service], env=env)
+        process.wait_healthy(30, f"http://127.0.0.1:{port}/ready")  # 200 once applied, no restart
+    finally:
+        process.stop()
+
+
+def test_make_runs_own_origins_are_allowed_besides_the_configured_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from devtools.run import base_env, parse_args
+
+    args = parse_args(["--gateway-port", "8123"])
+    monkeypatch.setenv("GATEWAY_ALLOWED_ORIGINS", '["https://app.example.com"]')
+    assert json.loads(base_env(args, "redis://x")["GATEWAY_ALLOWED_ORIGINS"]) == [
+        "https://app.example.com",
+        "http://127.0.0.1:8123",
+        "http://localhost:8123",
+    ]
+    monkeypatch.delenv("GATEWAY_ALLOWED_ORIGINS")
+    assert json.loads(base_env(args, "redis://x")["GATEWAY_ALLOWED_ORIGINS"]) == [
+        "http://127.0.0.1:8123",
+        "http://localhost:8123",
+    ]
