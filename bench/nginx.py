@@ -43,6 +43,7 @@ http {{
             proxy_set_header Connection "";
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI $request_uri;
             proxy_set_header X-Request-Id $request_id;
         }}
 

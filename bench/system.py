@@ -125,6 +125,8 @@ class System:
         """A valid X-Internal-Auth value, as the gateway would sign it, valid ~34 s from now."""
         return internal_auth.sign(
             self.secret.encode(),
+            audience="canvas",  # the direct calls go to the canvas service's /api routes
+            api_only=True,
             user_id=user_id,
             session_id=session_id,
             request_id=f"bench-{secrets.token_hex(4)}",

@@ -233,7 +233,7 @@ class SchemaCache:
         return self._doc
 
     async def _fetch(self, upstream: Upstream) -> dict[str, Any]:
-        headers = {internal_auth.HEADER: internal_auth.sign(self.secret)}
+        headers = {internal_auth.HEADER: internal_auth.sign(self.secret, audience=upstream.name)}
         status, body = await upstream.json("GET", SERVICE_SCHEMA_PATH, headers=headers)
         if status != 200:
             raise RuntimeError(f"{upstream.name} schema: {status}")

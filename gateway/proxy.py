@@ -169,6 +169,8 @@ class Proxy:
             forwarded[internal_auth.CLIENT_USER_AGENT] = agent.decode("latin-1")
         forwarded[internal_auth.HEADER] = internal_auth.sign(
             self.secret,
+            audience=endpoint.upstream,
+            api_only=True,
             user_id=session.user_id if session else None,
             session_id=session.session_id if session else None,
             request_id=rid,

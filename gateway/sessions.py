@@ -199,7 +199,7 @@ class SessionValidator:
         headers = {
             "content-type": "application/json",
             "x-request-id": request_id,
-            internal_auth.HEADER: internal_auth.sign(self.secret, request_id=request_id),
+            internal_auth.HEADER: internal_auth.sign(self.secret, audience="auth", request_id=request_id),
         }
         body = _encoder.encode(_ValidateRequest(session_id=session_id))
         try:

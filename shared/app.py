@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -28,9 +28,11 @@ def create_service_app(
     lifespan: Sequence[Callable[[Litestar], AbstractAsyncContextManager[Any]]] = (),
     ready_checks: Mapping[str, ReadyCheck],
     request_max_body_size: int = 2 * 1024 * 1024,
+    audiences: Collection[str] | None = None,
     **config: Any,
 ) -> Litestar:
-    """An internal service: every route but the ops routes needs the signed internal credential."""
+    """An internal service: every route but the ops routes needs the signed internal credential,
+    signed for this service (`audiences`, default: its `name`)."""
     configure_logging(name, json=settings.json_logs, level=settings.log_level)
     log_startup_warnings(settings)
     prometheus = prometheus_config(name)
@@ -39,7 +41,7 @@ def create_service_app(
         lifespan=list(lifespan),
         middleware=[
             prometheus.middleware,
-            internal_auth_middleware(settings.secret),
+            internal_auth_middleware(settings.secret, audiences or {name}),
             JsonBodyMiddleware(request_max_body_size),
         ],
         plugins=[problem_details_plugin()],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import structlog
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
@@ -18,16 +20,22 @@ EXCLUDE_FROM_AUTH = "exclude_from_auth"  # a route handler opt: open without a c
 class InternalAuthMiddleware(AbstractAuthenticationMiddleware):
     """Sets `request.user` to the caller's InternalCredential; 401 when missing or invalid."""
 
-    def __init__(self, app, secret: bytes, max_age: float, **kwargs) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, app, secret: bytes, max_age: float, audiences: frozenset[str], **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().__init__(app, **kwargs)
         self.secret = secret
         self.max_age = max_age
+        self.audiences = audiences
 
     async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
         try:
             cred = internal_auth.verify(
-                self.secret, connection.headers.get(internal_auth.HEADER), max_age=self.max_age
+                self.secret,
+                connection.headers.get(internal_auth.HEADER),
+                audiences=self.audiences,
+                max_age=self.max_age,
             )
+            if cred.api and not connection.scope["path"].startswith("/api/"):
+                raise internal_auth.InvalidCredential("internal credential limited to the public API")
         except internal_auth.InvalidCredential as exc:
             raise NotAuthorizedException(str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
         if cred.uid:
@@ -36,12 +44,14 @@ class InternalAuthMiddleware(AbstractAuthenticationMiddleware):
 
 
 def internal_auth_middleware(
-    secret: bytes, max_age: float = internal_auth.DEFAULT_MAX_AGE
+    secret: bytes, audiences: Collection[str], max_age: float = internal_auth.DEFAULT_MAX_AGE
 ) -> DefineMiddleware:
+    """Admits credentials signed with `secret` for one of `audiences` (this service's name)."""
     return DefineMiddleware(
         InternalAuthMiddleware,
         secret=secret,
         max_age=max_age,
+        audiences=frozenset(audiences),
         exclude=[f"^{p}" for p in OPEN_PATHS],
         exclude_from_auth_key=EXCLUDE_FROM_AUTH,
     )

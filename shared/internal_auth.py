@@ -1,8 +1,12 @@
 """The signed, short-lived internal credential (docs/architecture.md, decision 4).
 
 The gateway (and any service calling another) sends `X-Internal-Auth: v1.<payload>.<mac>` where
-payload is base64url(JSON {uid, sid, rid, ip, iat}) and mac is base64url(HMAC-SHA256(secret, payload)).
-A receiver rejects it when missing, malformed, tampered, or older than `max_age` seconds.
+payload is base64url(JSON {aud, api, uid, sid, rid, ip, iat}) and mac is
+base64url(HMAC-SHA256(secret, payload)). A receiver rejects it when missing, malformed, tampered,
+older than `max_age` seconds, or meant for another service: `aud` names the one service it is for
+(issue 14: a credential minted for one call opened routes of both services). `api` marks a
+credential that may only call the public `/api` routes (what the gateway's proxy sends, and what
+`/internal/forward-auth` mints); the service middleware refuses it anywhere else.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Collection
 
 import msgspec
 
@@ -28,6 +33,8 @@ class InternalCredential(msgspec.Struct, frozen=True, omit_defaults=True):
     """Who is calling: the end user (if any), their session, the request id and the signing time."""
 
     iat: float
+    aud: str | None = None  # the service this credential is for
+    api: bool = False  # only for the public /api routes
     uid: str | None = None
     sid: str | None = None
     rid: str | None = None
@@ -49,6 +56,8 @@ def _mac(secret: bytes, payload: str) -> str:
 def sign(
     secret: bytes,
     *,
+    audience: str,
+    api_only: bool = False,
     user_id: str | None = None,
     session_id: str | None = None,
     request_id: str | None = None,
@@ -57,6 +66,8 @@ def sign(
 ) -> str:
     cred = InternalCredential(
         iat=time.time() if now is None else now,
+        aud=audience,
+        api=api_only,
         uid=user_id,
         sid=session_id,
         rid=request_id,
@@ -67,7 +78,12 @@ def sign(
 
 
 def verify(
-    secret: bytes, value: str | None, *, max_age: float = DEFAULT_MAX_AGE, now: float | None = None
+    secret: bytes,
+    value: str | None,
+    *,
+    audiences: Collection[str],
+    max_age: float = DEFAULT_MAX_AGE,
+    now: float | None = None,
 ) -> InternalCredential:
     if not value:
         raise InvalidCredential("missing internal credential")
@@ -84,4 +100,6 @@ def verify(
     age = (time.time() if now is None else now) - cred.iat
     if age > max_age or age < -CLOCK_SKEW:
         raise InvalidCredential("expired internal credential")
+    if cred.aud not in audiences:
+        raise InvalidCredential("internal credential meant for another service")
     return cred

@@ -1,4 +1,7 @@
-"""The eight scenarios of issue 6. Each module defines one `SCENARIO`; `ALL` lists them in order."""
+"""The scenarios: the eight of issue 6 and 9 (abuse) of issue 14.
+
+Each module defines one `SCENARIO`; `ALL` lists them in order.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from bench.scenarios import (
     s6_cascade,
     s7_login_storm,
     s8_memory,
+    s9_abuse,
 )
 from bench.scenarios.base import Scenario
 
@@ -25,5 +29,6 @@ ALL: list[Scenario] = [
         s6_cascade,
         s7_login_storm,
         s8_memory,
+        s9_abuse,
     )
 ]

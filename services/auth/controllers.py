@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.connection import ASGIConnection
@@ -40,7 +41,7 @@ from services.auth.settings import AuthSettings, settings
 from services.auth.throttle import LoginThrottle
 from shared import internal_auth
 from shared.auth_middleware import EXCLUDE_FROM_AUTH, caller_of
-from shared.errors import NotFound, Unauthorized
+from shared.errors import Forbidden, NotFound, Unauthorized
 from shared.timeutil import rfc3339
 from shared.tokens import session_id_of
 
@@ -348,6 +349,28 @@ class UsersController(Controller):
         return Response(None, status_code=204, headers=SESSION_ENDED)
 
 
+# Which service owns a public path (the gateway's route table, by prefix); canvas paths first.
+_OWNERS = (
+    ("/api/users/me/canvases", "canvas"),
+    ("/api/canvases", "canvas"),
+    ("/api/auth", "auth"),
+    ("/api/users", "auth"),
+)
+
+
+def forward_auth_audience(uri: str | None) -> str | None:
+    """The service a forward-auth credential is for: the owner of the original request's path."""
+    if not uri:
+        return None
+    path = urlsplit(uri).path
+    if ".." in path.split("/"):
+        return None
+    for prefix, owner in _OWNERS:
+        if path == prefix or path.startswith(prefix + "/"):
+            return owner
+    return None
+
+
 class InternalController(Controller):
     """Service-to-service routes; the gateway never forwards /internal."""
 
@@ -371,7 +394,15 @@ class InternalController(Controller):
     async def forward_auth(self, request: Request, sessions: Sessions) -> Response[None]:
         """nginx/Traefik-style forward auth (`auth_request`): a valid Bearer token in, the signed
         internal credential out in `X-Internal-Auth`. Open without a credential because the proxy
-        cannot sign one; it mints a credential only for a live session, for that session's user."""
+        cannot sign one; it mints a credential only for a live session, for that session's user, and
+        only for what the gateway's proxy may do: the public `/api` routes of the one service that
+        owns the original request's path (`X-Forwarded-Uri` or `X-Original-URI`; 403 without one
+        or for a path no service owns)."""
+        audience = forward_auth_audience(
+            request.headers.get("x-forwarded-uri") or request.headers.get("x-original-uri")
+        )
+        if audience is None:
+            raise Forbidden("X-Forwarded-Uri or X-Original-URI must name a public /api path")
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         found = (
             await sessions.validate(session_id_of(token)) if scheme.lower() == "bearer" and token else None
@@ -381,6 +412,8 @@ class InternalController(Controller):
         info, _ = found
         credential = internal_auth.sign(
             settings.secret,
+            audience=audience,
+            api_only=True,
             user_id=info.user_id,
             session_id=info.id,
             request_id=request.headers.get("x-request-id"),

@@ -27,7 +27,7 @@ class AuthClient:
 
     async def existing_users(self, user_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         """POST /internal/users/existing (docs/api.md, "Internal"): which of `user_ids` still exist."""
-        headers = {internal_auth.HEADER: internal_auth.sign(self.secret)}
+        headers = {internal_auth.HEADER: internal_auth.sign(self.secret, audience="auth")}
         body = {"userIds": [str(u) for u in user_ids]}
         try:
             async with self.http.post(self.url, json=body, headers=headers) as resp:

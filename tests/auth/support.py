@@ -45,7 +45,13 @@ def signed(
 ) -> dict[str, str]:
     """The credential header the gateway adds."""
     value = internal_auth.sign(
-        settings.secret, user_id=uid, session_id=sid, client_ip=ip, request_id="test", now=now
+        settings.secret,
+        audience="auth",
+        user_id=uid,
+        session_id=sid,
+        client_ip=ip,
+        request_id="test",
+        now=now,
     )
     return {internal_auth.HEADER: value}
 

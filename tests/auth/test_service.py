@@ -39,7 +39,9 @@ async def test_the_credential_is_refused_when_missing_tampered_or_expired(
         "missing": {},
         "tampered": {internal_auth.HEADER: tampered(account)},
         "expired": signed(account.uid, account.sid, now=time.time() - internal_auth.DEFAULT_MAX_AGE - 5),
-        "foreign": {internal_auth.HEADER: internal_auth.sign(b"x" * 32, user_id=account.uid)},
+        "foreign": {
+            internal_auth.HEADER: internal_auth.sign(b"x" * 32, audience="auth", user_id=account.uid)
+        },
     }
     for name, headers in credentials.items():
         resp = await client.request(method, path, headers=headers, json={})

@@ -47,7 +47,7 @@ async def eventually(
 
 
 def signed(uid: str | None) -> dict[str, str]:
-    return {internal_auth.HEADER: internal_auth.sign(settings.secret, user_id=uid)}
+    return {internal_auth.HEADER: internal_auth.sign(settings.secret, audience="canvas", user_id=uid)}
 
 
 async def insert_canvases(

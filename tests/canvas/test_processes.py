@@ -111,7 +111,9 @@ async def test_the_sweep_asks_the_real_auth_service(data_dir: Path, cache: ReadC
             assert (await owned(user_id), await owned(ghost)) == (2, 0)
 
             # The user is deleted, and the user.deleted event never reaches us (no relay runs here).
-            credential = internal_auth.sign(settings.secret, user_id=user_id, session_id=session_id)
+            credential = internal_auth.sign(
+                settings.secret, audience="canvas", user_id=user_id, session_id=session_id
+            )
             async with http.delete(
                 url_of(auth) + "/api/users/me",
                 json={"password": password},

@@ -40,7 +40,9 @@ class AuthStandIn:
 
     async def existing(self, request: web.Request) -> web.Response:
         try:
-            internal_auth.verify(settings.secret, request.headers.get(internal_auth.HEADER))
+            internal_auth.verify(
+                settings.secret, request.headers.get(internal_auth.HEADER), audiences={"auth"}
+            )
         except internal_auth.InvalidCredential:
             return web.json_response({"status": 401}, status=401)
         ids = (await request.json())["userIds"]

@@ -109,12 +109,16 @@ async def test_bad_bodies_at_the_services_directly(http: Client, system: System)
     canvas = await user.canvas()
     me = (await user.call("GET", "/api/users/me")).json()
     secret = os.environ["INTERNAL_SECRET"].encode()
-    credential = internal_auth.sign(secret, user_id=me["id"], session_id="s", request_id="t")
-    headers = {internal_auth.HEADER: credential}
+
+    def headers(audience: str) -> dict[str, str]:
+        credential = internal_auth.sign(secret, audience=audience, user_id=me["id"], session_id="s")
+        return {internal_auth.HEADER: credential}
+
     routes = body_routes(canvas["id"])
     auth_base = system.auth.health_url.removesuffix("/health")  # type: ignore[union-attr]
     canvas_base = system.canvas.health_url.removesuffix("/health")  # type: ignore[union-attr]
-    await _bad_body_answers(http, auth_base, [r for r in routes if "/canvases" not in r[1]], headers)
-    await _bad_body_answers(http, canvas_base, [r for r in routes if "/canvases" in r[1]], headers)
+    auth_routes = [r for r in routes if "/canvases" not in r[1]]
+    await _bad_body_answers(http, auth_base, auth_routes, headers("auth"))
+    await _bad_body_answers(http, canvas_base, [r for r in routes if "/canvases" in r[1]], headers("canvas"))
     internal = [("POST", "/internal/sessions/validate", {}), ("POST", "/internal/users/existing", {})]
-    await _bad_body_answers(http, auth_base, internal, headers)
+    await _bad_body_answers(http, auth_base, internal, headers("auth"))

@@ -83,7 +83,11 @@ def hanging_port() -> Iterator[int]:
 
 
 def credential(**claims: Any) -> dict[str, str]:
-    return {internal_auth.HEADER: internal_auth.sign(os.environ["INTERNAL_SECRET"].encode(), **claims)}
+    return {
+        internal_auth.HEADER: internal_auth.sign(
+            os.environ["INTERNAL_SECRET"].encode(), **{"audience": "auth", **claims}
+        )
+    }
 
 
 class Stub:

@@ -127,6 +127,7 @@ async def _ok() -> None:
 
 app = create_service_app(
     name=os.environ.get("STUB_NAME", "stub"),
+    audiences={"auth", "canvas"},  # it plays both services
     settings=settings,
     route_handlers=[validate, signup, login, logout, big, echo, add_session, revoke, set_state, get_state],
     ready_checks={"redis": redis.ping, "nothing": _ok},

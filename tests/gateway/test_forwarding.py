@@ -99,7 +99,7 @@ async def test_spoofed_identity_headers_never_reach_the_service(
     http: Client, gateway: str, upstream: Stub
 ) -> None:
     token, sid = await upstream.session("real-user")
-    forged = internal_auth.sign(b"x" * 32, user_id="admin")
+    forged = internal_auth.sign(b"x" * 32, audience="canvas", user_id="admin")
     spoofed = {
         "X-Internal-Auth": forged,
         "X-User-Id": "admin",

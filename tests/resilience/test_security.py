@@ -464,16 +464,16 @@ async def test_services_refuse_calls_without_a_valid_credential(http: Client, st
     malformed one, one signed with another secret, a valid one whose payload was swapped (naming
     another user), and one that expired: 401 with a Bearer challenge, as problem details."""
     owner, stranger = await member(http, stack), await member(http, stack)
-    good = internal_auth.sign(SECRET, user_id=stranger.id)
-    forged = internal_auth.sign(SECRET, user_id=owner.id)
+    good = internal_auth.sign(SECRET, audience="canvas", user_id=stranger.id)
+    forged = internal_auth.sign(SECRET, audience="canvas", user_id=owner.id)
     swapped = ".".join([good.split(".")[0], forged.split(".")[1], good.split(".")[2]])
     credentials = {
         "missing": None,
         "malformed": "v1.not-a-credential",
-        "other-secret": internal_auth.sign(b"s" * 32, user_id=owner.id),
+        "other-secret": internal_auth.sign(b"s" * 32, audience="canvas", user_id=owner.id),
         "swapped-payload": swapped,
         "expired": internal_auth.sign(
-            SECRET, user_id=owner.id, now=time.time() - internal_auth.DEFAULT_MAX_AGE - 5
+            SECRET, audience="canvas", user_id=owner.id, now=time.time() - internal_auth.DEFAULT_MAX_AGE - 5
         ),
     }
     for method, url in direct_routes(stack):
@@ -484,7 +484,7 @@ async def test_services_refuse_calls_without_a_valid_credential(http: Client, st
             assert reply.headers["WWW-Authenticate"] == "Bearer"
             if method != "HEAD":
                 assert reply.headers["Content-Type"] == "application/problem+json"
-    valid = {internal_auth.HEADER: internal_auth.sign(SECRET, user_id=owner.id)}
+    valid = {internal_auth.HEADER: internal_auth.sign(SECRET, audience="canvas", user_id=owner.id)}
     assert (await http("GET", f"{stack.canvas_url}/api/users/me/canvases", headers=valid)).status == 200
 
 
@@ -495,7 +495,9 @@ async def test_identity_headers_from_clients_are_ignored(http: Client, stack: St
     victim, attacker = await member(http, stack), await member(http, stack)
     secret_canvas = await victim.canvas()
     spoof = {
-        internal_auth.HEADER: internal_auth.sign(SECRET, user_id=victim.id, session_id=sha256(victim.token)),
+        internal_auth.HEADER: internal_auth.sign(
+            SECRET, audience="canvas", user_id=victim.id, session_id=sha256(victim.token)
+        ),
         "X-User-Id": victim.id,
         "X-Session-Id": sha256(victim.token),
         "X-Forwarded-User": victim.email,
