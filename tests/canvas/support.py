@@ -46,8 +46,8 @@ async def eventually(
     raise AssertionError(f"condition not met within {within}s")
 
 
-def signed(uid: str | None) -> dict[str, str]:
-    return {internal_auth.HEADER: internal_auth.sign(settings.secret, audience="canvas", user_id=uid)}
+def signed(uid: str | None, audience: str = "canvas") -> dict[str, str]:
+    return {internal_auth.HEADER: internal_auth.sign(settings.secret, audience=audience, user_id=uid)}
 
 
 async def insert_canvases(

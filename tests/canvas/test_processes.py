@@ -50,7 +50,12 @@ def url_of(process: Process) -> str:
 async def call(
     http: aiohttp.ClientSession, process: Process, method: str, path: str, uid: str | None, **kwargs: Any
 ) -> dict[str, Any]:
-    async with http.request(method, url_of(process) + path, headers=signed(uid), **kwargs) as resp:
+    async with http.request(
+        method,
+        url_of(process) + path,
+        headers=signed(uid, "auth" if process.name == "auth" else "canvas"),
+        **kwargs,
+    ) as resp:
         assert resp.status in (200, 201), await resp.text()
         return await resp.json()  # type: ignore[no-any-return]
 
@@ -112,7 +117,7 @@ async def test_the_sweep_asks_the_real_auth_service(data_dir: Path, cache: ReadC
 
             # The user is deleted, and the user.deleted event never reaches us (no relay runs here).
             credential = internal_auth.sign(
-                settings.secret, audience="canvas", user_id=user_id, session_id=session_id
+                settings.secret, audience="auth", user_id=user_id, session_id=session_id
             )
             async with http.delete(
                 url_of(auth) + "/api/users/me",
