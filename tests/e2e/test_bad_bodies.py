@@ -39,6 +39,9 @@ def body_routes(canvas_id: str) -> list[tuple[str, str, dict[str, Any]]]:
     return [
         ("POST", "/api/auth/signup", {"email": "x@example.com", "password": PASSWORD}),
         ("POST", "/api/auth/login", {"email": "x@example.com", "password": PASSWORD}),
+        ("POST", "/api/auth/password-reset", {"email": "x@example.com"}),
+        ("POST", "/api/auth/password-reset/confirm", {"token": "a" * 32, "newPassword": PASSWORD}),
+        ("POST", "/api/auth/email-verification/confirm", {"token": "a" * 32}),
         ("PATCH", "/api/users/me", {"name": "N"}),
         ("POST", "/api/users/me/password", {"currentPassword": PASSWORD, "newPassword": PASSWORD + "!"}),
         ("DELETE", "/api/users/me", {"password": PASSWORD}),
