@@ -29,6 +29,7 @@ from piccolo.engine.sqlite import SQLiteTransaction, TransactionType, dict_facto
 log = structlog.get_logger()
 
 BUSY_TIMEOUT_MS = 10_000
+CLOSE_TIMEOUT = 5.0  # seconds a PostgreSQL pool gets to close at shutdown
 _READ_PREFIXES = ("SELECT", "WITH", "PRAGMA", "EXPLAIN")
 
 
@@ -228,6 +229,10 @@ def database_unavailable(exc: BaseException) -> bool:
             _SQLITE_TRANSIENT
         ):
             return True
+        if isinstance(current, asyncpg.exceptions.ObjectNotInPrerequisiteStateError) and (
+            "not currently accepting connections" in str(current)  # ALLOW_CONNECTIONS false
+        ):
+            return True
         current = current.__cause__ or current.__context__
     return False
 
@@ -253,8 +258,15 @@ async def open_engine(engine: Engine[Any], pool_size: int = 10) -> None:
 async def close_engine(engine: Engine[Any]) -> None:
     if isinstance(engine, SQLiteEngine):
         await engine.close()
-    elif isinstance(engine, PostgresEngine):
-        await engine.close_connection_pool()
+    elif isinstance(engine, PostgresEngine) and engine.pool is not None:
+        # asyncpg's close waits for every connection to come back: one held by a task stuck on a dead
+        # server would hang the shutdown until SIGKILL. Bounded, then the rest are cut.
+        try:
+            await asyncio.wait_for(engine.pool.close(), CLOSE_TIMEOUT)
+        except TimeoutError:
+            log.warning("db_pool_close_timed_out", seconds=CLOSE_TIMEOUT)
+            engine.pool.terminate()
+        engine.pool = None
 
 
 @asynccontextmanager

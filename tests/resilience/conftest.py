@@ -16,6 +16,7 @@ import os
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,9 +70,11 @@ class Stack(System):
         self.redis.process = None
 
 
-def web_process(name: str, app: str, port: int, env: dict[str, str], logs: Path) -> Process:
+def web_process(
+    name: str, app: str, port: int, env: dict[str, str], logs: Path, *, workers: int = 1
+) -> Process:
     health = f"http://127.0.0.1:{port}/health"
-    return Process(name, uvicorn_cmd(app, port), env, logs / f"{name}.log", health)
+    return Process(name, uvicorn_cmd(app, port, workers=workers), env, logs / f"{name}.log", health)
 
 
 def _gateway_env(auth_url: str, canvas_url: str) -> dict[str, str]:
@@ -113,11 +116,18 @@ async def _drop(names: list[str]) -> None:
         await conn.close()
 
 
-@pytest.fixture(scope="session")
-async def stack(data_dir: Path) -> AsyncIterator[Stack]:
-    root = data_dir / "resilience"
+@asynccontextmanager
+async def build_stack(
+    data_dir: Path, name: str, *, workers: int = 1, appendonly: bool = False
+) -> AsyncIterator[Stack]:
+    """A complete system of its own: Redis, both databases migrated, auth, canvas, relay, gateway.
+
+    `workers` uvicorn workers per web process and a Redis with append-only persistence reproduce
+    what docker-compose starts (2 workers, AOF); the default is the lighter single-worker stack.
+    """
+    root = data_dir / name
     urls, pg_names = await _databases(data_dir)
-    redis = RedisServer(root / "redis", appendonly=False).start()
+    redis = RedisServer(root / "redis", appendonly=appendonly).start()
     ports = {name: free_port() for name in ("auth", "canvas", "gateway")}
     auth_url, canvas_url, gateway_url = (
         f"http://127.0.0.1:{ports[n]}" for n in ("auth", "canvas", "gateway")
@@ -139,10 +149,10 @@ async def stack(data_dir: Path) -> AsyncIterator[Stack]:
     auth_db, canvas_db = await RawDB(urls["auth"]).open(2), await RawDB(urls["canvas"]).open(2)
     running = Stack(
         gateway_url,
-        web_process("auth", "services.auth.app:app", ports["auth"], env, logs),
-        web_process("canvas", "services.canvas.app:app", ports["canvas"], env, logs),
+        web_process("auth", "services.auth.app:app", ports["auth"], env, logs, workers=workers),
+        web_process("canvas", "services.canvas.app:app", ports["canvas"], env, logs, workers=workers),
         Process("relay", [sys.executable, "-m", "services.auth.relay"], env, logs / "relay.log"),
-        web_process("gateway", "gateway.app:app", ports["gateway"], env, logs),
+        web_process("gateway", "gateway.app:app", ports["gateway"], env, logs, workers=workers),
         redis=redis,
         auth_url=auth_url,
         canvas_url=canvas_url,
@@ -161,6 +171,12 @@ async def stack(data_dir: Path) -> AsyncIterator[Stack]:
         await auth_db.close()
         await canvas_db.close()
         await _drop(pg_names)
+
+
+@pytest.fixture(scope="session")
+async def stack(data_dir: Path) -> AsyncIterator[Stack]:
+    async with build_stack(data_dir, "resilience") as running:
+        yield running
 
 
 @pytest.fixture(scope="session")
