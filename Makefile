@@ -44,8 +44,12 @@ test-sqlite: $(INSTALLED) ## Run the test suite on SQLite only
 test-postgres: $(INSTALLED) ## Run the test suite on PostgreSQL only (TEST_POSTGRES_URL)
 	TEST_DB=postgres $(PY) -m pytest -m "not sqlite_only"
 
-test-resilience: $(INSTALLED) ## Run only the resilience and security suite
+test-resilience: $(INSTALLED) ## Run only the resilience, fault and security suite (SQLite, then PostgreSQL if reachable)
 	$(PY) -m pytest -m resilience
+	@TEST_DB=postgres $(PY) -m devtools.pgcheck; rc=$$?; \
+	if [ $$rc -eq 0 ]; then TEST_DB=postgres $(PY) -m pytest -m "resilience and not sqlite_only"; \
+	elif [ $$rc -eq 2 ]; then exit 2; \
+	else echo "PostgreSQL not reachable: skipped the PostgreSQL fault run (REQUIRE_POSTGRES=1 makes this fail)"; fi
 
 lint: $(INSTALLED) ## Ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff check .

@@ -90,15 +90,15 @@ def _gateway_env(auth_url: str, canvas_url: str) -> dict[str, str]:
     }
 
 
-async def _databases(data_dir: Path) -> tuple[dict[str, str], list[str]]:
+async def _databases(data_dir: Path, name: str) -> tuple[dict[str, str], list[str]]:
     """Database URLs for both services (and the PostgreSQL databases to drop afterwards)."""
     if os.environ.get("TEST_DB", "sqlite") != "postgres":
-        return {app: f"sqlite:///{data_dir}/resilience-{app}.db" for app in APPS}, []
+        return {app: f"sqlite:///{data_dir}/{name}-{app}.db" for app in APPS}, []
     names = {app: f"cv_res_{uuid.uuid4().hex[:10]}_{app}" for app in APPS}
     conn = await asyncpg.connect(TEST_POSTGRES_URL, timeout=5)
     try:
-        for name in names.values():
-            await conn.execute(f'CREATE DATABASE "{name}"')
+        for database in names.values():
+            await conn.execute(f'CREATE DATABASE "{database}"')
     finally:
         await conn.close()
     base = TEST_POSTGRES_URL.rsplit("/", 1)[0]
@@ -126,7 +126,7 @@ async def build_stack(
     what docker-compose starts (2 workers, AOF); the default is the lighter single-worker stack.
     """
     root = data_dir / name
-    urls, pg_names = await _databases(data_dir)
+    urls, pg_names = await _databases(data_dir, name)
     redis = RedisServer(root / "redis", appendonly=appendonly).start()
     ports = {name: free_port() for name in ("auth", "canvas", "gateway")}
     auth_url, canvas_url, gateway_url = (
