@@ -31,6 +31,9 @@ run: $(INSTALLED) ## Run the whole system locally (SQLite + the project's own Re
 migrate: $(INSTALLED) ## Apply the database migrations (AUTH_DATABASE_URL / CANVAS_DATABASE_URL)
 	$(PY) -m devtools.migrate
 
+backup: $(INSTALLED) ## Copy make run's SQLite databases (consistently, while running) to data/backups/<time>
+	$(PY) -m devtools.backup
+
 test: $(INSTALLED) ## Run the test suite on SQLite, then on PostgreSQL when it is reachable
 	$(PY) -m pytest
 	@TEST_DB=postgres $(PY) -m devtools.pgcheck; rc=$$?; \
@@ -67,4 +70,4 @@ clean: ## Remove the virtualenv, caches, build leftovers and local data (./data)
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist data *.egg-info
 	find . -path ./.git -prune -o \( -name __pycache__ -o -name '*.egg-info' \) -type d -prune -exec rm -rf {} +
 
-.PHONY: help install run migrate test test-sqlite test-postgres test-resilience lint format bench clean
+.PHONY: help install run migrate backup test test-sqlite test-postgres test-resilience lint format bench clean

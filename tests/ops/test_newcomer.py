@@ -165,6 +165,9 @@ def test_a_fresh_clone_follows_the_readme(clone: Path) -> None:
                 assert "no dead letters" in result.stderr
             if "settings_doc" in command:
                 assert "| `INTERNAL_SECRET` |" in result.stdout
+            if "backup" in command:
+                copies = sorted(p.name for p in (clone / "data" / "backups").glob("*/*.db"))
+                assert copies == ["auth.db", "canvas.db"]
     finally:
         stopped = run.ctrl_c()
     assert re.findall(r"stopped (\w+)", stopped) == ["gateway", "canvas", "relay", "auth", "redis"]
