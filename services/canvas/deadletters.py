@@ -17,7 +17,7 @@ import sys
 from services.canvas.settings import settings
 from services.canvas.streams import dead_letters, replay_dead_letters
 from shared.events import DEAD_LETTER_STREAM
-from shared.redis import BACKGROUND, redis_client
+from shared.redis import BACKGROUND, REDIS_UNAVAILABLE, redis_client
 
 
 async def run(command: str, ids: list[str], redis_url: str = settings.redis_url) -> list[dict[str, str]]:
@@ -47,7 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         command = commands.add_parser(name, help=text, description=text)
         command.add_argument("ids", nargs="*", metavar="ID", help="dead-letter entry id")
     args = parser.parse_args(argv)
-    lines = asyncio.run(run(args.command, args.ids))
+    try:
+        lines = asyncio.run(run(args.command, args.ids))
+    except REDIS_UNAVAILABLE as exc:
+        sys.stderr.write(f"Redis at {settings.redis_url} did not answer ({exc}); is the system running?\n")
+        return 1
     for line in lines:
         sys.stdout.write(json.dumps(line) + "\n")
     if not lines:

@@ -35,7 +35,7 @@ from services.canvas.tables import Canvas
 from services.canvas.view_counter import ViewCounter
 from shared.db import engine_lifespan
 from shared.logging import configure_logging
-from shared.redis import BACKGROUND, redis_client
+from shared.redis import BACKGROUND, REDIS_UNAVAILABLE, redis_client
 from shared.settings import log_startup_warnings
 
 log = structlog.get_logger()
@@ -139,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         result = asyncio.run(run_once(dry_run=args.dry_run))
     except AuthUnavailable as exc:
         sys.stderr.write(f"the auth service at {settings.auth_url} did not answer: {exc}\n")
+        return 1
+    except REDIS_UNAVAILABLE as exc:
+        sys.stderr.write(f"Redis at {settings.redis_url} did not answer ({exc}); is the system running?\n")
         return 1
     sys.stdout.write(json.dumps(dataclasses.asdict(result)) + "\n")
     return 1 if result.refused else 0

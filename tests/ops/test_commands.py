@@ -128,3 +128,11 @@ def test_dead_letters_list_says_when_there_are_none(tmp_path: Path) -> None:
     result = _run(["services.canvas.deadletters", "list", "0-1"], {**os.environ, "DATA_DIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr
     assert (result.stdout, result.stderr) == ("", "no dead letters with those ids in user-events:dead\n")
+
+
+def test_a_maintenance_command_with_redis_down_says_so_in_one_line(tmp_path: Path) -> None:
+    result = _run(["services.canvas.deadletters", "list"], _isolated_env(tmp_path))  # Redis: a closed port
+    assert result.returncode == 1
+    assert "did not answer" in result.stderr
+    assert "is the system running?" in result.stderr
+    assert "Traceback" not in result.stderr
