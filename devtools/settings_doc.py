@@ -109,11 +109,13 @@ MEANINGS: dict[str, str] = {
     "GATEWAY_METRICS_HOST": "address of the gateway's own `/metrics` listener (compose: `0.0.0.0`, not published)",
     "GATEWAY_METRICS_PORT": "port of that listener; `0` turns it off",
     "GATEWAY_METRICS_ALLOW": "addresses or networks (`10.0.0.0/8`) that may also read `/metrics` on the public port; everyone else gets 404",
+    "AUTH_HASH_THREADS": "threads hashing passwords per process; `0`: half the cores, at least 1 (the rest stay free for requests that hash nothing)",
     "AUTH_HASH_QUEUE": "password hashes running or waiting per process; more are refused at once with 503 + `Retry-After`",
     "AUTH_CLIENT_PASSWORD_IN_FLIGHT": "signups, logins and password checks one client may have in flight; more are 429 + `Retry-After`",
     "AUTH_SIGNUP_CLIENT_LIMIT": "signups per client per `AUTH_SIGNUP_WINDOW`; more are 429",
     "AUTH_SIGNUP_WINDOW": "the signup counting window",
     "GATEWAY_POOL_WAIT": "seconds a request may wait for one of those places, then 503 + `Retry-After` (not the connect timeout)",
+    "GATEWAY_PASSWORD_CLIENT_IN_FLIGHT": "password requests one client may have in flight per gateway process; more are 429 + `Retry-After` at once",
     "GATEWAY_PASSWORD_POOL_SIZE": "places for the routes that hash a password, a pool of their own; all taken → 503 at once",
 }
 

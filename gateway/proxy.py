@@ -110,6 +110,10 @@ class Proxy:
             "auth-password", settings.auth_url, settings, pool_size=settings.password_pool_size, pool_wait=0.0
         )
         self.validator: SessionValidator | None = None
+        # Password requests in flight per client address in this process (the auth service keeps
+        # the count across processes; this one refuses a flood before it costs an upstream call).
+        self.password_work: dict[str, int] = {}
+        self.password_client_in_flight = settings.password_client_in_flight
 
     @property
     def clients(self) -> list[Upstream]:
@@ -144,6 +148,27 @@ class Proxy:
             _latency(template, upstream).observe(time.perf_counter() - started)
 
     async def _forward(
+        self, scope: HTTPScope, receive: Receive, send: Send, endpoint: Endpoint, path: str
+    ) -> int:
+        if endpoint.hashes:
+            client = client_ip(scope, self.trusted_proxies)
+            if self.password_work.get(client, 0) >= self.password_client_in_flight:
+                raise problem(
+                    429,
+                    "Too many password checks in flight from this client; try again shortly",
+                    headers={"Retry-After": "1"},
+                )
+            self.password_work[client] = self.password_work.get(client, 0) + 1
+            try:
+                return await self._forward_one(scope, receive, send, endpoint, path)
+            finally:
+                if self.password_work[client] <= 1:
+                    del self.password_work[client]
+                else:
+                    self.password_work[client] -= 1
+        return await self._forward_one(scope, receive, send, endpoint, path)
+
+    async def _forward_one(
         self, scope: HTTPScope, receive: Receive, send: Send, endpoint: Endpoint, path: str
     ) -> int:
         headers = dict(scope["headers"])

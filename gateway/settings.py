@@ -27,6 +27,9 @@ class GatewaySettings(CommonSettings, kw_only=True):
     # reach the auth service through a pool of their own, so hashing never holds up session checks
     # and the other routes; when all its places are taken, 503 + Retry-After at once, never a wait.
     password_pool_size: int = 32
+    # Password requests one client may have in flight through this gateway process; more are 429 +
+    # Retry-After at once, before the body is read or the auth service is asked.
+    password_client_in_flight: int = 4
     circuit_failures: int = 5  # consecutive failures that mark an upstream down
     circuit_cooldown: float = 5.0  # seconds an upstream stays marked down at most (a probe ends it sooner)
     # Redis (session cache, rate limit): a slow Redis must not stall requests
@@ -58,6 +61,8 @@ class GatewaySettings(CommonSettings, kw_only=True):
             raise SettingsError(
                 "GATEWAY_BODY_LIMIT, _POOL_SIZE, _PASSWORD_POOL_SIZE and _CIRCUIT_FAILURES must be > 0"
             )
+        if self.password_client_in_flight < 1:
+            raise SettingsError("GATEWAY_PASSWORD_CLIENT_IN_FLIGHT must be at least 1")
         if self.pool_wait < 0:
             raise SettingsError("GATEWAY_POOL_WAIT must be >= 0")
 

@@ -39,7 +39,11 @@ hasher = PasswordHasher(
     parallelism=settings.argon2_parallelism,
     type=Type.ID,
 )
-_pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="argon2")
+# argon2 releases the GIL and takes a core per thread: by default half the cores hash, so a storm
+# of password work leaves the other half to every request that hashes nothing (issue 14).
+_pool = ThreadPoolExecutor(
+    max_workers=settings.hash_threads or max(1, (os.cpu_count() or 2) // 2), thread_name_prefix="argon2"
+)
 
 
 class _Queue:

@@ -37,6 +37,7 @@ class AuthSettings(CommonSettings, kw_only=True):
     # Password work (issue 14): hashes running or waiting per process before more are refused with
     # 503; signups, logins and password checks one client may have in flight (more: 429); signups
     # per client per window (more: 429).
+    hash_threads: int = 0  # threads hashing passwords per process; 0: half the cores (at least 1)
     hash_queue: int = 32
     client_password_in_flight: int = 8
     signup_client_limit: int = 1000
@@ -85,14 +86,19 @@ class AuthSettings(CommonSettings, kw_only=True):
             min(self.mail_timeout, self.mail_retry_max) <= 0
         ):
             raise SettingsError("AUTH_MAIL_* limits and the timeout must be positive")
-        if min(
-            self.throttle_account_limit,
-            self.throttle_client_limit,
-            self.throttle_account_in_flight,
-            self.hash_queue,
-            self.client_password_in_flight,
-            self.signup_client_limit,
-        ) < 1 or self.signup_window <= timedelta(0):
+        if (
+            min(
+                self.throttle_account_limit,
+                self.throttle_client_limit,
+                self.throttle_account_in_flight,
+                self.hash_queue,
+                self.client_password_in_flight,
+                self.signup_client_limit,
+            )
+            < 1
+            or self.signup_window <= timedelta(0)
+            or self.hash_threads < 0
+        ):
             raise SettingsError(
                 "AUTH_THROTTLE_ACCOUNT_LIMIT, AUTH_THROTTLE_CLIENT_LIMIT, AUTH_THROTTLE_ACCOUNT_IN_FLIGHT,"
                 " AUTH_HASH_QUEUE, AUTH_CLIENT_PASSWORD_IN_FLIGHT, AUTH_SIGNUP_CLIENT_LIMIT:"

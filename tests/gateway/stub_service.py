@@ -61,6 +61,14 @@ async def signup(data: JSONBody[dict[str, str]]) -> dict[str, Any]:
 
 @post("/api/auth/login", status_code=200)
 async def login(data: JSONBody[dict[str, str]]) -> dict[str, Any]:
+    STATE["logins_waiting"] = STATE.get("logins_waiting", 0) + 1
+    try:
+        for _ in range(200):  # while a test holds logins (at most 10 s)
+            if not STATE.get("hold_logins"):
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        STATE["logins_waiting"] -= 1
     return await signup.fn(data)  # type: ignore[no-any-return]
 
 

@@ -83,3 +83,28 @@ async def test_a_flood_of_ready_costs_one_check_a_second(http: Client, gateway: 
     # The gateway asks each service (the stub plays both) at most once a second; the stub's own
     # /ready runs its checks at most once a second too.
     assert checks <= math.ceil(elapsed) + 1, (checks, elapsed)
+
+
+async def test_a_client_with_password_work_in_flight_gets_429_at_the_gateway(
+    http: Client, start_gateway: Callable[..., Process], upstream: Stub
+) -> None:
+    gateway = url_of(start_gateway(password_client_in_flight=2))
+    login = {"email": "a@example.com", "password": "x"}
+    await upstream.state(hold_logins=True)
+    try:
+        held = [asyncio.create_task(http("POST", f"{gateway}/api/auth/login", json=login)) for _ in range(2)]
+        for _ in range(200):  # until both reached the service
+            if (await upstream.state()).get("logins_waiting") == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert (await upstream.state())["logins_waiting"] == 2
+        refused = await http("POST", f"{gateway}/api/auth/signup", json=login)
+        assert refused.status == 429
+        assert refused.headers["Retry-After"] == "1"
+        assert refused.headers["Content-Type"] == "application/problem+json"
+        assert (await upstream.state())["logins_waiting"] == 2  # never forwarded
+        assert (await http("GET", f"{gateway}/api/canvases")).status == 200  # hashes nothing: unaffected
+    finally:
+        await upstream.state(hold_logins=False)
+    assert [r.status for r in await asyncio.gather(*held)] == [200, 200]
+    assert (await http("POST", f"{gateway}/api/auth/login", json=login)).status == 200
