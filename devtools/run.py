@@ -214,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     load_dotenv(run_env=False)  # run.env is this command's output, not its input
     args = parse_args(argv)
     print(f"Starting Canvas-Verse (data in {args.data_dir}) ...", flush=True)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # like Ctrl-C: stop what has started
     try:
         redis, processes = start_all(args)  # Ctrl-C here: KeyboardInterrupt, everything started is stopped
     except StartError as exc:
