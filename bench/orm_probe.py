@@ -60,11 +60,10 @@ async def raw_op(url: str, canvas_id: uuid.UUID, uid: uuid.UUID, pool_size: int)
 async def main(canvas_id: uuid.UUID, uid: uuid.UUID, seconds: float, concurrency: int) -> dict[str, Any]:
     from piccolo.engine.sqlite import SQLiteEngine as StockSQLiteEngine
 
-    from services.canvas import canvases
-    from services.canvas.db import DB
-    from services.canvas.settings import settings
+    from services.canvas import canvases, db
+    from services.canvas.settings import from_environment
     from services.canvas.tables import Canvas
-    from shared.db import engine_lifespan
+    from shared.db import engine_lifespan, make_engine
 
     warmup = min(2.0, seconds / 2)
 
@@ -72,9 +71,12 @@ async def main(canvas_id: uuid.UUID, uid: uuid.UUID, seconds: float, concurrency
         await canvases.check_visible(canvas_id, uid)
 
     results: dict[str, Any] = {}
-    async with engine_lifespan(DB, settings.db_pool_size):
-        await measure(orm_op, warmup, concurrency)
-        results["orm"] = await measure(orm_op, seconds, concurrency)
+    settings = from_environment()
+    engine = make_engine(settings.database_url)
+    with db.bound(engine):
+        async with engine_lifespan(engine, settings.db_pool_size):
+            await measure(orm_op, warmup, concurrency)
+            results["orm"] = await measure(orm_op, seconds, concurrency)
     op, close = await raw_op(settings.database_url, canvas_id, uid, settings.db_pool_size)
     try:
         await measure(op, warmup, concurrency)

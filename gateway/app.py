@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -24,8 +25,7 @@ from gateway.proxy import Proxy
 from gateway.rate_limit import STORE_NAME, RateCountStore, rate_limit_config
 from gateway.redis_guard import RedisGuard, make_redis
 from gateway.sessions import SessionValidator
-from gateway.settings import GatewaySettings
-from gateway.settings import settings as default_settings
+from gateway.settings import GatewaySettings, from_environment
 from shared.access_log import AccessLogMiddleware
 from shared.app import wrap_outermost
 from shared.errors import EXCEPTION_HANDLERS, problem_details_plugin
@@ -54,8 +54,7 @@ def _cors(settings: GatewaySettings) -> CORSConfig | None:
     )
 
 
-def create_app(settings: GatewaySettings | None = None) -> Litestar:
-    settings = settings or default_settings
+def create_app(settings: GatewaySettings) -> Litestar:
     configure_logging("gateway", json=settings.json_logs, level=settings.log_level)
     log_startup_warnings(settings)
     proxy = Proxy(settings)
@@ -117,4 +116,13 @@ def create_app(settings: GatewaySettings | None = None) -> Litestar:
     return app
 
 
-app = create_app()
+def __getattr__(name: str) -> Litestar:
+    """`gateway.app:app` (uvicorn's entry point) reads the environment once, when asked for."""
+    if name == "app":
+        return _app_from_environment()
+    raise AttributeError(name)
+
+
+@functools.cache
+def _app_from_environment() -> Litestar:
+    return create_app(from_environment())

@@ -67,4 +67,6 @@ class GatewaySettings(CommonSettings, kw_only=True):
             raise SettingsError("GATEWAY_POOL_WAIT must be >= 0")
 
 
-settings = load_settings(GatewaySettings, prefix="GATEWAY_")
+def from_environment() -> GatewaySettings:
+    """The settings from the environment (exit 2 when invalid): entry points call this once."""
+    return load_settings(GatewaySettings, prefix="GATEWAY_")

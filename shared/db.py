@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -25,6 +25,7 @@ from piccolo.engine.postgres import PostgresEngine as _PiccoloPostgresEngine
 from piccolo.engine.postgres import PostgresTransaction
 from piccolo.engine.sqlite import SQLiteEngine as _PiccoloSQLiteEngine
 from piccolo.engine.sqlite import SQLiteTransaction, TransactionType, dict_factory
+from piccolo.table import Table
 
 log = structlog.get_logger()
 
@@ -323,3 +324,23 @@ def migrations_check(engine: Engine[Any], app_name: str, folder: str | Path) -> 
         applied_all = True
 
     return check
+
+
+@contextmanager
+def bind_tables(tables: Sequence[type[Table]], engine: Engine[Any]) -> Iterator[None]:
+    """Bind a service's Piccolo tables to `engine` for the block, then restore what they had.
+
+    Piccolo binds a table class to one engine (`Table._meta.db`); a service's tables are declared
+    unbound and its app's lifespan binds them to the engine `create_app` built from its settings
+    (entry points such as the Piccolo CLI's `piccolo_conf` build theirs from the environment).
+    Apps built one after another (or nested, as tests do) each use their own engine; two apps of
+    one service serving at the same moment in one process would share the innermost binding.
+    """
+    previous = [table._meta._db for table in tables]
+    for table in tables:
+        table._meta.db = engine
+    try:
+        yield
+    finally:
+        for table, db in zip(tables, previous, strict=True):
+            table._meta._db = db

@@ -1,8 +1,10 @@
 """Test environment: the project's own Redis, fresh databases (SQLite, or PostgreSQL with TEST_DB=postgres),
 and a real SMTP server (aiosmtpd, devtools.mail_sink) that every process sends its mail to.
 
-Everything is set up in `pytest_configure`, before any service module is imported, because each
-service reads its settings (and binds its Piccolo tables to an engine) once at import time.
+The environment is set up in `pytest_configure`; the services read it only when a test builds
+settings from it (`from_environment()`). Tests that use the tables without an app (fixtures inserting
+rows, direct checks) find them bound to this run's databases by `tables_bound`; an app's lifespan
+binds them to its own engine while it runs, and restores this binding after.
 """
 
 from __future__ import annotations
@@ -91,6 +93,21 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     data_dir = _state.pop("data_dir", None)
     if isinstance(data_dir, Path):
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+async def tables_bound() -> AsyncIterator[None]:
+    from services.auth import db as auth_db
+    from services.auth.settings import from_environment as auth_settings
+    from services.canvas import db as canvas_db
+    from services.canvas.settings import from_environment as canvas_settings
+    from shared.db import engine_lifespan, make_engine
+
+    auth = make_engine(auth_settings().database_url)
+    canvas = make_engine(canvas_settings().database_url)
+    with auth_db.bound(auth), canvas_db.bound(canvas):
+        async with engine_lifespan(auth, pool_size=4), engine_lifespan(canvas, pool_size=4):
+            yield
 
 
 @pytest.fixture(scope="session")

@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
+from typing import Any
 
 import structlog
 from litestar import Litestar
-from litestar.datastructures import State
+from piccolo.engine.base import Engine
 
-from services.auth import mail_tokens, passwords
+from services.auth import db, mail_tokens
+from services.auth.container import Container
 from services.auth.controllers import DEPENDENCIES, AuthController, InternalController, UsersController
-from services.auth.db import DB
 from services.auth.piccolo_app import APP_CONFIG
-from services.auth.recovery import MailRequestLimit
 from services.auth.sessions import SessionService
-from services.auth.settings import AuthSettings, settings
-from services.auth.throttle import LoginThrottle
+from services.auth.settings import AuthSettings, from_environment
 from shared.app import create_service_app
-from shared.db import engine_lifespan, migrations_check, ping
+from shared.db import engine_lifespan, make_engine, migrations_check, ping
 from shared.loops import every
 from shared.redis import REQUEST_PATH, redis_client
 from shared.timeutil import utcnow
@@ -38,45 +38,46 @@ async def _purge_expired_sessions(sessions: SessionService) -> None:
         log.info("expired_sessions_purged", count=purged, mail_tokens=tokens)
 
 
-def _lifespan(config: AuthSettings) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+def _lifespan(
+    config: AuthSettings, engine: Engine[Any]
+) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        async with engine_lifespan(DB, config.db_pool_size):
-            await passwords.warm_up()
-            redis = redis_client(config.redis_url, REQUEST_PATH)
-            app.state.redis = redis
-            app.state.sessions = SessionService(redis, config)
-            app.state.throttle = LoginThrottle(redis, config)
-            app.state.mail_limit = MailRequestLimit(redis, config)
-            interval = config.session_purge_interval.total_seconds()
-            purge = partial(_purge_expired_sessions, app.state.sessions)
-            sweeper = asyncio.create_task(every(interval, purge, name="session-purge"))
-            try:
-                yield
-            finally:
-                sweeper.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sweeper
-                await redis.aclose()
+        with db.bound(engine):
+            async with engine_lifespan(engine, config.db_pool_size):
+                redis = redis_client(config.redis_url, REQUEST_PATH)
+                container = Container.build(config, redis)
+                await container.passwords.warm_up()
+                app.state.container = container
+                interval = config.session_purge_interval.total_seconds()
+                purge = partial(_purge_expired_sessions, container.sessions)
+                sweeper = asyncio.create_task(every(interval, purge, name="session-purge"))
+                try:
+                    yield
+                finally:
+                    sweeper.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await sweeper
+                    await redis.aclose()
 
     return lifespan
 
 
-def create_app(config: AuthSettings = settings) -> Litestar:
-    """The app; `config` defaults to the environment's (its database URL is always the engine's)."""
+def create_app(config: AuthSettings) -> Litestar:
+    """The app for these settings: its own database engine, Redis client, hasher and services."""
+    engine = make_engine(config.database_url)
 
     async def redis_answers() -> None:
-        await app.state.redis.ping()
+        await app.state.container.redis.ping()
 
     app = create_service_app(
         name="auth",
         settings=config,
         route_handlers=[AuthController, UsersController, InternalController],
-        state=State({"settings": config}),
-        lifespan=[_lifespan(config)],
+        lifespan=[_lifespan(config, engine)],
         ready_checks={
-            "database": partial(ping, DB),
-            "migrations": migrations_check(DB, APP_CONFIG.app_name, APP_CONFIG.migrations_folder_path),
+            "database": partial(ping, engine),
+            "migrations": migrations_check(engine, APP_CONFIG.app_name, APP_CONFIG.migrations_folder_path),
             "redis": redis_answers,
         },
         dependencies=DEPENDENCIES,
@@ -84,4 +85,13 @@ def create_app(config: AuthSettings = settings) -> Litestar:
     return app
 
 
-app = create_app()
+def __getattr__(name: str) -> Litestar:
+    """`services.auth.app:app` (uvicorn's entry point) reads the environment once, when asked for."""
+    if name == "app":
+        return _app_from_environment()
+    raise AttributeError(name)
+
+
+@functools.cache
+def _app_from_environment() -> Litestar:
+    return create_app(from_environment())

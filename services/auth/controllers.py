@@ -16,6 +16,8 @@ from litestar.params import FromPath, JSONBody
 from msgspec import UNSET
 
 from services.auth import recovery, users
+from services.auth.container import Container
+from services.auth.passwords import Passwords
 from services.auth.recovery import MailRequestLimit
 from services.auth.schemas import (
     AuthOut,
@@ -37,7 +39,7 @@ from services.auth.schemas import (
     user_out,
 )
 from services.auth.sessions import SessionService
-from services.auth.settings import AuthSettings, settings
+from services.auth.settings import AuthSettings
 from services.auth.throttle import LoginThrottle
 from shared import internal_auth
 from shared.auth_middleware import EXCLUDE_FROM_AUTH, caller_of
@@ -83,20 +85,29 @@ def client_address(request: Request) -> str:
     return caller_of(request).ip or (request.client.host if request.client else "unknown")
 
 
+def container_of(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
+
+
 def provide_sessions(request: Request) -> SessionService:
-    return request.app.state.sessions  # type: ignore[no-any-return]
+    return container_of(request).sessions
 
 
 def provide_throttle(request: Request) -> LoginThrottle:
-    return request.app.state.throttle  # type: ignore[no-any-return]
+    return container_of(request).throttle
+
+
+def provide_passwords(request: Request) -> Passwords:
+    return container_of(request).passwords
 
 
 def provide_mail_limit(request: Request) -> MailRequestLimit:
-    return request.app.state.mail_limit  # type: ignore[no-any-return]
+    return container_of(request).mail_limit
 
 
 def provide_config(request: Request) -> AuthSettings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return container_of(request).settings
 
 
 CallerDep = NamedDependency[Caller]
@@ -104,6 +115,7 @@ Sessions = NamedDependency[SessionService]
 Throttle = NamedDependency[LoginThrottle]
 MailLimit = NamedDependency[MailRequestLimit]
 Config = NamedDependency[AuthSettings]
+PasswordsDep = NamedDependency[Passwords]
 
 DEPENDENCIES = {
     "caller": Provide(provide_caller, sync_to_thread=False),
@@ -111,6 +123,7 @@ DEPENDENCIES = {
     "throttle": Provide(provide_throttle, sync_to_thread=False),
     "mail_limit": Provide(provide_mail_limit, sync_to_thread=False),
     "config": Provide(provide_config, sync_to_thread=False),
+    "passwords": Provide(provide_passwords, sync_to_thread=False),
 }
 
 
@@ -157,11 +170,13 @@ class AuthController(Controller):
     )
     async def signup(
         self,
+        *,
         request: Request,
         data: JSONBody[SignupBody],
         sessions: Sessions,
         throttle: Throttle,
         config: Config,
+        passwords: PasswordsDep,
     ) -> AuthOut:
         """Create an account and sign in: the user, the session token and when it expires. A
         verification mail goes to the address."""
@@ -173,6 +188,7 @@ class AuthController(Controller):
             client=client_address(request),
             throttle=throttle,
             settings=config,
+            passwords=passwords,
         )
         return await _signed_in(user, sessions, request)
 
@@ -189,10 +205,18 @@ class AuthController(Controller):
         ),
     )
     async def login(
-        self, request: Request, data: JSONBody[LoginBody], sessions: Sessions, throttle: Throttle
+        self,
+        request: Request,
+        data: JSONBody[LoginBody],
+        sessions: Sessions,
+        throttle: Throttle,
+        passwords: PasswordsDep,
     ) -> AuthOut:
         """Sign in with email and password: a new session."""
-        user = await users.login(data.email, data.password, client=client_address(request), throttle=throttle)
+        client = client_address(request)
+        user = await users.login(
+            data.email, data.password, client=client, throttle=throttle, passwords=passwords
+        )
         return await _signed_in(user, sessions, request)
 
     @post("/logout", status_code=204, guards=[requires_session], responses=errors(NO_SESSION))
@@ -242,10 +266,10 @@ class AuthController(Controller):
         responses=errors({**BAD_TOKEN, **INVALID, **PASSWORD_BUSY}),
     )
     async def confirm_password_reset(
-        self, data: JSONBody[PasswordResetConfirmBody], sessions: Sessions
+        self, data: JSONBody[PasswordResetConfirmBody], sessions: Sessions, passwords: PasswordsDep
     ) -> None:
         """Set a new password with a reset token; every session of the account is revoked."""
-        await recovery.confirm_reset(data.token, data.new_password, sessions=sessions)
+        await recovery.confirm_reset(data.token, data.new_password, sessions=sessions, passwords=passwords)
 
     @post("/email-verification/confirm", status_code=200, responses=errors({**BAD_TOKEN, **INVALID}))
     async def confirm_email_verification(self, data: JSONBody[EmailVerificationConfirmBody]) -> UserOut:
@@ -277,15 +301,22 @@ class UsersController(Controller):
     )
     async def update_me(
         self,
+        *,
         request: Request,
         data: JSONBody[UpdateMeBody],
         caller: CallerDep,
         throttle: Throttle,
         config: Config,
+        passwords: PasswordsDep,
     ) -> UserOut:
         """Change the name and/or the email (the email needs `currentPassword`)."""
         user = await users.update_profile(
-            caller.user_id, data, client=client_address(request), throttle=throttle, settings=config
+            caller.user_id,
+            data,
+            client=client_address(request),
+            throttle=throttle,
+            settings=config,
+            passwords=passwords,
         )
         return user_out(user)
 
@@ -296,11 +327,13 @@ class UsersController(Controller):
     )
     async def change_password(
         self,
+        *,
         request: Request,
         data: JSONBody[ChangePasswordBody],
         caller: CallerDep,
         sessions: Sessions,
         throttle: Throttle,
+        passwords: PasswordsDep,
     ) -> None:
         """Change the password; every other session of the caller is revoked."""
         await users.change_password(
@@ -311,6 +344,7 @@ class UsersController(Controller):
             sessions=sessions,
             client=client_address(request),
             throttle=throttle,
+            passwords=passwords,
         )
 
     @post(
@@ -332,11 +366,13 @@ class UsersController(Controller):
     )
     async def delete_me(
         self,
+        *,
         request: Request,
         data: JSONBody[DeleteMeBody],
         caller: CallerDep,
         sessions: Sessions,
         throttle: Throttle,
+        passwords: PasswordsDep,
     ) -> Response[None]:
         """Delete the account and all its sessions; its canvases follow through `user.deleted`."""
         await users.delete_account(
@@ -345,6 +381,7 @@ class UsersController(Controller):
             sessions=sessions,
             client=client_address(request),
             throttle=throttle,
+            passwords=passwords,
         )
         return Response(None, status_code=204, headers=SESSION_ENDED)
 
@@ -411,7 +448,7 @@ class InternalController(Controller):
             raise Unauthorized("Invalid or expired session")
         info, _ = found
         credential = internal_auth.sign(
-            settings.secret,
+            container_of(request).settings.secret,
             audience=audience,
             api_only=True,
             user_id=info.user_id,

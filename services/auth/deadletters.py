@@ -15,14 +15,14 @@ import json
 import sys
 
 from services.auth.mailer import DEAD_LETTER_STREAM
-from services.auth.settings import settings
+from services.auth.settings import from_environment
 from shared.dead_letters import command
 from shared.redis import BACKGROUND, redis_client
 
 USAGE = "usage: python -m services.auth.deadletters list|replay [ID...]"
 
 
-async def run(verb: str, ids: list[str], redis_url: str = settings.redis_url) -> list[dict[str, str]]:
+async def run(verb: str, ids: list[str], redis_url: str) -> list[dict[str, str]]:
     redis = redis_client(redis_url, BACKGROUND)
     try:
         return await command(redis, DEAD_LETTER_STREAM, verb, ids)
@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("list", "replay"):
         sys.stderr.write(USAGE + "\n")
         return 2
-    for line in asyncio.run(run(argv[0], argv[1:])):
+    for line in asyncio.run(run(argv[0], argv[1:], from_environment().redis_url)):
         sys.stdout.write(json.dumps(line) + "\n")
     return 0
 

@@ -20,8 +20,8 @@ from typing import Any
 import structlog
 from redis.asyncio import Redis
 
-from services.auth import mail, mail_tokens, passwords
-from services.auth.db import DB
+from services.auth import db, mail, mail_tokens
+from services.auth.passwords import Passwords
 from services.auth.sessions import SessionService
 from services.auth.settings import AuthSettings
 from services.auth.tables import User
@@ -78,7 +78,7 @@ async def request_reset(email: str, *, client: str, limit: MailRequestLimit, set
     """Send a reset mail if the account exists (never telling whether it does)."""
     await limit.admit(RESET_SCOPE, client)
     email, now = email.lower(), utcnow()
-    async with DB.transaction():
+    async with db.transaction():
         user = await User.select(User.id).where(User.email == email).first().run()
         if await mail_tokens.issued_since(mail_tokens.RESET, email, now - MAIL_WINDOW) >= (
             settings.mail_account_limit
@@ -95,14 +95,16 @@ async def request_reset(email: str, *, client: str, limit: MailRequestLimit, set
         await mail.enqueue(mail.PASSWORD_RESET, email, now, token_id=token_id)
 
 
-async def confirm_reset(token: str, new_password: str, *, sessions: SessionService) -> str:
+async def confirm_reset(
+    token: str, new_password: str, *, sessions: SessionService, passwords: Passwords
+) -> str:
     """Set the new password, mark the address verified and revoke every session; returns the user id.
     400 for an unknown, used, expired or superseded token, or one for an address the user left."""
     if not await mail_tokens.is_redeemable(token, mail_tokens.RESET, utcnow()):
         raise BadRequest(INVALID_TOKEN)  # before hashing: a guessed token costs no password work
-    new_hash = await passwords.hash_password(new_password)
+    new_hash = await passwords.hash(new_password)
     now = utcnow()
-    async with DB.transaction():
+    async with db.transaction():
         used = await mail_tokens.redeem(token, mail_tokens.RESET, now)
         user = await _owner(used)
         await (
@@ -148,7 +150,7 @@ async def resend_verification(
         raise Conflict("The email address is already verified")
     await limit.admit(VERIFY_SCOPE, client)
     now = utcnow()
-    async with DB.transaction():
+    async with db.transaction():
         recent = await mail_tokens.issued_since(mail_tokens.VERIFY, user["email"], now - MAIL_WINDOW)
         if recent >= settings.mail_account_limit:
             return
@@ -159,7 +161,7 @@ async def confirm_verification(token: str) -> dict[str, Any]:
     """Mark the address verified; the user. 400 for an unknown, used or expired token, or one for
     an address the user no longer has."""
     now = utcnow()
-    async with DB.transaction():
+    async with db.transaction():
         user = await _owner(await mail_tokens.redeem(token, mail_tokens.VERIFY, now))
         await (
             User.update({User.email_verified: True, User.updated_at: now}).where(User.id == user["id"]).run()

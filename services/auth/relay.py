@@ -23,10 +23,9 @@ from datetime import datetime, timedelta
 import structlog
 from redis.asyncio import Redis
 
-from services.auth import mailer, outbox
-from services.auth.db import DB
-from services.auth.settings import settings
-from shared.db import engine_lifespan
+from services.auth import db, mailer, outbox
+from services.auth.settings import AuthSettings, from_environment
+from shared.db import engine_lifespan, make_engine
 from shared.events import publish
 from shared.logging import configure_logging
 from shared.redis import BACKGROUND, REDIS_UNAVAILABLE, redis_client
@@ -40,7 +39,7 @@ PRUNE_EVERY = 3600.0  # seconds between prunes of sent rows
 PRUNE_BATCH = 1000
 
 
-async def relay_once(redis: Redis, batch_size: int = settings.relay_batch_size) -> int:
+async def relay_once(redis: Redis, batch_size: int) -> int:
     """Publish up to `batch_size` unsent events; returns how many were sent.
 
     Raises one of REDIS_UNAVAILABLE when Redis refuses, after marking the events it did send.
@@ -49,7 +48,7 @@ async def relay_once(redis: Redis, batch_size: int = settings.relay_batch_size) 
         return 0
     sent: list[int] = []
     error: Exception | None = None
-    async with DB.transaction():
+    async with db.transaction():
         for row_id, event in await outbox.claim_unsent(batch_size):
             try:
                 await publish(redis, event)
@@ -64,9 +63,7 @@ async def relay_once(redis: Redis, batch_size: int = settings.relay_batch_size) 
     return len(sent)
 
 
-async def prune(
-    now: datetime, *, retention: timedelta = settings.outbox_retention, batch: int = PRUNE_BATCH
-) -> int:
+async def prune(now: datetime, *, retention: timedelta, batch: int = PRUNE_BATCH) -> int:
     """Delete the rows sent more than `retention` before `now`, `batch` per statement; returns how many."""
     pruned = 0
     while (deleted := await outbox.delete_sent_before(now - retention, batch)) == batch:
@@ -77,9 +74,9 @@ async def prune(
     return pruned + deleted
 
 
-async def _prune_logged() -> None:
+async def _prune_logged(retention: timedelta) -> None:
     try:
-        pruned = await prune(utcnow())
+        pruned = await prune(utcnow(), retention=retention)
     except Exception as exc:  # the database is down: the next prune catches up
         log.warning("outbox_prune_failed", error=f"{type(exc).__name__}: {exc}")
     else:
@@ -87,28 +84,30 @@ async def _prune_logged() -> None:
             log.info("outbox_pruned", count=pruned)
 
 
-async def run(stop: asyncio.Event) -> None:
+async def run(stop: asyncio.Event, settings: AuthSettings) -> None:
     """Relay events and send mail (services.auth.mailer, beside the event loop) until `stop` is set."""
-    async with engine_lifespan(DB, pool_size=3):
-        redis = redis_client(settings.redis_url, BACKGROUND)
-        sender = asyncio.create_task(mailer.Mailer(settings, redis).run(stop))
-        try:
-            await _relay_events(stop, redis)
-        finally:
-            stop.set()
-            await sender
-            await redis.aclose()
+    engine = make_engine(settings.database_url)
+    with db.bound(engine):
+        async with engine_lifespan(engine, pool_size=3):
+            redis = redis_client(settings.redis_url, BACKGROUND)
+            sender = asyncio.create_task(mailer.Mailer(settings, redis).run(stop))
+            try:
+                await _relay_events(stop, redis, settings)
+            finally:
+                stop.set()
+                await sender
+                await redis.aclose()
 
 
-async def _relay_events(stop: asyncio.Event, redis: Redis) -> None:
+async def _relay_events(stop: asyncio.Event, redis: Redis, settings: AuthSettings) -> None:
     backoff = settings.relay_interval
     next_prune = time.monotonic()
     while not stop.is_set():
         if time.monotonic() >= next_prune:
-            await _prune_logged()
+            await _prune_logged(settings.outbox_retention)
             next_prune = time.monotonic() + PRUNE_EVERY
         try:
-            sent = await relay_once(redis)
+            sent = await relay_once(redis, settings.relay_batch_size)
         except Exception as exc:  # Redis or the database is down: wait, then retry
             log.warning("relay_failed", error=f"{type(exc).__name__}: {exc}", retry_in=backoff)
             delay, backoff = backoff, min(backoff * 2, MAX_BACKOFF)
@@ -121,13 +120,13 @@ async def _relay_events(stop: asyncio.Event, redis: Redis) -> None:
             await asyncio.wait_for(stop.wait(), delay)
 
 
-async def main() -> None:
+async def main(settings: AuthSettings) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     log.info("relay_started")
-    await run(stop)
+    await run(stop, settings)
     log.info("relay_stopped")
 
 
@@ -137,9 +136,10 @@ def cli(argv: list[str] | None = None) -> int:
         description="Publish the auth service's unsent outbox rows to the Redis stream until SIGTERM/SIGINT.",
     )
     parser.parse_args(argv)
-    configure_logging("auth-relay", json=settings.json_logs, level=settings.log_level)
-    log_startup_warnings(settings)
-    asyncio.run(main())
+    config = from_environment()
+    configure_logging("auth-relay", json=config.json_logs, level=config.log_level)
+    log_startup_warnings(config)
+    asyncio.run(main(config))
     return 0
 
 

@@ -31,7 +31,7 @@ import structlog
 from piccolo.columns.combination import Combinable
 from redis.asyncio import Redis
 
-from services.auth.db import DB
+from services.auth import db
 from services.auth.settings import AuthSettings
 from services.auth.tables import Session
 from shared import session_cache
@@ -150,7 +150,7 @@ class SessionService:
         """Revoke one of the user's sessions; False when it is not theirs (or unknown)."""
         if not is_session_id(session_id):
             return False
-        async with DB.transaction():
+        async with db.transaction():
             deleted = (
                 await Session.delete()
                 .where((Session.id == session_id) & (Session.user_id == user_id))
@@ -163,7 +163,7 @@ class SessionService:
 
     async def revoke_all(self, user_id: str, *, keep: str | None = None) -> int:
         """Revoke every session of the user, except `keep`; returns how many were revoked."""
-        async with DB.transaction():
+        async with db.transaction():
             revoked = await self.delete_all(user_id, keep=keep)
             await self.forget(revoked)  # raises (rolls back) if Redis is down
         await self.forget(revoked)

@@ -115,4 +115,6 @@ class AuthSettings(CommonSettings, kw_only=True):
             )
 
 
-settings = load_settings(AuthSettings, prefix="AUTH_")
+def from_environment() -> AuthSettings:
+    """The settings from the environment (exit 2 when invalid): entry points call this once."""
+    return load_settings(AuthSettings, prefix="AUTH_")

@@ -17,10 +17,8 @@ from piccolo.columns import (
 )
 from piccolo.table import Table
 
-from services.auth.db import DB
 
-
-class User(Table, tablename="users", db=DB):
+class User(Table, tablename="users"):
     id = UUID(primary_key=True)
     email = Varchar(length=254, unique=True)  # stored lowercased, so unique in any letter case
     name = Varchar(length=100, null=True, default=None)
@@ -30,7 +28,7 @@ class User(Table, tablename="users", db=DB):
     email_verified = Boolean(default=False)  # the address proved by a verification or reset token
 
 
-class Session(Table, tablename="sessions", db=DB):
+class Session(Table, tablename="sessions"):
     id = Varchar(length=64, primary_key=True)  # hex SHA-256 of the token; the token is never stored
     user_id = ForeignKey(references=User, on_delete=OnDelete.cascade, index=True, null=False)
     created_at = Timestamptz()
@@ -39,7 +37,7 @@ class Session(Table, tablename="sessions", db=DB):
     ip = Varchar(length=64, null=True, default=None)  # the client address the gateway saw
 
 
-class Outbox(Table, tablename="outbox", db=DB):
+class Outbox(Table, tablename="outbox"):
     """Events written in the same transaction as the change they announce; the relay sends them."""
 
     id = Serial(primary_key=True)  # sending order
@@ -49,7 +47,7 @@ class Outbox(Table, tablename="outbox", db=DB):
     sent_at = Timestamptz(null=True, default=None, index=True)
 
 
-class MailToken(Table, tablename="mail_tokens", db=DB):
+class MailToken(Table, tablename="mail_tokens"):
     """A token sent in a mail (password reset, email verification), stored only as its SHA-256.
 
     A reset request for an address with no account writes a row too (`user_id` null, never
@@ -66,7 +64,7 @@ class MailToken(Table, tablename="mail_tokens", db=DB):
     used_at = Timestamptz(null=True, default=None)  # used, or superseded by a newer reset token
 
 
-class MailOutbox(Table, tablename="mail_outbox", db=DB):
+class MailOutbox(Table, tablename="mail_outbox"):
     """Mails written in the same transaction as the change that asks for them; the sender sends them."""
 
     id = Serial(primary_key=True)
@@ -79,3 +77,7 @@ class MailOutbox(Table, tablename="mail_outbox", db=DB):
     last_error = Text(null=True, default=None)
     sent_at = Timestamptz(null=True, default=None, index=True)
     dead_at = Timestamptz(null=True, default=None)  # given up on: in the mail dead-letter stream
+
+
+# Bound to the app's engine by its lifespan (services.auth.db.bound).
+TABLES: tuple[type[Table], ...] = (User, Session, Outbox, MailToken, MailOutbox)

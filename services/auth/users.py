@@ -10,8 +10,8 @@ import asyncpg
 import structlog
 from msgspec import UNSET
 
-from services.auth import mail, outbox, passwords, recovery
-from services.auth.db import DB
+from services.auth import db, mail, outbox, recovery
+from services.auth.passwords import Passwords
 from services.auth.schemas import UpdateMeBody
 from services.auth.sessions import SessionService
 from services.auth.settings import AuthSettings
@@ -62,18 +62,21 @@ async def signup(
     client: str,
     throttle: LoginThrottle,
     settings: AuthSettings,
+    passwords: Passwords,
 ) -> dict[str, Any]:
     """A new account (409 when the email is taken; 429 when the client signs up too much), with its
     verification mail written in the same transaction."""
     counted = await throttle.admit_signup(client)
     try:
-        return await _signup(email, password, name, settings)
+        return await _signup(email, password, name, settings, passwords)
     finally:
         if counted:
             await throttle.signup_done(client)
 
 
-async def _signup(email: str, password: str, name: str | None, settings: AuthSettings) -> dict[str, Any]:
+async def _signup(
+    email: str, password: str, name: str | None, settings: AuthSettings, passwords: Passwords
+) -> dict[str, Any]:
     email = email.lower()
     if await _email_taken(email):
         raise Conflict(EMAIL_TAKEN)
@@ -82,13 +85,13 @@ async def _signup(email: str, password: str, name: str | None, settings: AuthSet
         "id": uuid.uuid4(),
         "email": email,
         "name": name,
-        "password_hash": await passwords.hash_password(password),
+        "password_hash": await passwords.hash(password),
         "created_at": now,
         "updated_at": now,
         "email_verified": False,
     }
     try:
-        async with DB.transaction():
+        async with db.transaction():
             await User.insert(
                 User(
                     id=row["id"],
@@ -109,14 +112,16 @@ async def _signup(email: str, password: str, name: str | None, settings: AuthSet
     return row
 
 
-async def login(email: str, password: str, *, client: str, throttle: LoginThrottle) -> dict[str, Any]:
+async def login(
+    email: str, password: str, *, client: str, throttle: LoginThrottle, passwords: Passwords
+) -> dict[str, Any]:
     """The account whose credentials these are, or 401 (429 when throttled)."""
     email = email.lower()
     await throttle.admit(email, client)
     user, failed = None, None  # None: no answer (hashing at capacity, an error) counts as nothing
     try:
         row = await User.select().where(User.email == email).first().run()
-        if await passwords.verify_password(row["password_hash"] if row else None, password):
+        if await passwords.verify(row["password_hash"] if row else None, password):
             user = row
         failed = user is None
     finally:
@@ -124,14 +129,20 @@ async def login(email: str, password: str, *, client: str, throttle: LoginThrott
     if user is None:
         raise Unauthorized(LOGIN_FAILED)
     if passwords.needs_rehash(user["password_hash"]):
-        user["password_hash"] = await passwords.hash_password(password)
+        user["password_hash"] = await passwords.hash(password)
         await User.update({User.password_hash: user["password_hash"]}).where(User.id == user["id"]).run()
         log.info("password_rehashed", user_id=str(user["id"]))
     return user
 
 
 async def _check_current_password(
-    user: dict[str, Any], password: str, *, client: str, throttle: LoginThrottle, wrong: str
+    user: dict[str, Any],
+    password: str,
+    *,
+    client: str,
+    throttle: LoginThrottle,
+    passwords: Passwords,
+    wrong: str,
 ) -> None:
     """403 (`wrong`) unless `password` is the user's. Guesses are throttled like logins (429), on
     counts of their own (throttle.py says why).
@@ -142,7 +153,7 @@ async def _check_current_password(
     counted = await throttle.admit(user["email"], client, scope=CURRENT_PASSWORD, fail_open=True)
     correct: bool | None = None
     try:
-        correct = await passwords.verify_password(user["password_hash"], password)
+        correct = await passwords.verify(user["password_hash"], password)
     finally:
         if counted:
             failed = None if correct is None else not correct
@@ -152,7 +163,13 @@ async def _check_current_password(
 
 
 async def update_profile(
-    user_id: str, body: UpdateMeBody, *, client: str, throttle: LoginThrottle, settings: AuthSettings
+    user_id: str,
+    body: UpdateMeBody,
+    *,
+    client: str,
+    throttle: LoginThrottle,
+    settings: AuthSettings,
+    passwords: Passwords,
 ) -> dict[str, Any]:
     """Change the name and/or the email. A new email is unverified: a verification mail goes to it
     and a notice to the old one, in the transaction of the change."""
@@ -164,7 +181,12 @@ async def update_profile(
         if body.current_password is UNSET:
             raise Forbidden("currentPassword is required to change the email")
         await _check_current_password(
-            user, body.current_password, client=client, throttle=throttle, wrong="currentPassword is wrong"
+            user,
+            body.current_password,
+            client=client,
+            throttle=throttle,
+            passwords=passwords,
+            wrong="currentPassword is wrong",
         )
         if await _email_taken(body.email.lower()):
             raise Conflict(EMAIL_TAKEN)
@@ -175,7 +197,7 @@ async def update_profile(
     now = changes[User.updated_at] = utcnow()
     updated = {**user, **{column._meta.name: value for column, value in changes.items()}}
     try:
-        async with DB.transaction():
+        async with db.transaction():
             await User.update(changes).where(User.id == user["id"]).run()
             if User.email in changes:
                 await recovery.send_verification(updated, now, settings)
@@ -196,15 +218,21 @@ async def change_password(
     sessions: SessionService,
     client: str,
     throttle: LoginThrottle,
+    passwords: Passwords,
 ) -> None:
     """Set a new password, revoke every other session of the user and send a notice."""
     user = await current(user_id)
     await _check_current_password(
-        user, current_password, client=client, throttle=throttle, wrong="currentPassword is wrong"
+        user,
+        current_password,
+        client=client,
+        throttle=throttle,
+        passwords=passwords,
+        wrong="currentPassword is wrong",
     )
-    new_hash = await passwords.hash_password(new_password)
+    new_hash = await passwords.hash(new_password)
     now = utcnow()
-    async with DB.transaction():
+    async with db.transaction():
         await (
             User.update({User.password_hash: new_hash, User.updated_at: now})
             .where(User.id == user["id"])
@@ -218,13 +246,21 @@ async def change_password(
 
 
 async def delete_account(
-    user_id: str, password: str, *, sessions: SessionService, client: str, throttle: LoginThrottle
+    user_id: str,
+    password: str,
+    *,
+    sessions: SessionService,
+    client: str,
+    throttle: LoginThrottle,
+    passwords: Passwords,
 ) -> None:
     """Delete the user and their sessions, and record `user.deleted`, in one transaction."""
     user = await current(user_id)
-    await _check_current_password(user, password, client=client, throttle=throttle, wrong="password is wrong")
+    await _check_current_password(
+        user, password, client=client, throttle=throttle, passwords=passwords, wrong="password is wrong"
+    )
     uid, now = str(user["id"]), utcnow()
-    async with DB.transaction():
+    async with db.transaction():
         revoked = await sessions.delete_all(uid)
         deleted = await User.delete().where(User.id == user["id"]).returning(User.id).run()
         if not deleted:  # a concurrent deletion won; it wrote the event

@@ -1,25 +1,25 @@
-"""The canvas service (port 8002): `services.canvas.app:app`, or `create_app()` for tests and tools."""
+"""The canvas service (port 8002): `services.canvas.app:app`, or `create_app(settings)` for tests."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
+from typing import Any
 
 import aiohttp
 from litestar import Litestar
+from piccolo.engine.base import Engine
 
-from services.canvas.auth_client import AuthClient
-from services.canvas.background import Background
-from services.canvas.controllers import CanvasController, MyCanvasController
-from services.canvas.db import DB
+from services.canvas import db
+from services.canvas.container import Container
+from services.canvas.controllers import DEPENDENCIES, CanvasController, MyCanvasController
 from services.canvas.piccolo_app import APP_CONFIG
-from services.canvas.read_cache import ReadCache
-from services.canvas.settings import CanvasSettings, settings
-from services.canvas.view_counter import ViewCounter
+from services.canvas.settings import CanvasSettings, from_environment
 from shared.app import create_service_app
-from shared.db import engine_lifespan, migrations_check, ping
+from shared.db import engine_lifespan, make_engine, migrations_check, ping
 from shared.redis import REQUEST_PATH, RedisPolicy, redis_client
 
 
@@ -31,49 +31,63 @@ def redis_policy(config: CanvasSettings) -> RedisPolicy:
 
 
 @asynccontextmanager
-async def lifespan(config: CanvasSettings, app: Litestar) -> AsyncIterator[None]:
+async def lifespan(config: CanvasSettings, engine: Engine[Any], app: Litestar) -> AsyncIterator[None]:
     """Database, Redis, the auth client and the background loops; on the way out a final view flush."""
-    async with engine_lifespan(DB, config.db_pool_size):
-        redis = redis_client(config.redis_url, redis_policy(config))
-        http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=config.auth_timeout))
-        app.state.redis = redis
-        app.state.views = ViewCounter(redis, batch_retention=config.view_batch_retention)
-        app.state.cache = ReadCache.configured(app.state.views, config)
-        app.state.auth = AuthClient(http, config.auth_url, config.secret)
-        background = Background(config, redis, app.state.views, app.state.cache, app.state.auth)
-        app.state.background = background
-        if config.run_background:
-            background.start()
-        try:
-            yield
-        finally:
-            await background.stop()
-            await http.close()
-            await redis.aclose()
+    with db.bound(engine):
+        async with engine_lifespan(engine, config.db_pool_size):
+            redis = redis_client(config.redis_url, redis_policy(config))
+            http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=config.auth_timeout))
+            container = Container.build(config, redis, http)
+            app.state.container = container
+            if config.run_background:
+                container.background.start()
+            try:
+                yield
+            finally:
+                await container.background.stop()
+                await http.close()
+                await redis.aclose()
 
 
-def create_app(config: CanvasSettings = settings) -> Litestar:
-    async def redis_answers() -> None:
+def create_app(config: CanvasSettings) -> Litestar:
+    """The app for these settings: its own database engine, Redis client, codecs and loops."""
+    engine = make_engine(config.database_url)
+
+    def container() -> Container:
         # app.state, not a State passed in: Litestar copies the State it is given.
-        await app.state.redis.ping()
+        built: Container = app.state.container
+        return built
+
+    async def redis_answers() -> None:
+        await container().redis.ping()
 
     async def loops_healthy() -> None:
-        await app.state.background.health.check()
+        await container().background.health.check()
 
     app = create_service_app(
         name="canvas",
         settings=config,
         route_handlers=[CanvasController, MyCanvasController],
-        lifespan=[partial(lifespan, config)],
+        lifespan=[partial(lifespan, config, engine)],
         ready_checks={
-            "database": partial(ping, DB),
-            "migrations": migrations_check(DB, APP_CONFIG.app_name, APP_CONFIG.migrations_folder_path),
+            "database": partial(ping, engine),
+            "migrations": migrations_check(engine, APP_CONFIG.app_name, APP_CONFIG.migrations_folder_path),
             "redis": redis_answers,
             "background": loops_healthy,
         },
         request_max_body_size=config.body_max_bytes,
+        dependencies=DEPENDENCIES,
     )
     return app
 
 
-app = create_app()
+def __getattr__(name: str) -> Litestar:
+    """`services.canvas.app:app` (uvicorn's entry point) reads the environment once, when asked for."""
+    if name == "app":
+        return _app_from_environment()
+    raise AttributeError(name)
+
+
+@functools.cache
+def _app_from_environment() -> Litestar:
+    return create_app(from_environment())

@@ -17,18 +17,15 @@ from piccolo.columns import Column
 from piccolo.columns.combination import WhereRaw
 from piccolo.engine.postgres import PostgresEngine
 
-from services.canvas import schemas, search
+from services.canvas import db, schemas, search
 from services.canvas.cursors import CursorCodec, Position, filter_digest
-from services.canvas.db import DB
 from services.canvas.etags import IfMatch, PreconditionFailed, etag
 from services.canvas.read_cache import HIDDEN, Miss, ReadCache
-from services.canvas.settings import settings
 from services.canvas.tables import Canvas, CanvasTag, DeletedUser
 from services.canvas.view_counter import ViewCounter
 from shared.errors import Forbidden, Invalid, NotFound, Unavailable
 from shared.timeutil import rfc3339, utcnow
 
-cursors = CursorCodec(settings.secret)
 _STORED = [column for column in Canvas._meta.columns if column is not Canvas.search_text]
 SUMMARY_COLUMNS = [column for column in _STORED if column is not Canvas.code]
 # Built once: Piccolo's query building costs more than the query itself on this hot path.
@@ -36,17 +33,22 @@ _BY_ID = "SELECT {} FROM canvas WHERE id = {{}}".format(  # noqa: S608 - column 
     ", ".join(column._meta.db_column_name for column in _STORED)
 )
 # The search condition of each engine (see search.py): PostgreSQL's GIN-indexed tsvector column,
-# SQLite's FTS5 table.
-POSTGRES = isinstance(DB, PostgresEngine)
-if POSTGRES:
-    _MATCHES = "search_vector @@ ({}::text)::tsquery"
-    _match_text = search.tsquery
-else:
-    _MATCHES = (
-        "canvas.id IN (SELECT k.canvas_id FROM canvas_fts"
-        " JOIN canvas_search_key k ON k.key = canvas_fts.rowid WHERE canvas_fts MATCH {})"
-    )
-    _match_text = search.fts5_match
+# SQLite's FTS5 table; the engine is the one the tables are bound to.
+_PG_MATCHES = "search_vector @@ ({}::text)::tsquery"
+_SQLITE_MATCHES = (
+    "canvas.id IN (SELECT k.canvas_id FROM canvas_fts"
+    " JOIN canvas_search_key k ON k.key = canvas_fts.rowid WHERE canvas_fts MATCH {})"
+)
+
+
+def _postgres() -> bool:
+    return isinstance(db.engine(), PostgresEngine)
+
+
+def _matches(terms: list[str]) -> WhereRaw:
+    if _postgres():
+        return WhereRaw(_PG_MATCHES, search.tsquery(terms))
+    return WhereRaw(_SQLITE_MATCHES, search.fts5_match(terms))
 
 
 def _fields(row: dict[str, Any], views: int) -> dict[str, Any]:
@@ -80,8 +82,8 @@ def _tagged(row: dict[str, Any], views: int) -> Tagged:
 
 
 def _check_code(code: str) -> None:
-    if len(code.encode()) > settings.code_max_bytes:
-        raise Invalid("code", f"must be at most {settings.code_max_bytes} bytes in UTF-8")
+    if len(code.encode()) > schemas.CODE_MAX_BYTES:
+        raise Invalid("code", f"must be at most {schemas.CODE_MAX_BYTES} bytes in UTF-8")
 
 
 def _unique(tags: list[str]) -> list[str]:
@@ -121,7 +123,7 @@ async def create(uid: uuid.UUID, data: schemas.CanvasCreate) -> Tagged:
         version=1,
         search_text=search.index_text(data.title, data.description, data.tags),
     )
-    async with DB.transaction():
+    async with db.transaction():
         await _refuse_deleted(uid)
         await Canvas.insert(row).run()
         await _insert_tags(row.id, row.tags)
@@ -191,7 +193,7 @@ async def update(
         _check_code(data.code)
     if data.tags is not UNSET:
         changes["tags"] = _unique(data.tags)
-    async with DB.transaction():
+    async with db.transaction():
         row = await _owned(canvas_id, uid)
         if not changes:  # nothing to write: the precondition is checked against the row just read
             if if_match is not None:
@@ -247,7 +249,7 @@ async def delete(
     cache: ReadCache, canvas_id: uuid.UUID, uid: uuid.UUID, if_match: IfMatch | None = None
 ) -> None:
     """DELETE; with If-Match, the version compare is part of the DELETE statement."""
-    async with DB.transaction():
+    async with db.transaction():
         await _owned(canvas_id, uid)
         query = Canvas.delete().where(Canvas.id == canvas_id)
         if (condition := _version_condition(canvas_id, if_match)) is not None:
@@ -334,13 +336,19 @@ async def _search_sqlite(
     rows: list[dict[str, Any]] = await scan.limit(wanted).run()
     if len(rows) < wanted and edge:
         beyond = _in_order(listing, (at, last_id), *SUMMARY_COLUMNS)
-        beyond = beyond.where(WhereRaw(_MATCHES, _match_text(terms)))
+        beyond = beyond.where(_matches(terms))
         rows += await beyond.limit(wanted - len(rows)).run()
     return rows
 
 
 async def list_canvases(
-    views: ViewCounter, listing: Listing, *, limit: int, cursor: str | None, window: int = SCAN_WINDOW
+    views: ViewCounter,
+    cursors: CursorCodec,
+    listing: Listing,
+    *,
+    limit: int,
+    cursor: str | None,
+    window: int = SCAN_WINDOW,
 ) -> schemas.CanvasPage:
     """Newest first by (createdAt, id); one page after the cursor's position."""
     digest = listing.digest()
@@ -349,12 +357,12 @@ async def list_canvases(
         position = cursors.decode(cursor, digest)
         after = (position.created_at, position.id)
     terms = listing.terms()
-    if terms and not POSTGRES:
+    if terms and not _postgres():
         rows = await _search_sqlite(listing, terms, after, limit + 1, window)
     else:
         query = _in_order(listing, after, *SUMMARY_COLUMNS)
         if terms:
-            query = query.where(WhereRaw(_MATCHES, _match_text(terms)))
+            query = query.where(_matches(terms))
         rows = await query.limit(limit + 1).run()
     page = rows[:limit]
     counts = await views.current([row["id"] for row in page])

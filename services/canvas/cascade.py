@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import msgspec
 import structlog
 
-from services.canvas.db import DB
+from services.canvas import db
 from services.canvas.read_cache import ReadCache
 from services.canvas.streams import Fields, Handler, PoisonMessage
 from services.canvas.tables import Canvas, DeletedUser, ProcessedEvent
@@ -51,11 +51,11 @@ async def delete_user(
     )
     canvases = batches = 0
     while True:
-        async with DB.transaction():
+        async with db.transaction():
             # Rows are locked in id order, the order the view flush updates them in (views.apply_batch):
             # two transactions taking row locks in one order cannot deadlock.
             batch = Canvas.select(Canvas.id).where(Canvas.user_id == user_id).order_by(Canvas.id)
-            if DB.engine_type == "postgres":  # SQLite serialises writers: no row locks to order
+            if db.engine().engine_type == "postgres":  # SQLite serialises writers: no row locks to order
                 batch = batch.lock_rows()
             ids = [row["id"] for row in await batch.limit(batch_size).run()]
             deleted = (

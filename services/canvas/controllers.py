@@ -7,7 +7,7 @@ from typing import Annotated
 
 from litestar import Controller, Request, Response, delete, get, head, patch, post
 from litestar.connection import ASGIConnection
-from litestar.datastructures import ResponseHeader, State
+from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency, Provide
 from litestar.handlers import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
@@ -16,22 +16,33 @@ from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from services.canvas import canvases, search
 from services.canvas.body import StrictBody
 from services.canvas.canvases import Listing, Tagged
+from services.canvas.container import Container
+from services.canvas.cursors import CursorCodec
 from services.canvas.etags import IfMatch
 from services.canvas.read_cache import ReadCache
-from services.canvas.schemas import TYPE_PATTERN, Canvas, CanvasCreate, CanvasPage, CanvasUpdate
-from services.canvas.settings import settings
+from services.canvas.schemas import (
+    PAGE_DEFAULT,
+    PAGE_MAX,
+    TAG_MAX,
+    TYPE_MAX,
+    TYPE_PATTERN,
+    Canvas,
+    CanvasCreate,
+    CanvasPage,
+    CanvasUpdate,
+)
 from services.canvas.view_counter import ViewCounter
 from shared.auth_middleware import caller_of
 from shared.errors import Invalid, Unauthorized
 from shared.validation import NO_NUL
 
-Limit = Annotated[int, QueryParameter(ge=1, le=settings.page_max, description="page size")]
+Limit = Annotated[int, QueryParameter(ge=1, le=PAGE_MAX, description="page size")]
 Cursor = Annotated[str | None, QueryParameter(description="`nextCursor` of the previous page")]
 TypeFilter = Annotated[
     str | None,
-    QueryParameter(name="type", min_length=1, max_length=settings.type_max, pattern=TYPE_PATTERN),
+    QueryParameter(name="type", min_length=1, max_length=TYPE_MAX, pattern=TYPE_PATTERN),
 ]
-TagFilter = Annotated[str | None, QueryParameter(min_length=1, max_length=settings.tag_max, pattern=NO_NUL)]
+TagFilter = Annotated[str | None, QueryParameter(min_length=1, max_length=TAG_MAX, pattern=NO_NUL)]
 SearchFilter = Annotated[
     str | None,
     QueryParameter(
@@ -62,6 +73,7 @@ ETAG = [
 PRECONDITION = {412: ResponseSpec(None, description="If-Match names none of the canvas's current ETag")}
 Views = NamedDependency[ViewCounter]
 Cache = NamedDependency[ReadCache]
+Cursors = NamedDependency[CursorCodec]
 
 
 def caller(connection: ASGIConnection) -> uuid.UUID | None:
@@ -102,21 +114,33 @@ def if_match_of(request: Request) -> IfMatch | None:
     return IfMatch.parse(request.headers.getall("if-match", []))
 
 
-def provide_views(state: State) -> ViewCounter:
-    return state.views  # type: ignore[no-any-return]
+def container_of(request: Request) -> Container:
+    container: Container = request.app.state.container
+    return container
 
 
-def provide_cache(state: State) -> ReadCache:
-    return state.cache  # type: ignore[no-any-return]
+def provide_views(request: Request) -> ViewCounter:
+    return container_of(request).views
+
+
+def provide_cache(request: Request) -> ReadCache:
+    return container_of(request).cache
+
+
+def provide_cursors(request: Request) -> CursorCodec:
+    return container_of(request).cursors
+
+
+DEPENDENCIES = {
+    "views": Provide(provide_views, sync_to_thread=False),
+    "cache": Provide(provide_cache, sync_to_thread=False),
+    "cursors": Provide(provide_cursors, sync_to_thread=False),
+}
 
 
 class CanvasController(Controller):
     path = "/api/canvases"
     tags = ["canvases"]
-    dependencies = {
-        "views": Provide(provide_views, sync_to_thread=False),
-        "cache": Provide(provide_cache, sync_to_thread=False),
-    }
 
     @post("/", dto=StrictBody[CanvasCreate], return_dto=None, guards=[requires_user], response_headers=ETAG)
     async def create_canvas(self, request: Request, data: JSONBody[CanvasCreate]) -> Response[Canvas]:
@@ -128,16 +152,17 @@ class CanvasController(Controller):
         self,
         *,
         views: Views,
+        cursors: Cursors,
         type: TypeFilter = None,
         tag: TagFilter = None,
         user_id: UserFilter = None,
         q: SearchFilter = None,
-        limit: Limit = settings.page_default,
+        limit: Limit = PAGE_DEFAULT,
         cursor: Cursor = None,
     ) -> CanvasPage:
         """Public canvases, newest first."""
         listing = Listing(public_only=True, owner=parse_user_filter(user_id), type=type, tag=tag, q=q)
-        return await canvases.list_canvases(views, listing, limit=limit, cursor=cursor)
+        return await canvases.list_canvases(views, cursors, listing, limit=limit, cursor=cursor)
 
     @get("/{canvas_id:uuid}", response_headers=ETAG)
     async def read_canvas(self, request: Request, cache: Cache, canvas_id: CanvasId) -> Response[Canvas]:
@@ -180,7 +205,6 @@ class CanvasController(Controller):
 class MyCanvasController(Controller):
     path = "/api/users/me/canvases"
     tags = ["canvases"]
-    dependencies = {"views": Provide(provide_views, sync_to_thread=False)}
 
     @get("/", guards=[requires_user])
     async def list_mine(
@@ -188,12 +212,13 @@ class MyCanvasController(Controller):
         *,
         request: Request,
         views: Views,
+        cursors: Cursors,
         type: TypeFilter = None,
         tag: TagFilter = None,
         q: SearchFilter = None,
-        limit: Limit = settings.page_default,
+        limit: Limit = PAGE_DEFAULT,
         cursor: Cursor = None,
     ) -> CanvasPage:
         """All of the caller's canvases, private ones included, newest first."""
         listing = Listing(public_only=False, owner=user_of(request), type=type, tag=tag, q=q)
-        return await canvases.list_canvases(views, listing, limit=limit, cursor=cursor)
+        return await canvases.list_canvases(views, cursors, listing, limit=limit, cursor=cursor)

@@ -14,13 +14,13 @@ import asyncio
 import json
 import sys
 
-from services.canvas.settings import settings
+from services.canvas.settings import from_environment
 from services.canvas.streams import dead_letters, replay_dead_letters
 from shared.events import DEAD_LETTER_STREAM
 from shared.redis import BACKGROUND, REDIS_UNAVAILABLE, redis_client
 
 
-async def run(command: str, ids: list[str], redis_url: str = settings.redis_url) -> list[dict[str, str]]:
+async def run(command: str, ids: list[str], redis_url: str) -> list[dict[str, str]]:
     redis = redis_client(redis_url, BACKGROUND)
     try:
         if command == "list":
@@ -47,10 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         command = commands.add_parser(name, help=text, description=text)
         command.add_argument("ids", nargs="*", metavar="ID", help="dead-letter entry id")
     args = parser.parse_args(argv)
+    config = from_environment()
     try:
-        lines = asyncio.run(run(args.command, args.ids))
+        lines = asyncio.run(run(args.command, args.ids, config.redis_url))
     except REDIS_UNAVAILABLE as exc:
-        sys.stderr.write(f"Redis at {settings.redis_url} did not answer ({exc}); is the system running?\n")
+        sys.stderr.write(f"Redis at {config.redis_url} did not answer ({exc}); is the system running?\n")
         return 1
     for line in lines:
         sys.stdout.write(json.dumps(line) + "\n")

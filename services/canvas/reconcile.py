@@ -22,18 +22,20 @@ import json
 import sys
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import structlog
+from piccolo.engine.base import Engine
 
+from services.canvas import db
 from services.canvas.auth_client import AuthClient, AuthUnavailable
 from services.canvas.cascade import delete_user
-from services.canvas.db import DB
 from services.canvas.read_cache import ReadCache
-from services.canvas.settings import CanvasSettings, settings
+from services.canvas.settings import CanvasSettings, from_environment
 from services.canvas.tables import Canvas
 from services.canvas.view_counter import ViewCounter
-from shared.db import engine_lifespan
+from shared.db import engine_lifespan, make_engine
 from shared.logging import configure_logging
 from shared.redis import BACKGROUND, REDIS_UNAVAILABLE, redis_client
 from shared.settings import log_startup_warnings
@@ -81,7 +83,7 @@ async def sweep(
     *,
     batch: int,
     delete_batch: int,
-    max_unknown_fraction: float = settings.reconcile_max_unknown_fraction,
+    max_unknown_fraction: float,
     dry_run: bool = False,
 ) -> Sweep:
     """One full pass over every canvas owner. Raises AuthUnavailable if the auth service fails."""
@@ -108,9 +110,15 @@ async def sweep(
     return result
 
 
-async def run_once(config: CanvasSettings = settings, *, dry_run: bool = False) -> Sweep:
+async def run_once(config: CanvasSettings, *, dry_run: bool = False) -> Sweep:
+    engine = make_engine(config.database_url)
+    with db.bound(engine):
+        return await _run_once(config, engine, dry_run=dry_run)
+
+
+async def _run_once(config: CanvasSettings, engine: Engine[Any], *, dry_run: bool) -> Sweep:
     async with (
-        engine_lifespan(DB, pool_size=2),
+        engine_lifespan(engine, pool_size=2),
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=config.auth_timeout)) as http,
         redis_client(config.redis_url, BACKGROUND) as redis,
     ):
@@ -133,15 +141,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--dry-run", action="store_true", help="report the unknown owners, delete nothing")
     args = parser.parse_args(argv)
-    configure_logging("canvas-reconcile", json=settings.json_logs, level=settings.log_level)
-    log_startup_warnings(settings)
+    config = from_environment()
+    configure_logging("canvas-reconcile", json=config.json_logs, level=config.log_level)
+    log_startup_warnings(config)
     try:
-        result = asyncio.run(run_once(dry_run=args.dry_run))
+        result = asyncio.run(run_once(config, dry_run=args.dry_run))
     except AuthUnavailable as exc:
-        sys.stderr.write(f"the auth service at {settings.auth_url} did not answer: {exc}\n")
+        sys.stderr.write(f"the auth service at {config.auth_url} did not answer: {exc}\n")
         return 1
     except REDIS_UNAVAILABLE as exc:
-        sys.stderr.write(f"Redis at {settings.redis_url} did not answer ({exc}); is the system running?\n")
+        sys.stderr.write(f"Redis at {config.redis_url} did not answer ({exc}); is the system running?\n")
         return 1
     sys.stdout.write(json.dumps(dataclasses.asdict(result)) + "\n")
     return 1 if result.refused else 0

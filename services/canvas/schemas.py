@@ -1,4 +1,8 @@
-"""Canvas objects on the wire (docs/api.md, "Objects"), with the field limits from the settings."""
+"""Canvas objects on the wire (docs/api.md, "Objects"), with the contract's field limits.
+
+The limits are constants of the public contract (docs/api.md states them and the OpenAPI declares
+them), not deployment settings: the wire types are built once from them.
+"""
 
 from __future__ import annotations
 
@@ -8,31 +12,40 @@ import msgspec
 from litestar.params import KwargDefinition
 from msgspec import UNSET, Meta, UnsetType
 
-from services.canvas.settings import settings
 from shared.validation import NO_NUL, described, full_match
 
 TYPE_PATTERN = described(full_match("[a-z0-9-]+"), "lowercase letters, digits and hyphens")
 
-Title = Annotated[str, Meta(min_length=1, max_length=settings.title_max, pattern=NO_NUL)]
-CanvasType = Annotated[str, Meta(min_length=1, max_length=settings.type_max, pattern=TYPE_PATTERN)]
+# Lengths in characters, `code` in UTF-8 bytes; `limit` of a listing page.
+TITLE_MAX = 200
+DESCRIPTION_MAX = 2000
+CODE_MAX_BYTES = 1024 * 1024
+TAGS_MAX = 20
+TAG_MAX = 32
+TYPE_MAX = 32
+PAGE_DEFAULT = 20
+PAGE_MAX = 100
+
+Title = Annotated[str, Meta(min_length=1, max_length=TITLE_MAX, pattern=NO_NUL)]
+CanvasType = Annotated[str, Meta(min_length=1, max_length=TYPE_MAX, pattern=TYPE_PATTERN)]
 # The byte limit of `code` is checked in canvases.py; a string over it in characters is over it in bytes.
 Code = Annotated[
     str,
     Meta(
-        max_length=settings.code_max_bytes,
+        max_length=CODE_MAX_BYTES,
         pattern=NO_NUL,
-        description=f"at most {settings.code_max_bytes} bytes in UTF-8",
+        description=f"at most {CODE_MAX_BYTES} bytes in UTF-8",
     ),
 ]
-Description = Annotated[str, Meta(max_length=settings.description_max, pattern=NO_NUL)]
+Description = Annotated[str, Meta(max_length=DESCRIPTION_MAX, pattern=NO_NUL)]
 # Litestar's OpenAPI generator reads the constraints of a list's items from a KwargDefinition only
 # (it ignores msgspec's Meta there), so they are stated for both.
 Tag = Annotated[
     str,
-    Meta(min_length=1, max_length=settings.tag_max, pattern=NO_NUL),
-    KwargDefinition(min_length=1, max_length=settings.tag_max, pattern=NO_NUL),
+    Meta(min_length=1, max_length=TAG_MAX, pattern=NO_NUL),
+    KwargDefinition(min_length=1, max_length=TAG_MAX, pattern=NO_NUL),
 ]
-Tags = Annotated[list[Tag], Meta(max_length=settings.tags_max)]
+Tags = Annotated[list[Tag], Meta(max_length=TAGS_MAX)]
 
 
 class CanvasCreate(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):

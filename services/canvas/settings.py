@@ -21,16 +21,8 @@ class CanvasSettings(CommonSettings, kw_only=True):
     auth_url: str = "http://127.0.0.1:8001"
     auth_timeout: float = 10.0
 
-    # Field limits (docs/api.md): lengths in characters, `code` in UTF-8 bytes.
-    title_max: int = 200
-    description_max: int = 2000
-    code_max_bytes: int = 1024 * 1024
-    tags_max: int = 20
-    tag_max: int = 32
-    type_max: int = 32
+    # The largest request body (bytes); the field limits are the contract's (schemas.py).
     body_max_bytes: int = 2 * 1024 * 1024
-    page_default: int = 20
-    page_max: int = 100
 
     # Background work inside each web process (off for tools and some tests).
     run_background: bool = True
@@ -54,8 +46,6 @@ class CanvasSettings(CommonSettings, kw_only=True):
 
     def check(self) -> None:
         super().check()
-        if not 1 <= self.page_default <= self.page_max:
-            raise SettingsError("CANVAS_PAGE_DEFAULT must be between 1 and CANVAS_PAGE_MAX")
         if not 1 <= self.reconcile_batch <= 1000:
             raise SettingsError("CANVAS_RECONCILE_BATCH must be 1..1000 (the auth service's limit)")
         if not 0 <= self.reconcile_max_unknown_fraction <= 1:
@@ -68,4 +58,6 @@ class CanvasSettings(CommonSettings, kw_only=True):
             )
 
 
-settings = load_settings(CanvasSettings, prefix="CANVAS_")
+def from_environment() -> CanvasSettings:
+    """The settings from the environment (exit 2 when invalid): entry points call this once."""
+    return load_settings(CanvasSettings, prefix="CANVAS_")

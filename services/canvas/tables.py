@@ -23,10 +23,8 @@ from piccolo.columns import (
 )
 from piccolo.table import Table
 
-from services.canvas.db import DB
 
-
-class Canvas(Table, db=DB, tablename="canvas"):
+class Canvas(Table, tablename="canvas"):
     id = UUID(primary_key=True)
     title = Text()
     type = Text()
@@ -42,21 +40,25 @@ class Canvas(Table, db=DB, tablename="canvas"):
     search_text = Text(default="")  # the words search.py finds in title, description and tags
 
 
-class CanvasTag(Table, db=DB, tablename="canvas_tag"):
+class CanvasTag(Table, tablename="canvas_tag"):
     canvas = ForeignKey(references=Canvas, on_delete=OnDelete.cascade, null=False)
     tag = Text()
 
 
-class ViewBatch(Table, db=DB, tablename="view_batch"):
+class ViewBatch(Table, tablename="view_batch"):
     batch_id = Varchar(length=64, primary_key=True)
     applied_at = Timestamptz(index=True)
 
 
-class ProcessedEvent(Table, db=DB, tablename="processed_event"):
+class ProcessedEvent(Table, tablename="processed_event"):
     event_id = Varchar(length=128, primary_key=True)
     processed_at = Timestamptz()
 
 
-class DeletedUser(Table, db=DB, tablename="deleted_user"):
+class DeletedUser(Table, tablename="deleted_user"):
     user_id = UUID(primary_key=True)
     deleted_at = Timestamptz()
+
+
+# Bound to the app's engine by its lifespan (services.canvas.db.bound).
+TABLES: tuple[type[Table], ...] = (Canvas, CanvasTag, ViewBatch, ProcessedEvent, DeletedUser)

@@ -33,7 +33,7 @@ from typing import Any
 import structlog
 from redis.asyncio import Redis
 
-from services.canvas.db import DB
+from services.canvas import db
 from services.canvas.tables import Canvas, ViewBatch
 from shared.errors import Unavailable
 from shared.redis import REDIS_UNAVAILABLE
@@ -148,7 +148,7 @@ class ViewCounter:
 
 async def apply_batch(batch_id: str, counts: dict[str, int]) -> int:
     """Add a batch's counts to the canvases, once: returns the views applied (0 if it already was)."""
-    async with DB.transaction():
+    async with db.transaction():
         fresh = (
             await ViewBatch.insert(ViewBatch(batch_id=batch_id, applied_at=utcnow()))
             .on_conflict(action="DO NOTHING")

@@ -9,6 +9,7 @@ has set up the environment the service's settings are read from.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -50,10 +51,13 @@ def app(default_app: Served, settings_changes: dict[str, Any]) -> Iterator[Lites
     if not settings_changes:
         yield app
         return
-    config, saved = auth_settings(**settings_changes), (state.sessions, state.throttle)
-    state.sessions, state.throttle = SessionService(state.redis, config), LoginThrottle(state.redis, config)
+    config, saved = auth_settings(**settings_changes), state.container
+    redis = saved.redis
+    state.container = dataclasses.replace(
+        saved, sessions=SessionService(redis, config), throttle=LoginThrottle(redis, config)
+    )
     yield app
-    state.sessions, state.throttle = saved
+    state.container = saved
 
 
 @pytest.fixture
@@ -78,7 +82,7 @@ def clock(app: Litestar) -> Iterator[Clock]:
     """A controllable clock injected into the app's session service for the test."""
     from tests.auth.support import Clock
 
-    sessions, fake = app.state.sessions, Clock()
+    sessions, fake = app.state.container.sessions, Clock()
     original, sessions.clock = sessions.clock, fake
     yield fake
     sessions.clock = original

@@ -24,7 +24,7 @@ import msgspec
 from litestar import Litestar
 
 from devtools.mail_sink import MailSink
-from services.auth.settings import AuthSettings, settings
+from services.auth.settings import AuthSettings, from_environment
 from shared import internal_auth
 from shared.tokens import session_id_of
 from tests import asgi
@@ -33,7 +33,7 @@ PASSWORD = "correct horse battery staple"
 
 
 def auth_settings(**changes: Any) -> AuthSettings:
-    return msgspec.structs.replace(settings, **changes)
+    return msgspec.structs.replace(from_environment(), **changes)
 
 
 def running(app: Litestar) -> AbstractAsyncContextManager[httpx.AsyncClient]:
@@ -45,7 +45,7 @@ def signed(
 ) -> dict[str, str]:
     """The credential header the gateway adds."""
     value = internal_auth.sign(
-        settings.secret,
+        auth_settings().secret,
         audience="auth",
         user_id=uid,
         session_id=sid,

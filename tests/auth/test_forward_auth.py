@@ -5,9 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from services.auth.settings import settings
 from shared import internal_auth
-from tests.auth.support import Account, Api
+from tests.auth.support import Account, Api, auth_settings
 
 
 async def test_a_live_bearer_token_gets_a_credential_for_its_own_user(
@@ -22,7 +21,9 @@ async def test_a_live_bearer_token_gets_a_credential_for_its_own_user(
         },
     )
     assert resp.status_code == 204
-    cred = internal_auth.verify(settings.secret, resp.headers[internal_auth.HEADER], audiences={"canvas"})
+    cred = internal_auth.verify(
+        auth_settings().secret, resp.headers[internal_auth.HEADER], audiences={"canvas"}
+    )
     assert (cred.uid, cred.sid, cred.rid) == (account.uid, account.sid, "fwd-1")
     assert cred.api  # only for the public /api routes
 
@@ -53,7 +54,9 @@ async def test_the_credential_is_for_the_service_owning_the_original_path(
         assert internal_auth.HEADER not in resp.headers
         return
     assert resp.status_code == 204
-    cred = internal_auth.verify(settings.secret, resp.headers[internal_auth.HEADER], audiences={audience})
+    cred = internal_auth.verify(
+        auth_settings().secret, resp.headers[internal_auth.HEADER], audiences={audience}
+    )
     assert cred.aud == audience
 
 

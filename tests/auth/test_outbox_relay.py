@@ -78,7 +78,7 @@ async def test_deletion_waits_in_the_outbox_while_redis_is_down(
     redis_server.stop()
     try:
         with pytest.raises(RedisError):
-            await relay_once(relay_redis)
+            await relay_once(relay_redis, 100)
         assert await unsent_for(account.uid) == 1
     finally:
         redis_server.start()

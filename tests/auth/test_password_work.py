@@ -7,6 +7,7 @@ import asyncio
 import secrets
 
 import pytest
+from litestar import Litestar
 from redis.asyncio import Redis
 
 from services.auth import passwords
@@ -82,13 +83,12 @@ async def test_signups_are_counted_per_client(api: Api) -> None:
     await Api(api.client).signup(email())  # another client
 
 
-async def test_a_full_hashing_queue_is_503_at_once(api: Api, account: Account) -> None:
-    """The queue's bound is per process; fill it the way a storm would, by holding its places."""
-    from services.auth.settings import settings
-
+async def test_a_full_hashing_queue_is_503_at_once(app: Litestar, api: Api, account: Account) -> None:
+    """The queue's bound is per app; fill it the way a storm would, by holding its places."""
+    work = app.state.container.passwords
     hashes = passwords.HASHES._value.get()
-    saved = passwords._queue.size
-    passwords._queue.size = settings.hash_queue
+    saved = work.queued
+    work.queued = work.queue_limit
     try:
         for resp in (
             await api.login(account),
@@ -98,5 +98,5 @@ async def test_a_full_hashing_queue_is_503_at_once(api: Api, account: Account) -
             assert int(resp.headers["retry-after"]) == 1
         assert passwords.HASHES._value.get() == hashes
     finally:
-        passwords._queue.size = saved
+        work.queued = saved
     assert (await api.login(account)).status_code == 200

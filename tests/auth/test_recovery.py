@@ -11,8 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from devtools.mail_sink import MailSink
-from services.auth import mail_tokens
-from services.auth.db import DB
+from services.auth import db, mail_tokens
 from services.auth.mailer import Mailer
 from services.auth.tables import MailOutbox, MailToken, User
 from shared.timeutil import utcnow
@@ -245,7 +244,7 @@ async def test_a_rolled_back_change_sends_no_mail(api: Api, mailer: Mailer, mail
         pass
 
     with pytest.raises(Abort):
-        async with DB.transaction():
+        async with db.transaction():
             await recovery.send_verification(row, utcnow(), auth_settings())
             raise Abort
     assert await MailToken.count().where(MailToken.email == email).run() == 1

@@ -212,7 +212,7 @@ async def test_purge_deletes_only_expired_sessions(
     clock.advance(days=20)
     fresh = await api.new_session(account)
     clock.advance(days=11)
-    assert await app.state.sessions.purge_expired() >= 1
+    assert await app.state.container.sessions.purge_expired() >= 1
     remaining = await Session.select(Session.id).where(Session.user_id == account.uid).run()
     assert [row["id"] for row in remaining] == [session_id_of(fresh)]
 
@@ -248,7 +248,7 @@ async def test_a_revocation_that_cannot_purge_the_cache_fails_closed_and_changes
     method, path, body = call
     other = await api.new_session(account)
     await cache(redis, account.token, other)
-    sessions = app.state.sessions
+    sessions = app.state.container.sessions
     saved, sessions.redis = sessions.redis, aioredis.Redis.from_url("redis://127.0.0.1:9")
     try:
         resp = await api.call(method, path, session=account, json=body)

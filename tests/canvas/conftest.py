@@ -41,7 +41,7 @@ async def client(app: Litestar) -> AsyncIterator[AsyncClient]:
 @pytest.fixture
 def views(app: Litestar, client: AsyncClient) -> ViewCounter:
     """The running app's view counter."""
-    return app.state.views  # type: ignore[no-any-return]
+    return app.state.container.views  # type: ignore[no-any-return]
 
 
 @pytest.fixture

@@ -21,14 +21,16 @@ import httpx
 import msgspec
 from litestar import Litestar
 
-from services.canvas.settings import CanvasSettings, settings
+from services.canvas.settings import CanvasSettings, from_environment
 from shared import internal_auth
 from tests import asgi
+
+SECRET = from_environment().secret  # the one tests/conftest.py put in the environment
 
 
 def canvas_settings(**changes: Any) -> CanvasSettings:
     """The test settings, by default without the background loops (tests drive flushes themselves)."""
-    return msgspec.structs.replace(settings, **{"run_background": False, **changes})
+    return msgspec.structs.replace(from_environment(), **{"run_background": False, **changes})
 
 
 def running(app: Litestar) -> AbstractAsyncContextManager[httpx.AsyncClient]:
@@ -47,7 +49,7 @@ async def eventually(
 
 
 def signed(uid: str | None, audience: str = "canvas") -> dict[str, str]:
-    return {internal_auth.HEADER: internal_auth.sign(settings.secret, audience=audience, user_id=uid)}
+    return {internal_auth.HEADER: internal_auth.sign(SECRET, audience=audience, user_id=uid)}
 
 
 async def insert_canvases(

@@ -73,30 +73,38 @@ async def _kill_while_blocked(
 
 
 async def test_a_transaction_whose_connection_died_leaves_its_task_clean(admin: asyncpg.Connection) -> None:
-    from services.canvas.db import DB
-    from services.canvas.tables import Canvas
-    from shared.db import engine_lifespan
+    from services.canvas import db
+    from shared.db import make_engine
 
     [canvas_id] = await insert_canvases(uuid.uuid4(), 1)
 
-    async with engine_lifespan(DB, pool_size=3):
+    engine = make_engine(canvas_settings().database_url)
+    with db.bound(engine):
+        await _die_and_recover(admin, engine, canvas_id)
+
+
+async def _die_and_recover(admin: asyncpg.Connection, engine: Any, canvas_id: uuid.UUID) -> None:
+    from services.canvas.tables import Canvas
+    from shared.db import engine_lifespan
+
+    async with engine_lifespan(engine, pool_size=3):
 
         async def bump() -> None:
-            async with DB.transaction():
+            async with engine.transaction():
                 await Canvas.update({Canvas.views: Canvas.views + 1}).where(Canvas.id == canvas_id).run()
 
         async def long_lived_loop() -> None:
             """One task: its first transaction loses its connection, the next three must commit."""
             with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError)):
                 await bump()
-            assert DB.current_transaction.get() is None
+            assert engine.current_transaction.get() is None
             for _ in range(3):
                 await bump()
 
         loop = await _kill_while_blocked(admin, canvas_id, "UPDATE", long_lived_loop())
         await loop
         assert await admin.fetchval("SELECT views FROM canvas WHERE id = $1", canvas_id) == 3
-        pool = DB.pool
+        pool = engine.pool
         assert pool is not None
         # Every connection went back to the pool: three more transactions at once do not wait forever.
         async with asyncio.timeout(20):

@@ -22,11 +22,10 @@ from services.canvas import reconcile, streams
 from services.canvas import view_counter as views_module
 from services.canvas.auth_client import AuthClient
 from services.canvas.read_cache import ReadCache
-from services.canvas.settings import settings
 from services.canvas.tables import Canvas, DeletedUser
 from shared import internal_auth
 from shared.events import DEAD_LETTER_STREAM, USER_EVENTS_STREAM
-from tests.canvas.support import canvas_body, insert_canvases, signed
+from tests.canvas.support import SECRET, canvas_body, insert_canvases, signed
 
 pytestmark = pytest.mark.slow
 
@@ -109,16 +108,14 @@ async def test_the_sweep_asks_the_real_auth_service(data_dir: Path, cache: ReadC
             ghost = str(uuid.uuid4())  # never existed in the auth service
             await insert_canvases(uuid.UUID(user_id), 2)
             await insert_canvases(uuid.UUID(ghost), 2)
-            client = AuthClient(http, url_of(auth), settings.secret)
+            client = AuthClient(http, url_of(auth), SECRET)
 
             first = await reconcile.sweep(client, cache, batch=1000, delete_batch=100, max_unknown_fraction=1)
             assert first.owners_removed >= 1
             assert (await owned(user_id), await owned(ghost)) == (2, 0)
 
             # The user is deleted, and the user.deleted event never reaches us (no relay runs here).
-            credential = internal_auth.sign(
-                settings.secret, audience="auth", user_id=user_id, session_id=session_id
-            )
+            credential = internal_auth.sign(SECRET, audience="auth", user_id=user_id, session_id=session_id)
             async with http.delete(
                 url_of(auth) + "/api/users/me",
                 json={"password": password},

@@ -103,11 +103,11 @@ async def test_reads_missing_the_cache_together_are_counted_exactly(
 
 async def missed_once(alice: Caller, app: Litestar) -> tuple[ReadCache, ViewCounter, dict[str, Any], Miss]:
     """The app's cache and counter, a new public canvas, and the miss of its first lookup."""
-    cache: ReadCache = app.state.cache
+    cache: ReadCache = app.state.container.cache
     canvas = await alice.create(isPublic=True)
     miss = await cache.lookup(uuid.UUID(canvas["id"]), None)
     assert isinstance(miss, Miss)
-    return cache, app.state.views, canvas, miss
+    return cache, app.state.container.views, canvas, miss
 
 
 async def test_a_fill_is_refused_when_the_canvas_changed_since_the_miss(

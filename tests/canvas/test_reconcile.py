@@ -24,10 +24,9 @@ from devtools.redis_server import free_port
 from services.canvas import reconcile
 from services.canvas.auth_client import AuthClient, AuthUnavailable
 from services.canvas.read_cache import ReadCache
-from services.canvas.settings import settings
 from services.canvas.tables import Canvas, DeletedUser
 from shared import internal_auth
-from tests.canvas.support import Caller
+from tests.canvas.support import SECRET, Caller
 from tests.canvas.test_routes import assert_problem
 
 
@@ -40,9 +39,7 @@ class AuthStandIn:
 
     async def existing(self, request: web.Request) -> web.Response:
         try:
-            internal_auth.verify(
-                settings.secret, request.headers.get(internal_auth.HEADER), audiences={"auth"}
-            )
+            internal_auth.verify(SECRET, request.headers.get(internal_auth.HEADER), audiences={"auth"})
         except internal_auth.InvalidCredential:
             return web.json_response({"status": 401}, status=401)
         ids = (await request.json())["userIds"]
@@ -89,7 +86,9 @@ async def test_the_sweep_deletes_the_canvases_of_owners_auth_no_longer_knows(
     ghosts = await make_ghosts(alice, 3)
     stand_in.gone = {str(g.uid) for g in ghosts}
     async with aiohttp.ClientSession() as http:
-        result = await reconcile.sweep(AuthClient(http, url, settings.secret), cache, batch=3, delete_batch=1)
+        result = await reconcile.sweep(
+            AuthClient(http, url, SECRET), cache, batch=3, delete_batch=1, max_unknown_fraction=0.5
+        )
     assert result.owners_removed >= 3
     assert result.canvases_deleted >= 6
     for ghost in ghosts:
@@ -113,15 +112,24 @@ async def test_the_sweep_deletes_nothing_when_auth_cannot_answer(
     stand_in.status = 503
     async with aiohttp.ClientSession() as http:
         with pytest.raises(AuthUnavailable):
-            await reconcile.sweep(AuthClient(http, url, settings.secret), cache, batch=1000, delete_batch=100)
+            await reconcile.sweep(
+                AuthClient(http, url, SECRET), cache, batch=1000, delete_batch=100, max_unknown_fraction=0.5
+            )
         with pytest.raises(AuthUnavailable):  # a wrong secret is refused by the auth side
-            await reconcile.sweep(AuthClient(http, url, b"x" * 32), cache, batch=1000, delete_batch=100)
+            await reconcile.sweep(
+                AuthClient(http, url, b"x" * 32),
+                cache,
+                batch=1000,
+                delete_batch=100,
+                max_unknown_fraction=0.5,
+            )
         with pytest.raises(AuthUnavailable):  # nobody listening
             await reconcile.sweep(
-                AuthClient(http, f"http://127.0.0.1:{free_port()}", settings.secret),
+                AuthClient(http, f"http://127.0.0.1:{free_port()}", SECRET),
                 cache,
                 batch=10,
                 delete_batch=1,
+                max_unknown_fraction=0.5,
             )
     assert await owned(str(ghost.uid)) == 2
 
@@ -136,7 +144,7 @@ async def test_the_sweep_deletes_nothing_when_auth_knows_nobody(
     async with aiohttp.ClientSession() as http:
         with caplog.at_level(logging.INFO):
             result = await reconcile.sweep(
-                AuthClient(http, url, settings.secret), cache, batch=7, delete_batch=100
+                AuthClient(http, url, SECRET), cache, batch=7, delete_batch=100, max_unknown_fraction=0.5
             )
     assert result.refused
     assert result.owners_unknown == result.owners_checked >= reconcile.GUARD_MIN_OWNERS
@@ -161,7 +169,7 @@ async def test_the_guard_counts_the_whole_pass_before_deleting(
     ghosts = await make_ghosts(alice, reconcile.GUARD_MIN_OWNERS)
     stand_in.gone = {str(g.uid) for g in ghosts}
     async with aiohttp.ClientSession() as http:
-        client = AuthClient(http, url, settings.secret)
+        client = AuthClient(http, url, SECRET)
         refused = await reconcile.sweep(client, cache, batch=1, delete_batch=100, max_unknown_fraction=0)
         assert refused.refused
         assert refused.owners_unknown >= len(ghosts)
