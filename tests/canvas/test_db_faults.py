@@ -182,23 +182,21 @@ async def test_the_cascade_and_the_view_flush_never_deadlock(
 ) -> None:
     """Both lock canvas rows in id order: racing them many times leaves the deadlock counter unchanged."""
     from services.canvas.cascade import delete_user
-    from services.canvas.db import DB
     from services.canvas.view_counter import apply_batch
-    from shared.db import engine_lifespan
 
     deadlocks = "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
     before = await admin.fetchval(deadlocks)
-    async with engine_lifespan(DB, pool_size=4):
-        for _ in range(15):
-            owner = uuid.uuid4()
-            ids = await insert_canvases(owner, 60)
-            counts = {str(canvas_id): 1 for canvas_id in reversed(ids)}
-            await asyncio.gather(
-                delete_user(owner, cache=cache, batch_size=7),
-                apply_batch(uuid.uuid4().hex, counts),
-                apply_batch(uuid.uuid4().hex, dict(list(counts.items())[::2])),
-            )
-            assert await admin.fetchval("SELECT count(*) FROM canvas WHERE user_id = $1", owner) == 0
+    # The tables are bound to this run's engine (tests/conftest.py), already open.
+    for _ in range(15):
+        owner = uuid.uuid4()
+        ids = await insert_canvases(owner, 60)
+        counts = {str(canvas_id): 1 for canvas_id in reversed(ids)}
+        await asyncio.gather(
+            delete_user(owner, cache=cache, batch_size=7),
+            apply_batch(uuid.uuid4().hex, counts),
+            apply_batch(uuid.uuid4().hex, dict(list(counts.items())[::2])),
+        )
+        assert await admin.fetchval("SELECT count(*) FROM canvas WHERE user_id = $1", owner) == 0
     await admin.execute("SELECT pg_stat_clear_snapshot()")
     assert await admin.fetchval(deadlocks) == before
 
@@ -207,13 +205,14 @@ async def test_a_database_that_refuses_connections_answers_503_with_one_log_line
     client: AsyncClient, anon: Caller, unused_tcp_port: int, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The pool is pointed at a port nothing listens on (a database that refuses connections)."""
-    from services.canvas.db import DB
+    from services.canvas import db
     from shared.db import close_engine, open_engine
 
-    config = dict(DB.config)
-    await close_engine(DB)
-    DB.config = {"dsn": f"postgresql://postgres@127.0.0.1:{unused_tcp_port}/gone"}
-    await DB.start_connection_pool(min_size=0, max_size=2)
+    engine = db.engine()  # the running app's
+    config = dict(engine.config)
+    await close_engine(engine)
+    engine.config = {"dsn": f"postgresql://postgres@127.0.0.1:{unused_tcp_port}/gone"}
+    await engine.start_connection_pool(min_size=0, max_size=2)
     try:
         caplog.clear()
         for _ in range(3):
@@ -227,7 +226,7 @@ async def test_a_database_that_refuses_connections_answers_503_with_one_log_line
         assert not any(r.exc_info for r in records)  # and no traceback
         assert (await client.get("/ready")).status_code == 503
     finally:
-        await close_engine(DB)
-        DB.config = config
-        await open_engine(DB, 3)
+        await close_engine(engine)
+        engine.config = config
+        await open_engine(engine, 3)
     assert (await anon.request("GET", "/api/canvases")).status_code == 200
