@@ -148,7 +148,7 @@ class _SafePostgresTransaction(PostgresTransaction):
     Piccolo 1.x's `__aexit__` runs the rollback (or commit) and only then releases the connection and
     resets `current_transaction`: when the rollback raises, because the server dropped the connection
     (`pg_terminate_backend`, a restart, a network cut), neither happens. The task that ran it then keeps
-    the dead transaction as its current one, so every later `DB.transaction()` in that task nests in
+    the dead transaction as its current one, so every later `transaction()` in that task nests in
     it and every query fails ("connection has been released back to the pool") until the process
     restarts, and a leaked pool slot is lost. Likewise a `BEGIN` that fails leaks the connection it
     acquired. Here both steps run in `finally`, and a connection that failed to release is terminated.
