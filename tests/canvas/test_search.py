@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from services.canvas.view_counter import ViewCounter
-from tests.canvas.support import Caller, insert_canvases
+from tests.canvas.support import SECRET, Caller, insert_canvases
 from tests.canvas.test_listing import list_all, unique
 from tests.canvas.test_routes import assert_problem
 
@@ -200,7 +200,9 @@ async def test_every_plan_agrees_with_the_oracle(alice: Caller, views: ViewCount
     with windows from one canvas up, pages cross that edge everywhere (PostgreSQL: one query)."""
     from services.canvas import canvases
     from services.canvas.canvases import Listing
+    from services.canvas.cursors import CursorCodec
 
+    cursors = CursorCodec(SECRET)
     made = await _seed(alice, 30, seed=window)
     newest_first = list(reversed(made))
     for q in ["python", "sketch", "perlin noise", "x", "p", "zzz", "c", "draw sketch", "日本", "ωmega"]:
@@ -210,6 +212,7 @@ async def test_every_plan_agrees_with_the_oracle(alice: Caller, views: ViewCount
         while True:
             page = await canvases.list_canvases(
                 views,
+                cursors,
                 Listing(public_only=False, owner=uuid.UUID(alice.uid), q=q),
                 limit=4,
                 cursor=cursor,
