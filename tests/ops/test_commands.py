@@ -17,6 +17,7 @@ from devtools.redis_server import free_port
 
 PARTS = (".", "gateway", "services/auth", "services/canvas", "shared", "devtools", "bench", "docs")
 READMES = [ROOT / part / "README.md" for part in PARTS if (ROOT / part / "README.md").is_file()]
+READMES += sorted((ROOT / "docs").glob("*.md"))  # the project's own documentation shows commands too
 # `python -m module` and, for a command with subcommands, the first word after it.
 COMMAND = re.compile(r"python -m ([a-z_][a-z_.]*)((?: [a-z]+)?)")
 NOT_IN_DOCS = ["devtools.pgcheck"]  # `make test` runs it
