@@ -160,8 +160,9 @@ canvases through the gateway, alone, then again while one client floods the pass
 {FLOODERS} connections (an aiohttp generator in the harness: `POST /api/auth/signup` with new
 emails and `POST /api/auth/login` with wrong passwords, alternating, closed loop). Goal (issue 14):
 the others get no errors and a p99 at most {GOAL_RATIO}x their p99 alone; the flood's excess is
-refused (429 from the auth service's per-client cap, 503 from a full hashing queue or the gateway's
-password pool) within {GOAL_REFUSAL_P99_MS:.0f} ms at p99, never a 504; the gateway's and the auth
+refused (429 from the gateway's or the auth service's per-client cap, 503 from a full hashing
+queue or the gateway's password pool) within {GOAL_REFUSAL_P99_MS:.0f} ms at p99, never a 504; the
+gateway's and the auth
 service's RSS after the flood within 1.2x of before. The flood generator runs in the harness
 process and shares the machine's two cores with everything else.
 """,
