@@ -147,7 +147,7 @@ def variables() -> Iterator[tuple[str, str, str]]:
             elif field.name == "consumer_name":
                 value = "<hostname>-<pid>"
             else:
-                value = field.default_factory()  # type: ignore[misc]
+                value = field.default_factory()
             if isinstance(value, timedelta):
                 default = _duration(value)
             elif isinstance(value, str):

@@ -11,7 +11,7 @@ from litestar.types import Scope
 
 def client_ip(scope: Scope, trusted_proxies: Collection[str]) -> str:
     """The peer address; behind a trusted proxy, the last X-Forwarded-For hop it did not add itself."""
-    state: dict[str, Any] = scope["state"]  # type: ignore[assignment]
+    state: dict[str, Any] = scope["state"]
     known = state.get("client_ip")
     if known is not None:
         return str(known)

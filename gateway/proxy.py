@@ -130,7 +130,7 @@ class Proxy:
             if route is None:
                 raise NotFoundException
             template = route.template
-            scope["state"][ROUTE_KEY] = template  # type: ignore[index]  # named in the access log
+            scope["state"][ROUTE_KEY] = template  # named in the access log
             endpoint = route.endpoints.get(method)
             if endpoint is None:
                 if method == "OPTIONS":
@@ -176,7 +176,7 @@ class Proxy:
         length = headers.get(b"content-length")
         if length is not None and _int(length) > self.body_limit:
             raise _too_large(self.body_limit)
-        rid: str = scope["state"]["request_id"]  # type: ignore[index]
+        rid: str = scope["state"]["request_id"]
         token, from_cookie, session = await self._authenticate(endpoint, headers, rid)
         body = None
         if method not in SAFE_METHODS:

@@ -134,7 +134,7 @@ class FixedWindowRateLimitMiddleware(RateLimitMiddleware):
 def rate_limit_config(limit: int, unit: Any, trusted_proxies: list[str]) -> RateLimitConfig:
     return RateLimitConfig(
         rate_limit=(unit, limit),
-        identifier_for_request=identifier_for(frozenset(trusted_proxies)),  # type: ignore[arg-type]
+        identifier_for_request=identifier_for(frozenset(trusted_proxies)),
         middleware_class=FixedWindowRateLimitMiddleware,
         store=STORE_NAME,
     )

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 import structlog
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 LOGGER = "canvasverse.access"
@@ -31,7 +32,7 @@ class AccessLogMiddleware:
         self.log = structlog.get_logger(LOGGER)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.enabled(logging.INFO):
+        if scope["type"] != ScopeType.HTTP or not self.enabled(logging.INFO):
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import Any
 
 import structlog
+from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
@@ -12,6 +14,10 @@ from litestar.middleware.base import DefineMiddleware
 
 from shared import internal_auth
 from shared.internal_auth import InternalCredential
+
+# What handlers, guards and providers receive (Litestar's generics, with no typed user/auth/state).
+AnyRequest = Request[Any, Any, Any]
+Connection = ASGIConnection[Any, Any, Any, Any]
 
 OPEN_PATHS = {"/health", "/ready", "/metrics", "/schema"}
 EXCLUDE_FROM_AUTH = "exclude_from_auth"  # a route handler opt: open without a credential
@@ -26,7 +32,7 @@ class InternalAuthMiddleware(AbstractAuthenticationMiddleware):
         self.max_age = max_age
         self.audiences = audiences
 
-    async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
+    async def authenticate_request(self, connection: Connection) -> AuthenticationResult:
         try:
             cred = internal_auth.verify(
                 self.secret,
@@ -57,5 +63,5 @@ def internal_auth_middleware(
     )
 
 
-def caller_of(connection: ASGIConnection) -> InternalCredential:
+def caller_of(connection: Connection) -> InternalCredential:
     return connection.user  # type: ignore[no-any-return]

@@ -71,7 +71,7 @@ def ops_router(checks: Mapping[str, ReadyCheck]) -> Router:
             return last["failed"]  # type: ignore[no-any-return]
         if last["run"] is None:
             last["run"] = asyncio.ensure_future(run_checks())
-        return await asyncio.shield(last["run"])  # type: ignore[no-any-return]
+        return await asyncio.shield(last["run"])
 
     @get("/ready", include_in_schema=False)
     async def ready() -> Response[dict[str, Any]]:

@@ -7,6 +7,7 @@ import uuid
 
 import structlog
 from litestar.datastructures import MutableScopeHeaders
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 HEADER = "x-request-id"
@@ -26,12 +27,12 @@ class RequestIdMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         raw = next((v for k, v in scope["headers"] if k == _HEADER), b"")
         rid = valid_request_id(raw.decode("latin-1"))
-        scope.setdefault("state", {})["request_id"] = rid  # type: ignore[typeddict-item]
+        scope.setdefault("state", {})["request_id"] = rid
         structlog.contextvars.bind_contextvars(request_id=rid)
 
         async def send_with_id(message: Message) -> None:

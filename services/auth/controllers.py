@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from litestar import Controller, Request, Response, delete, get, patch, post
-from litestar.connection import ASGIConnection
+from litestar import Controller, Response, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
@@ -42,7 +41,7 @@ from services.auth.sessions import SessionService
 from services.auth.settings import AuthSettings
 from services.auth.throttle import LoginThrottle
 from shared import internal_auth
-from shared.auth_middleware import EXCLUDE_FROM_AUTH, caller_of
+from shared.auth_middleware import EXCLUDE_FROM_AUTH, AnyRequest, Connection, caller_of
 from shared.errors import Forbidden, NotFound, Unauthorized
 from shared.timeutil import rfc3339
 from shared.tokens import session_id_of
@@ -60,7 +59,7 @@ class Caller:
     session_id: str
 
 
-def _caller(connection: ASGIConnection) -> Caller:
+def _caller(connection: Connection) -> Caller:
     cred = caller_of(connection)
     if not cred.uid or not cred.sid:
         raise Unauthorized("This route needs a session")
@@ -71,42 +70,42 @@ def _caller(connection: ASGIConnection) -> Caller:
     return Caller(cred.uid, cred.sid)
 
 
-def requires_session(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+def requires_session(connection: Connection, _: BaseRouteHandler) -> None:
     """Guard: runs before the body is parsed, so an anonymous call is 401 whatever it sends."""
     _caller(connection)
 
 
-def provide_caller(request: Request) -> Caller:
+def provide_caller(request: AnyRequest) -> Caller:
     return _caller(request)
 
 
-def client_address(request: Request) -> str:
+def client_address(request: AnyRequest) -> str:
     """The client as the gateway saw it; the peer address for direct calls."""
     return caller_of(request).ip or (request.client.host if request.client else "unknown")
 
 
-def container_of(request: Request) -> Container:
+def container_of(request: AnyRequest) -> Container:
     container: Container = request.app.state.container
     return container
 
 
-def provide_sessions(request: Request) -> SessionService:
+def provide_sessions(request: AnyRequest) -> SessionService:
     return container_of(request).sessions
 
 
-def provide_throttle(request: Request) -> LoginThrottle:
+def provide_throttle(request: AnyRequest) -> LoginThrottle:
     return container_of(request).throttle
 
 
-def provide_passwords(request: Request) -> Passwords:
+def provide_passwords(request: AnyRequest) -> Passwords:
     return container_of(request).passwords
 
 
-def provide_mail_limit(request: Request) -> MailRequestLimit:
+def provide_mail_limit(request: AnyRequest) -> MailRequestLimit:
     return container_of(request).mail_limit
 
 
-def provide_config(request: Request) -> AuthSettings:
+def provide_config(request: AnyRequest) -> AuthSettings:
     return container_of(request).settings
 
 
@@ -127,7 +126,7 @@ DEPENDENCIES = {
 }
 
 
-async def _signed_in(user: dict[str, Any], sessions: SessionService, request: Request) -> AuthOut:
+async def _signed_in(user: dict[str, Any], sessions: SessionService, request: AnyRequest) -> AuthOut:
     agent = request.headers.get(internal_auth.CLIENT_USER_AGENT)
     token, info = await sessions.create(str(user["id"]), user_agent=agent, ip=client_address(request))
     return AuthOut(user=user_out(user), token=token, expires_at=rfc3339(info.expires_at))
@@ -171,7 +170,7 @@ class AuthController(Controller):
     async def signup(
         self,
         *,
-        request: Request,
+        request: AnyRequest,
         data: JSONBody[SignupBody],
         sessions: Sessions,
         throttle: Throttle,
@@ -206,7 +205,7 @@ class AuthController(Controller):
     )
     async def login(
         self,
-        request: Request,
+        request: AnyRequest,
         data: JSONBody[LoginBody],
         sessions: Sessions,
         throttle: Throttle,
@@ -253,7 +252,7 @@ class AuthController(Controller):
 
     @post("/password-reset", status_code=202, responses=errors({**INVALID, **MAIL_THROTTLED}))
     async def request_password_reset(
-        self, request: Request, data: JSONBody[PasswordResetBody], mail_limit: MailLimit, config: Config
+        self, request: AnyRequest, data: JSONBody[PasswordResetBody], mail_limit: MailLimit, config: Config
     ) -> None:
         """Mail a password-reset link if an account has this email; the same answer either way."""
         await recovery.request_reset(
@@ -302,7 +301,7 @@ class UsersController(Controller):
     async def update_me(
         self,
         *,
-        request: Request,
+        request: AnyRequest,
         data: JSONBody[UpdateMeBody],
         caller: CallerDep,
         throttle: Throttle,
@@ -328,7 +327,7 @@ class UsersController(Controller):
     async def change_password(
         self,
         *,
-        request: Request,
+        request: AnyRequest,
         data: JSONBody[ChangePasswordBody],
         caller: CallerDep,
         sessions: Sessions,
@@ -353,7 +352,7 @@ class UsersController(Controller):
         responses=errors({**NO_SESSION, 409: "The email address is already verified", **MAIL_THROTTLED}),
     )
     async def resend_email_verification(
-        self, request: Request, caller: CallerDep, mail_limit: MailLimit, config: Config
+        self, request: AnyRequest, caller: CallerDep, mail_limit: MailLimit, config: Config
     ) -> None:
         """Mail a new verification link to the caller's address."""
         await recovery.resend_verification(
@@ -367,7 +366,7 @@ class UsersController(Controller):
     async def delete_me(
         self,
         *,
-        request: Request,
+        request: AnyRequest,
         data: JSONBody[DeleteMeBody],
         caller: CallerDep,
         sessions: Sessions,
@@ -428,7 +427,7 @@ class InternalController(Controller):
         )
 
     @get("/forward-auth", status_code=204, include_in_schema=False, opt={EXCLUDE_FROM_AUTH: True})
-    async def forward_auth(self, request: Request, sessions: Sessions) -> Response[None]:
+    async def forward_auth(self, request: AnyRequest, sessions: Sessions) -> Response[None]:
         """nginx/Traefik-style forward auth (`auth_request`): a valid Bearer token in, the signed
         internal credential out in `X-Internal-Auth`. Open without a credential because the proxy
         cannot sign one; it mints a credential only for a live session, for that session's user, and

@@ -28,7 +28,7 @@ from typing import Any
 
 import msgspec
 import structlog
-from piccolo.columns.combination import Combinable
+from piccolo.custom_types import Combinable
 from redis.asyncio import Redis
 
 from services.auth import db

@@ -92,7 +92,7 @@ def _unique(tags: list[str]) -> list[str]:
 
 async def _visible(canvas_id: uuid.UUID, uid: uuid.UUID | None) -> dict[str, Any]:
     rows = await Canvas.raw(_BY_ID, canvas_id).run()
-    row = rows[0] if rows else None
+    row: dict[str, Any] | None = rows[0] if rows else None
     if row is None or not (row["is_public"] or str(row["user_id"]) == str(uid)):
         raise NotFound("canvas not found")
     return row

@@ -5,8 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from litestar import Controller, Request, Response, delete, get, head, patch, post
-from litestar.connection import ASGIConnection
+from litestar import Controller, Response, delete, get, head, patch, post
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency, Provide
 from litestar.handlers import BaseRouteHandler
@@ -32,7 +31,7 @@ from services.canvas.schemas import (
     CanvasUpdate,
 )
 from services.canvas.view_counter import ViewCounter
-from shared.auth_middleware import caller_of
+from shared.auth_middleware import AnyRequest, Connection, caller_of
 from shared.errors import Invalid, Unauthorized
 from shared.validation import NO_NUL
 
@@ -76,7 +75,7 @@ Cache = NamedDependency[ReadCache]
 Cursors = NamedDependency[CursorCodec]
 
 
-def caller(connection: ASGIConnection) -> uuid.UUID | None:
+def caller(connection: Connection) -> uuid.UUID | None:
     """The end user the gateway vouches for (None when anonymous)."""
     uid = caller_of(connection).uid
     if uid is None:
@@ -87,14 +86,14 @@ def caller(connection: ASGIConnection) -> uuid.UUID | None:
         raise Unauthorized("the credential names no valid user") from exc
 
 
-def user_of(connection: ASGIConnection) -> uuid.UUID:
+def user_of(connection: Connection) -> uuid.UUID:
     uid = caller(connection)
     if uid is None:
         raise Unauthorized
     return uid
 
 
-def requires_user(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+def requires_user(connection: Connection, _: BaseRouteHandler) -> None:
     user_of(connection)
 
 
@@ -110,24 +109,24 @@ def tagged(answer: Tagged, status: int = 200) -> Response[Canvas]:
     return Response(answer.canvas, status_code=status, headers={"ETag": answer.etag})
 
 
-def if_match_of(request: Request) -> IfMatch | None:
+def if_match_of(request: AnyRequest) -> IfMatch | None:
     return IfMatch.parse(request.headers.getall("if-match", []))
 
 
-def container_of(request: Request) -> Container:
+def container_of(request: AnyRequest) -> Container:
     container: Container = request.app.state.container
     return container
 
 
-def provide_views(request: Request) -> ViewCounter:
+def provide_views(request: AnyRequest) -> ViewCounter:
     return container_of(request).views
 
 
-def provide_cache(request: Request) -> ReadCache:
+def provide_cache(request: AnyRequest) -> ReadCache:
     return container_of(request).cache
 
 
-def provide_cursors(request: Request) -> CursorCodec:
+def provide_cursors(request: AnyRequest) -> CursorCodec:
     return container_of(request).cursors
 
 
@@ -143,7 +142,7 @@ class CanvasController(Controller):
     tags = ["canvases"]
 
     @post("/", dto=StrictBody[CanvasCreate], return_dto=None, guards=[requires_user], response_headers=ETAG)
-    async def create_canvas(self, request: Request, data: JSONBody[CanvasCreate]) -> Response[Canvas]:
+    async def create_canvas(self, request: AnyRequest, data: JSONBody[CanvasCreate]) -> Response[Canvas]:
         """Create a canvas owned by the caller."""
         return tagged(await canvases.create(user_of(request), data), 201)
 
@@ -165,12 +164,12 @@ class CanvasController(Controller):
         return await canvases.list_canvases(views, cursors, listing, limit=limit, cursor=cursor)
 
     @get("/{canvas_id:uuid}", response_headers=ETAG)
-    async def read_canvas(self, request: Request, cache: Cache, canvas_id: CanvasId) -> Response[Canvas]:
+    async def read_canvas(self, request: AnyRequest, cache: Cache, canvas_id: CanvasId) -> Response[Canvas]:
         """The canvas; counts one view, included in the returned `views`."""
         return tagged(await canvases.read(cache, canvas_id, caller(request)))
 
     @head("/{canvas_id:uuid}", response_headers=ETAG)
-    async def head_canvas(self, request: Request, canvas_id: CanvasId) -> Response[None]:
+    async def head_canvas(self, request: AnyRequest, canvas_id: CanvasId) -> Response[None]:
         """Whether the canvas is readable; counts no view."""
         return Response(None, headers={"ETag": await canvases.check_visible(canvas_id, caller(request))})
 
@@ -184,7 +183,7 @@ class CanvasController(Controller):
     )
     async def update_canvas(
         self,
-        request: Request,
+        request: AnyRequest,
         cache: Cache,
         canvas_id: CanvasId,
         data: JSONBody[CanvasUpdate],
@@ -196,7 +195,7 @@ class CanvasController(Controller):
 
     @delete("/{canvas_id:uuid}", guards=[requires_user], responses=PRECONDITION)
     async def delete_canvas(
-        self, request: Request, cache: Cache, canvas_id: CanvasId, if_match: IfMatchHeader = None
+        self, request: AnyRequest, cache: Cache, canvas_id: CanvasId, if_match: IfMatchHeader = None
     ) -> None:
         """Delete the caller's canvas. With `If-Match`, only if it still has that ETag (412 otherwise)."""
         await canvases.delete(cache, canvas_id, user_of(request), if_match_of(request))
@@ -210,7 +209,7 @@ class MyCanvasController(Controller):
     async def list_mine(
         self,
         *,
-        request: Request,
+        request: AnyRequest,
         views: Views,
         cursors: Cursors,
         type: TypeFilter = None,
