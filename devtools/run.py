@@ -1,12 +1,13 @@
 """`make run`: the whole system on one machine with only Python installed.
 
-Starts, in order: a Redis server the project owns (unless REDIS_URL is set), the migrations (SQLite
-files under the data folder unless *_DATABASE_URL are set), the auth service, the outbox relay, the
-canvas service (with its consumer and view flusher) and the gateway; waits until every /ready answers
-and prints the URLs. Ctrl-C (or SIGTERM) stops everything in reverse order, each process gracefully;
-the data folder is kept.
+Starts, in order: a Redis server the project owns (unless REDIS_URL is set), a local SMTP sink
+(unless SMTP_URL is set: it keeps every mail under `<data folder>/mail` and prints its links here),
+the migrations (SQLite files under the data folder unless *_DATABASE_URL are set), the auth service,
+the outbox relay (events and mail), the canvas service (with its consumer and view flusher) and the
+gateway; waits until every /ready answers and prints the URLs. Ctrl-C (or SIGTERM) stops everything
+in reverse order, each process gracefully; the data folder is kept.
 
-What it generated (INTERNAL_SECRET, the Redis URL, the database and service URLs) is written to
+What it generated (INTERNAL_SECRET, the Redis and SMTP URLs, the database and service URLs) is written to
 `<data folder>/run.env`, which every process's settings loader reads, so the maintenance commands
 (`make migrate`, `python -m services.canvas.reconcile`, ...) reach this system with no extra setup.
 """
@@ -25,6 +26,7 @@ import sys
 import threading
 from pathlib import Path
 
+from devtools.mail_sink import MailSink
 from devtools.migrate import migrate
 from devtools.processes import Process, uvicorn_cmd
 from devtools.redis_server import RedisFailed, RedisServer
@@ -36,6 +38,7 @@ PORT_VARIABLES = {
     "auth": "AUTH_PORT",
     "canvas": "CANVAS_PORT",
     "redis": "LOCAL_REDIS_PORT",
+    "smtp": "LOCAL_SMTP_PORT",
 }
 CLEAN_EXITS = (0, -signal.SIGTERM, -signal.SIGINT)  # a child that stopped because it was asked to
 
@@ -61,7 +64,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--data-dir", type=Path, default=Path(env("DATA_DIR") or "data"), help="DATA_DIR (default: data)"
     )
-    for name, default in (("gateway", "8000"), ("auth", "8001"), ("canvas", "8002"), ("redis", None)):
+    for name, default in (
+        ("gateway", "8000"),
+        ("auth", "8001"),
+        ("canvas", "8002"),
+        ("redis", None),
+        ("smtp", None),
+    ):
         variable = PORT_VARIABLES[name]
         parser.add_argument(
             f"--{name}-port",
@@ -91,7 +100,7 @@ def allowed_origins(args: argparse.Namespace) -> str:
     return json.dumps([*origins, *(o for o in dev_origins(args) if o not in origins)])
 
 
-def base_env(args: argparse.Namespace, redis_url: str) -> dict[str, str]:
+def base_env(args: argparse.Namespace, redis_url: str, smtp_url: str | None = None) -> dict[str, str]:
     data = args.data_dir
     defaults = {
         "APP_ENV": "development",
@@ -106,6 +115,8 @@ def base_env(args: argparse.Namespace, redis_url: str) -> dict[str, str]:
     env = {key: os.environ.get(key, value) for key, value in defaults.items()}
     env["GATEWAY_ALLOWED_ORIGINS"] = allowed_origins(args)
     env["REDIS_URL"] = redis_url
+    if smtp_url:
+        env["SMTP_URL"] = smtp_url
     env["DATA_DIR"] = str(data)
     return env
 
@@ -146,15 +157,22 @@ def check_ports(ports: dict[str, int | None]) -> None:
         raise StartError("\n".join(taken))
 
 
-def start_all(args: argparse.Namespace) -> tuple[RedisServer | None, list[Process]]:
+def announce_mail(line: str) -> None:
+    """The sink's summary of a mail it kept (recipient, subject, links), on the console."""
+    print(f"[mail] {line}", flush=True)
+
+
+def start_all(args: argparse.Namespace) -> tuple[RedisServer | None, MailSink | None, list[Process]]:
     """Start every process; returns them in start order. Raises if one does not come up."""
     external_redis = os.environ.get("REDIS_URL")
+    external_smtp = os.environ.get("SMTP_URL")
     check_ports(
         {
             "gateway": args.gateway_port,
             "auth": args.auth_port,
             "canvas": args.canvas_port,
             "redis": None if external_redis else args.redis_port,
+            "smtp": None if external_smtp else args.smtp_port,
         }
     )
     args.data_dir.mkdir(parents=True, exist_ok=True)
@@ -168,7 +186,15 @@ def start_all(args: argparse.Namespace) -> tuple[RedisServer | None, list[Proces
         except (RedisFailed, TimeoutError) as exc:
             raise StartError(f"Redis did not start: {exc}") from None
         redis_url = redis.url
-    env = base_env(args, redis_url)
+    sink = None
+    if not external_smtp:
+        try:
+            sink = MailSink(args.data_dir / "mail", args.smtp_port or 0, announce=announce_mail).start()
+        except Exception as exc:
+            if redis:
+                redis.stop()
+            raise StartError(f"the local SMTP sink did not start: {exc}") from None
+    env = base_env(args, redis_url, sink.url if sink else None)
     write_run_env(args.data_dir, env)
 
     def service(name: str, app: str, port: int) -> Process:
@@ -190,20 +216,26 @@ def start_all(args: argparse.Namespace) -> tuple[RedisServer | None, list[Proces
             if proc.health_url:
                 proc.wait_healthy(60, proc.health_url.replace("/health", "/ready"))
     except BaseException as exc:
-        stop_all(redis, started, quiet=True)
+        stop_all(redis, started, quiet=True, sink=sink)
         if isinstance(exc, (RuntimeError, TimeoutError, subprocess.CalledProcessError)):
             raise StartError(str(exc)) from None
         raise
-    return redis, processes
+    return redis, sink, processes
 
 
-def stop_all(redis: RedisServer | None, processes: list[Process], *, quiet: bool = False) -> None:
+def stop_all(
+    redis: RedisServer | None, processes: list[Process], *, quiet: bool = False, sink: MailSink | None = None
+) -> None:
     for proc in reversed(processes):  # gateway first, then canvas (flushes views), relay, auth
         code = proc.stop(timeout=20)
         if code not in CLEAN_EXITS:
             print(f"  {proc.name} exited with {code} (its log: {proc.log_path})", flush=True)
         elif not quiet:
             print(f"  stopped {proc.name}", flush=True)
+    if sink:
+        sink.stop()
+        if not quiet:
+            print("  stopped mail sink", flush=True)
     if redis:
         redis.stop()
         if not quiet:
@@ -216,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Starting Canvas-Verse (data in {args.data_dir}) ...", flush=True)
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # like Ctrl-C: stop what has started
     try:
-        redis, processes = start_all(args)  # Ctrl-C here: KeyboardInterrupt, everything started is stopped
+        # Ctrl-C here: KeyboardInterrupt, everything started is stopped.
+        redis, sink, processes = start_all(args)
     except StartError as exc:
         print(f"make run: {exc}", file=sys.stderr, flush=True)
         return 1
@@ -227,9 +260,15 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     gateway = f"http://127.0.0.1:{args.gateway_port}"
+    mail = (
+        f"{sink.url}, kept in {sink.folder}; each mail's links are printed here"
+        if sink
+        else f"sent to {os.environ['SMTP_URL']}"
+    )
     print(
         f"\nCanvas-Verse is running.\n  API:      {gateway}/api\n  API docs: {gateway}/schema\n"
         f"  Logs:     {args.data_dir / 'logs'}\n"
+        f"  Mail:     {mail}\n"
         f"  Settings: {args.data_dir / RUN_ENV} (read by make migrate and the python -m commands)\n"
         "Press Ctrl-C to stop.\n",
         flush=True,
@@ -247,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
             status = 1
             break
     print("Stopping ...", flush=True)
-    stop_all(redis, processes)
+    stop_all(redis, processes, sink=sink)
     return status
 
 

@@ -5,11 +5,13 @@
 
 An entry names the mail (its outbox id and kind, never its text or link) and the SMTP server's last
 answer. A replayed mail is sent again by the relay with its attempts reset; a mail whose link token
-expired meanwhile is then dropped instead (services.auth.mailer).
+expired meanwhile is then dropped instead (services.auth.mailer). Each entry is one JSON line on
+stdout; when there is none, a line on stderr says so.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import sys
@@ -17,9 +19,7 @@ import sys
 from services.auth.mailer import DEAD_LETTER_STREAM
 from services.auth.settings import from_environment
 from shared.dead_letters import command
-from shared.redis import BACKGROUND, redis_client
-
-USAGE = "usage: python -m services.auth.deadletters list|replay [ID...]"
+from shared.redis import BACKGROUND, REDIS_UNAVAILABLE, redis_client
 
 
 async def run(verb: str, ids: list[str], redis_url: str) -> list[dict[str, str]]:
@@ -30,14 +30,32 @@ async def run(verb: str, ids: list[str], redis_url: str) -> list[dict[str, str]]
         await redis.aclose()
 
 
-def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("list", "replay"):
-        sys.stderr.write(USAGE + "\n")
-        return 2
-    for line in asyncio.run(run(argv[0], argv[1:], from_environment().redis_url)):
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m services.auth.deadletters",
+        description="Inspect and replay the mails the SMTP server refused AUTH_MAIL_MAX_ATTEMPTS times.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="list|replay")
+    for name, text in (
+        ("list", "show the dead mails (all when no ID), oldest first"),
+        ("replay", "put them back in line to be sent (all when no ID)"),
+    ):
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument("ids", nargs="*", metavar="ID", help="dead-letter entry id")
+    args = parser.parse_args(argv)
+    config = from_environment()
+    try:
+        lines = asyncio.run(run(args.command, args.ids, config.redis_url))
+    except REDIS_UNAVAILABLE as exc:
+        sys.stderr.write(f"Redis at {config.redis_url} did not answer ({exc}); is the system running?\n")
+        return 1
+    for line in lines:
         sys.stdout.write(json.dumps(line) + "\n")
+    if not lines:
+        what = "no dead letters" if args.command == "list" else "nothing replayed: no dead letters"
+        sys.stderr.write(f"{what}{' with those ids' if args.ids else ''} in {DEAD_LETTER_STREAM}\n")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

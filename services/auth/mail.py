@@ -8,6 +8,7 @@ outbox row never holds a token (mail_tokens.py says how the sender gets it).
 from __future__ import annotations
 
 import ssl
+import textwrap
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -68,7 +69,7 @@ def compose(kind: str, recipient: str, *, sender: str, base_url: str, token: str
         message["Subject"] = "Your password was changed"
         body = (
             "The password of your Canvas-Verse account was just changed. If this was not you, "
-            f"reset it now: {base_url.rstrip('/')}/reset-password"
+            f"reset it now:\n\n{base_url.rstrip('/')}/reset-password"
         )
     elif kind == EMAIL_CHANGED:
         message["Subject"] = "Your email address was changed"
@@ -78,7 +79,10 @@ def compose(kind: str, recipient: str, *, sender: str, base_url: str, token: str
         )
     else:
         raise ValueError(f"unknown mail kind {kind!r}")
-    message.set_content(body + "\n")
+    # Paragraphs wrapped at 72 columns and each link on a line of its own, sent as 7bit: the link
+    # stays readable and copyable in the raw mail (quoted-printable would turn `=` into `=3D`).
+    paragraphs = [p if "://" in p else textwrap.fill(p, 72) for p in body.split("\n\n")]
+    message.set_content("\n\n".join(paragraphs) + "\n", cte="7bit")
     return message
 
 

@@ -33,7 +33,17 @@ pytestmark = [pytest.mark.e2e, pytest.mark.sqlite_only, pytest.mark.slow]
 READY_LINE = "Canvas-Verse is running."
 START_BOUND = 600.0 if os.environ.get("NEWCOMER_FRESH_VENV") == "1" else 180.0  # a bound, not a goal
 # What the test suite's own environment sets and a newcomer's shell does not have.
-SUITE_VARIABLES = ("APP_ENV", "REDIS_URL", "INTERNAL_SECRET", "LOG_LEVEL", "DATA_DIR", "LOG_JSON")
+SUITE_VARIABLES = (
+    "APP_ENV",
+    "REDIS_URL",
+    "INTERNAL_SECRET",
+    "LOG_LEVEL",
+    "DATA_DIR",
+    "LOG_JSON",
+    "SMTP_URL",
+    "APP_BASE_URL",
+    "AUTH_MAIL_RETRY_MAX",
+)
 
 
 def readme_block(readme: str, heading: str) -> str:
@@ -151,6 +161,15 @@ def test_a_fresh_clone_follows_the_readme(clone: Path) -> None:
         assert [item["id"] for item in listing["items"]] == [canvas_id]
         assert (read["id"], read["title"], read["views"]) == (canvas_id, "Hello", 1)
 
+        # The reset session, as written, through make run's own mail sink (no SMTP_URL here).
+        reset_session = readme_block(readme, "### Forgot the password?")
+        reset = run_shell(reset_session, clone, env)
+        assert reset.returncode == 0, reset.stderr
+        promised = re.findall(r"#\s*(\d{3})\s*$", reset_session, re.M)
+        assert promised == ["202", "204", "200"]
+        assert reset.stdout.split() == promised
+        assert "/reset-password?token=" in run.output  # make run printed the link
+
         # The maintenance commands, each as written, against the running system with nothing set up.
         for line in maintenance.splitlines():
             command = line.split("#", 1)[0].strip()
@@ -170,7 +189,7 @@ def test_a_fresh_clone_follows_the_readme(clone: Path) -> None:
                 assert copies == ["auth.db", "canvas.db"]
     finally:
         stopped = run.ctrl_c()
-    assert re.findall(r"stopped (\w+)", stopped) == ["gateway", "canvas", "relay", "auth", "redis"]
+    assert re.findall(r"stopped (\w+)", stopped) == ["gateway", "canvas", "relay", "auth", "mail", "redis"]
     assert "exited with" not in stopped
     assert "Traceback" not in stopped
     assert _leftovers(markers) == []

@@ -25,7 +25,7 @@ def _start(data_dir: Path, ports: dict[str, int]) -> tuple[subprocess.Popen[byte
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.endswith("_DATABASE_URL") and k not in ("REDIS_URL", "INTERNAL_SECRET")
+        if not k.endswith("_DATABASE_URL") and k not in ("REDIS_URL", "INTERNAL_SECRET", "SMTP_URL")
     }
     out = data_dir.parent / f"run-{time.monotonic_ns()}.out"
     cmd = [sys.executable, "-m", "devtools.run", "--data-dir", str(data_dir)]
@@ -64,6 +64,16 @@ def _call(method: str, url: str, body: dict | None = None, token: str | None = N
         return resp.status, json.loads(resp.read() or b"{}")
 
 
+def _printed_link(out: Path, marker: str) -> str:
+    """The token of the first link with `marker` that `make run` printed (bounded wait)."""
+    deadline = time.monotonic() + 60
+    while marker not in (text := out.read_text()):
+        assert time.monotonic() < deadline, text
+        time.sleep(0.2)
+    line = next(line for line in text.splitlines() if marker in line)
+    return line.split(marker, 1)[1].strip()
+
+
 def _stop(proc: subprocess.Popen[bytes], data_dir: Path, ports: dict[str, int]) -> None:
     proc.send_signal(signal.SIGINT)
     assert proc.wait(60) == 0
@@ -87,6 +97,13 @@ def test_make_run_starts_serves_stops_and_keeps_data(tmp_path: Path) -> None:
         assert status == 201
         status, read = _call("GET", f"{api}/canvases/{created['id']}")
         assert (status, read["views"]) == (200, 1)
+        # No SMTP_URL: the local sink keeps the signup's verification mail and prints its link.
+        token = _printed_link(out, "/verify-email?token=")
+        status, user = _call("POST", f"{api}/auth/email-verification/confirm", {"token": token})
+        assert (status, user["emailVerified"]) == (200, True)
+        kept = list((data_dir / "mail").glob("*.eml"))
+        assert len(kept) == 1
+        assert token in kept[0].read_text()
     finally:
         _stop(proc, data_dir, ports)
 
