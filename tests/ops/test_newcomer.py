@@ -162,7 +162,9 @@ def test_a_fresh_clone_follows_the_readme(clone: Path) -> None:
         assert (read["id"], read["title"], read["views"]) == (canvas_id, "Hello", 1)
 
         # The reset session, as written, through make run's own mail sink (no SMTP_URL here).
-        reset_session = readme_block(readme, "### Forgot the password?")
+        reset_session = readme_block(
+            readme, "### Forgot the password? (curl, through `make run`'s mail sink)"
+        )
         reset = run_shell(reset_session, clone, env)
         assert reset.returncode == 0, reset.stderr
         promised = re.findall(r"#\s*(\d{3})\s*$", reset_session, re.M)
