@@ -1,4 +1,4 @@
-"""The scenarios: the eight of issue 6 and 9 (abuse) of issue 14.
+"""The scenarios: the eight of issue 6, 9 (abuse) of issue 14 and 10 (search) of issue 17.
 
 Each module defines one `SCENARIO`; `ALL` lists them in order.
 """
@@ -15,6 +15,7 @@ from bench.scenarios import (
     s7_login_storm,
     s8_memory,
     s9_abuse,
+    s10_search,
 )
 from bench.scenarios.base import Scenario
 
@@ -30,5 +31,6 @@ ALL: list[Scenario] = [
         s7_login_storm,
         s8_memory,
         s9_abuse,
+        s10_search,
     )
 ]

@@ -321,8 +321,8 @@ async def _search_sqlite(
     PostgreSQL's planner does from its statistics: the next `window` canvases of the listing's own
     order are examined one by one (their stored words, `instr` on `search_text`, the same rule as the
     index); a common word fills the page within a few rows. Only if the window holds too few matches
-    (a rare word) does FTS5 give the matches older than the window, which are few, sorted by the
-    listing's order. Every page, deep or not, costs at most one window plus the FTS5 matches.
+    (a rare word) does FTS5 give the matches older than the window (`_fts_beyond`), which are few.
+    Every page, deep or not, costs at most one window plus the FTS5 matches beyond it.
     """
     edge = await _in_order(listing, after, Canvas.created_at, Canvas.id).offset(window - 1).limit(1).run()
     scan = _in_order(listing, after, *SUMMARY_COLUMNS)
@@ -335,10 +335,40 @@ async def _search_sqlite(
         scan = scan.where((Canvas.created_at >= at) & ((Canvas.created_at > at) | (Canvas.id >= last_id)))
     rows: list[dict[str, Any]] = await scan.limit(wanted).run()
     if len(rows) < wanted and edge:
-        beyond = _in_order(listing, (at, last_id), *SUMMARY_COLUMNS)
-        beyond = beyond.where(_matches(terms))
-        rows += await beyond.limit(wanted - len(rows)).run()
+        rows += await _fts_beyond(listing, terms, (at, last_id), wanted - len(rows))
     return rows
+
+
+_SUMMARY_SQL = ", ".join(f"canvas.{column._meta.db_column_name}" for column in SUMMARY_COLUMNS)
+
+
+async def _fts_beyond(
+    listing: Listing, terms: list[str], after: tuple[datetime, uuid.UUID], wanted: int
+) -> list[dict[str, Any]]:
+    """SQLite: the first `wanted` FTS5 matches after a position, driven by the match list.
+
+    Each canvas of the match is fetched by its primary key, then the matches are sorted: a cost in
+    the number of matches, whatever the depth. The unary `+` keeps SQLite's planner off the other
+    indexes (it would walk the listing's order index to the end to avoid a sort of a few rows).
+    """
+    at, last = after
+    sql = [f"SELECT {_SUMMARY_SQL} FROM canvas WHERE {_SQLITE_MATCHES}"]  # noqa: S608 - no user input in the SQL
+    args: list[Any] = [search.fts5_match(terms)]
+    if listing.public_only:
+        sql.append("+canvas.is_public = 1")
+    if listing.owner is not None:
+        sql.append("+canvas.user_id = {}")
+        args.append(listing.owner)
+    if listing.type is not None:
+        sql.append("+canvas.type = {}")
+        args.append(listing.type)
+    if listing.tag is not None:
+        sql.append("+canvas.id IN (SELECT canvas FROM canvas_tag WHERE tag = {})")
+        args.append(listing.tag)
+    sql.append("+canvas.created_at <= {} AND (+canvas.created_at < {} OR +canvas.id < {})")
+    args += [at, at, last]
+    query = " AND ".join(sql) + " ORDER BY +canvas.created_at DESC, +canvas.id DESC LIMIT {}"
+    return await Canvas.raw(query, *args, wanted).run()  # type: ignore[no-any-return]
 
 
 async def list_canvases(
