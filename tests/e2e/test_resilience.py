@@ -29,7 +29,10 @@ async def validations(http: Client, system: System) -> float:
     return await metric(http, system, "canvasverse_gateway_session_validations_total", outcome="valid")
 
 
-async def test_cache_hit_miss_and_single_flight(http: Client, system: System, redis: Redis) -> None:
+async def test_cache_hit_miss_and_single_flight(http: Client, own_gateway: System, redis: Redis) -> None:
+    """Deltas of this gateway's own counters: no other test's traffic moves them, and its Redis
+    budget keeps the cache in play on a loaded machine (see `own_gateway`)."""
+    system = own_gateway
     user = await signup(http, system.url)
     before = await validations(http, system)
     hits = await metric(http, system, "canvasverse_gateway_session_cache_total", result="hit")
