@@ -27,11 +27,22 @@ LINK = re.compile(r"https?://\S+")
 
 
 class _Handler:
-    def __init__(self, folder: Path, announce: Callable[[str], None] | None) -> None:
+    def __init__(
+        self, folder: Path, announce: Callable[[str], None] | None, refuse: Callable[[str], bool] | None
+    ) -> None:
         self.folder = folder
         self.announce = announce
+        self.refuse = refuse
         self._numbers = itertools.count(1)
         self._lock = threading.Lock()
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd's name
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if self.refuse is not None and self.refuse(address):
+            return "550 5.1.1 Mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
         content: bytes = envelope.original_content or envelope.content
@@ -53,12 +64,21 @@ class _Handler:
 
 
 class MailSink:
-    """`start()` listens on 127.0.0.1:`port` (0: a free port, kept across stop/start)."""
+    """`start()` listens on 127.0.0.1:`port` (0: a free port, kept across stop/start). `refuse`, when
+    given, names recipients the server answers with 550 (as a real server does for an unknown
+    mailbox): the tests' way to make a mail fail for good."""
 
-    def __init__(self, folder: Path, port: int = 0, announce: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        port: int = 0,
+        announce: Callable[[str], None] | None = None,
+        refuse: Callable[[str], bool] | None = None,
+    ) -> None:
         self.folder = folder
         self.port = port
         self.announce = announce
+        self.refuse = refuse
         self._controller: Controller | None = None
 
     @property
@@ -72,7 +92,10 @@ class MailSink:
 
             self.port = free_port()
         self._controller = Controller(
-            _Handler(self.folder, self.announce), hostname="127.0.0.1", port=self.port, ready_timeout=10
+            _Handler(self.folder, self.announce, self.refuse),
+            hostname="127.0.0.1",
+            port=self.port,
+            ready_timeout=10,
         )
         self._controller.start()
         return self

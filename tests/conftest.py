@@ -62,7 +62,8 @@ def pytest_configure(config: pytest.Config) -> None:
     _state["data_dir"] = data_dir
     redis_server = RedisServer(data_dir / "redis").start()
     _state["redis"] = redis_server
-    mail_sink = MailSink(data_dir / "mail").start()
+    # A real SMTP server; it refuses mailboxes named `refused-...` (550), for the dead-letter tests.
+    mail_sink = MailSink(data_dir / "mail", refuse=lambda address: address.startswith("refused-")).start()
     _state["mail_sink"] = mail_sink
     env = {
         "APP_ENV": "development",

@@ -133,7 +133,9 @@ class Mailer:
             await self._refused(row, f"{exc.code} {exc.message}")
             return 0
         except aiosmtplib.SMTPRecipientsRefused as exc:
-            await self._refused(row, f"recipients refused: {exc.recipients}")
+            # The replies without the address: dead letters name the mail, not the person.
+            replies = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
+            await self._refused(row, f"recipient refused: {replies}")
             return 0
         except _UNREACHABLE as exc:
             raise ServerUnreachable(f"{type(exc).__name__}: {exc}") from exc

@@ -6,17 +6,19 @@ from __future__ import annotations
 import secrets
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from devtools.mail_sink import MailSink
-from services.auth import db, mail_tokens
-from services.auth.mailer import Mailer
+from services.auth import db, deadletters, mail_tokens
+from services.auth.mailer import DEAD_LETTER_STREAM, Mailer
 from services.auth.tables import MailOutbox, MailToken, User
+from shared.dead_letters import ERROR, dead_letters
 from shared.timeutil import utcnow
 from shared.tokens import session_id_of
-from tests.auth.support import Account, Api, auth_settings, link_token, mails_to, new_ip, wait_for_mail
+from tests.auth.support import Account, Api, Clock, auth_settings, link_token, mails_to, new_ip, wait_for_mail
 
 VERIFY = "Confirm your email address"
 RESET = "Reset your password"
@@ -30,9 +32,15 @@ async def mailer(redis: aioredis.Redis) -> Mailer:
     return Mailer(auth_settings(), redis)
 
 
+async def drain(mailer: Mailer) -> None:
+    """Send every mail that is due (other tests' mails included), batch after batch."""
+    while await mailer.has_due():
+        await mailer.send_due()
+
+
 async def deliver(mailer: Mailer, sink: MailSink, address: str, subject: str, count: int = 1) -> str:
     """Send what is due and return the token of the newest matching mail."""
-    await mailer.send_due()
+    await drain(mailer)
     found = await wait_for_mail(sink, address, subject, count)
     return link_token(found[-1])[1]
 
@@ -41,7 +49,7 @@ async def test_signup_mails_a_link_that_verifies_the_address_once(
     api: Api, account: Account, mailer: Mailer, mail_sink: MailSink
 ) -> None:
     assert account.user["emailVerified"] is False
-    await mailer.send_due()
+    await drain(mailer)
     (message,) = await wait_for_mail(mail_sink, account.email, VERIFY)
     page, token = link_token(message)
     assert page == "verify-email"
@@ -73,7 +81,7 @@ async def test_resend_is_capped_per_account_and_per_client(
         ).status_code == 202
     count = await MailToken.count().where(MailToken.email == account.email).run()
     assert count == 3  # the third request sent nothing: 202 all the same
-    await mailer.send_due()
+    await drain(mailer)
     await wait_for_mail(mail_sink, account.email, VERIFY, count=3)
     # The client's own limit: 20 requests an hour, then 429 with Retry-After.
     for _ in range(17):
@@ -141,7 +149,7 @@ async def test_reset_confirm_changes_the_password_and_revokes_every_session(
     login = await api.call("POST", "/api/auth/login", json={"email": account.email, "password": new})
     assert login.status_code == 200
     assert login.json()["user"]["emailVerified"] is True  # the reset proved the address
-    await mailer.send_due()
+    await drain(mailer)
     await wait_for_mail(mail_sink, account.email, CHANGED)
     reused = await api.call(
         "POST", "/api/auth/password-reset/confirm", json={"token": token, "newPassword": new + "!"}
@@ -197,14 +205,14 @@ async def test_every_bad_token_is_one_400(
 async def test_email_change_verifies_the_new_address_and_tells_the_old_one(
     api: Api, account: Account, mailer: Mailer, mail_sink: MailSink
 ) -> None:
-    await mailer.send_due()
+    await drain(mailer)
     old_link = link_token((await wait_for_mail(mail_sink, account.email, VERIFY))[0])[1]
     new_email = f"moved-{secrets.token_hex(6)}@example.com"
     body = {"email": new_email, "currentPassword": account.password}
     changed = await api.call("PATCH", "/api/users/me", json=body, session=account)
     assert changed.status_code == 200
     assert changed.json()["emailVerified"] is False
-    await mailer.send_due()
+    await drain(mailer)
     await wait_for_mail(mail_sink, account.email, EMAIL_CHANGED)
     notice = mails_to(mail_sink, account.email, EMAIL_CHANGED)[0].get_body(("plain",))
     assert notice is not None
@@ -223,7 +231,7 @@ async def test_a_password_change_sends_a_notice(
 ) -> None:
     body = {"currentPassword": account.password, "newPassword": "another good passphrase"}
     assert (await api.call("POST", "/api/users/me/password", json=body, session=account)).status_code == 204
-    await mailer.send_due()
+    await drain(mailer)
     (notice,) = await wait_for_mail(mail_sink, account.email, CHANGED)
     assert f"{BASE}/reset-password" in notice.get_body(("plain",)).get_content()  # type: ignore[union-attr]
 
@@ -235,7 +243,7 @@ async def test_a_rolled_back_change_sends_no_mail(api: Api, mailer: Mailer, mail
 
     email = f"rollback-{secrets.token_hex(6)}@example.com"
     user = await api.signup(email)
-    await mailer.send_due()
+    await drain(mailer)
     await wait_for_mail(mail_sink, email, VERIFY)
     row = await User.select().where(User.email == email).first().run()
     assert row is not None
@@ -249,7 +257,7 @@ async def test_a_rolled_back_change_sends_no_mail(api: Api, mailer: Mailer, mail
             raise Abort
     assert await MailToken.count().where(MailToken.email == email).run() == 1
     assert await MailOutbox.count().where(MailOutbox.recipient == email).run() == 1
-    await mailer.send_due()
+    await drain(mailer)
     assert len(mails_to(mail_sink, email, VERIFY)) == 1
     assert user.user["emailVerified"] is False
 
@@ -263,3 +271,50 @@ async def test_reset_requests_from_one_client_are_limited(api: Api) -> None:
     assert refused.status_code == 429
     assert int(refused.headers["retry-after"]) > 0
     assert refused.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_a_mail_the_server_keeps_refusing_is_dead_lettered_then_replayed(
+    api: Api, redis: aioredis.Redis, mail_sink: MailSink
+) -> None:
+    email = f"refused-{secrets.token_hex(6)}@example.com"
+    await api.signup(email)  # its verification mail is refused by the SMTP server (550)
+    clock = Clock()
+    clock.now = utcnow()
+    mailer = Mailer(auth_settings(mail_max_attempts=2), redis, clock=clock)
+
+    async def row() -> dict[str, Any]:
+        found = await MailOutbox.select().where(MailOutbox.recipient == email).first().run()
+        assert found is not None
+        return found
+
+    await drain(mailer)
+    first = await row()
+    assert (first["attempts"], first["sent_at"], first["dead_at"]) == (1, None, None)
+    assert "550" in first["last_error"]
+    assert first["next_attempt_at"] > clock.now  # waits before the next try
+    await drain(mailer)
+    assert (await row())["attempts"] == 1  # not due yet: not tried again
+    clock.advance(seconds=31)
+    await drain(mailer)
+    dead = await row()
+    assert dead["attempts"] == 2
+    assert dead["dead_at"] is not None
+    assert dead["sent_at"] is None
+    letters = [
+        (entry_id, fields)
+        for entry_id, fields in await dead_letters(redis, DEAD_LETTER_STREAM)
+        if fields[b"mail"] == str(dead["id"]).encode()
+    ]
+    assert len(letters) == 1
+    entry_id, fields = letters[0]
+    assert fields[b"kind"] == b"verify-email"
+    assert b"550" in fields[ERROR]
+    assert email.encode() not in b"".join(fields.values())  # no address, text or link in Redis
+
+    # The operator's replay (the same tool as for event dead letters) puts it back in line.
+    replayed = await deadletters.run("replay", [entry_id], auth_settings().redis_url)
+    assert [r["id"] for r in replayed] == [entry_id]
+    assert await mailer.requeue_replayed() >= 1
+    again = await row()
+    assert (again["attempts"], again["dead_at"], again["sent_at"]) == (0, None, None)
+    assert mails_to(mail_sink, email) == []
