@@ -54,6 +54,9 @@ test-resilience: $(INSTALLED) ## Run only the resilience, fault and security sui
 	elif [ $$rc -eq 2 ]; then exit 2; \
 	else echo "PostgreSQL not reachable: skipped the PostgreSQL fault run (REQUIRE_POSTGRES=1 makes this fail)"; fi
 
+test-compose: $(INSTALLED) ## Build the image and drive docker-compose.yml under Docker (needs a running Docker)
+	COMPOSE_TEST=1 $(PY) -m pytest tests/compose -x
+
 lint: $(INSTALLED) ## Ruff (lint + format check) and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -70,4 +73,4 @@ clean: ## Remove the virtualenv, caches, build leftovers and local data (./data)
 	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .hypothesis build dist data *.egg-info
 	find . -path ./.git -prune -o \( -name __pycache__ -o -name '*.egg-info' \) -type d -prune -exec rm -rf {} +
 
-.PHONY: help install run migrate backup test test-sqlite test-postgres test-resilience lint format bench clean
+.PHONY: help install run migrate backup test test-sqlite test-postgres test-resilience test-compose lint format bench clean

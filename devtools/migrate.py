@@ -12,6 +12,9 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+import structlog
 
 from devtools.processes import ROOT
 
@@ -27,18 +30,27 @@ def sqlite_file(url: str) -> Path | None:
     return path if path.is_absolute() else ROOT / path
 
 
-def migrate(apps: list[str] | None = None, env: Mapping[str, str] | None = None) -> None:
+def migrate(apps: list[str] | None = None, env: Mapping[str, str] | None = None, *, log: Any = None) -> None:
+    """Run Piccolo's `migrations forwards` per app. With `log` (a structlog logger), Piccolo's output
+    becomes one log line per line (JSON under LOG_JSON, as in compose) instead of its own prints."""
     full = {**os.environ, **(env or {})}
     for app in list(APPS) if apps is None else apps:
         file = sqlite_file(full.get(f"{app.upper()}_DATABASE_URL") or DEFAULT_URLS[app])
         if file:
             file.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
+        done = subprocess.run(
             [sys.executable, "-m", "piccolo.main", "migrations", "forwards", app],
             env={**full, "PICCOLO_CONF": APPS[app]},
             cwd=ROOT,
-            check=True,
+            capture_output=log is not None,
+            text=True,
+            check=False,
         )
+        if log is not None:
+            for line in f"{done.stdout}\n{done.stderr}".splitlines():
+                if line.strip():
+                    (log.info if done.returncode == 0 else log.error)("migration_output", app=app, line=line)
+        done.check_returncode()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,13 +64,17 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [app for app in args.apps if app not in APPS]
     if unknown:
         parser.error(f"unknown app {', '.join(unknown)} (choose from {', '.join(APPS)})")
-    from shared.settings import load_dotenv
+    from shared.logging import configure_logging
+    from shared.settings import CommonSettings, from_env, load_dotenv
 
     load_dotenv()
+    settings = from_env(CommonSettings)
+    configure_logging("migrate", json=settings.json_logs, level=settings.log_level)
+    log = structlog.get_logger()
     try:
-        migrate(args.apps or None)
+        migrate(args.apps or None, log=log)
     except subprocess.CalledProcessError as exc:
-        sys.stderr.write(f"migration failed (exit {exc.returncode}); Piccolo's message is above\n")
+        log.error("migration_failed", exit=exc.returncode)  # Piccolo's message is logged above
         return 1
     return 0
 

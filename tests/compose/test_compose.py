@@ -1,0 +1,277 @@
+"""docker-compose.yml as an operator runs it (`make test-compose`): the README's operations section,
+step by step, on one Compose project, driven through the published port.
+
+The steps build on each other and run in file order: build and `up -d`, a client flow, the cascade,
+`--scale canvas=3 --scale auth=2`, `restart redis`, `restart postgres`, `kill` of a canvas replica
+under reads, `down` + `up` with the data kept, and `down -v` at the end (the fixture's teardown, which
+also runs when a step fails).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from tests.compose.support import Compose, counted_reads, http, wait_for
+
+pytestmark = [pytest.mark.compose, pytest.mark.slow]
+
+PASSWORD = "correct horse battery staple"
+CANVAS = {"title": "Hello", "type": "python", "code": "print(42)", "tags": ["compose"], "isPublic": True}
+state: dict[str, Any] = {}
+
+
+@pytest.fixture(scope="module")
+def system() -> Iterator[Compose]:
+    compose = Compose()
+    compose.build()
+    try:
+        compose("up", "-d")
+        compose.wait_healthy()
+        yield compose
+    finally:
+        try:
+            compose("down", "-v", "--remove-orphans")
+            assert compose.volumes() == [], "down -v left volumes behind"
+        finally:
+            compose.docker("rmi", compose.image)
+
+
+def signup(system: Compose) -> tuple[str, str]:
+    email = f"op-{secrets.token_hex(6)}@example.com"
+    status, body = http(
+        system, "POST", "/api/auth/signup", {"email": email, "password": PASSWORD, "name": "Op"}
+    )
+    assert status == 201, body
+    return email, body["token"]
+
+
+def create(system: Compose, token: str, **fields: Any) -> dict[str, Any]:
+    status, body = http(system, "POST", "/api/canvases", {**CANVAS, **fields}, token)
+    assert status == 201, body
+    return body
+
+
+def views(system: Compose, canvas_id: str) -> int:
+    """The canvas's views before this read (the read counts itself)."""
+    status, body = http(system, "GET", f"/api/canvases/{canvas_id}")
+    assert status == 200, body
+    return int(body["views"]) - 1
+
+
+def traffic(system: Compose, email: str, token: str, canvas_id: str, rounds: int) -> Counter[str]:
+    """Logins, reads and writes, 8 at a time (so several pooled connections are in use); the
+    statuses seen, per kind."""
+
+    def login(_: int) -> str:
+        return f"login {http(system, 'POST', '/api/auth/login', {'email': email, 'password': PASSWORD})[0]}"
+
+    def read(_: int) -> str:
+        return f"read {http(system, 'GET', f'/api/canvases/{canvas_id}')[0]}"
+
+    def write(i: int) -> str:
+        return f"write {http(system, 'POST', '/api/canvases', {**CANVAS, 'title': f'w{i}'}, token)[0]}"
+
+    with ThreadPoolExecutor(8) as pool:
+        calls = [pool.submit(kind, i) for i in range(rounds) for kind in (login, read, write)]
+        return Counter(call.result() for call in calls)
+
+
+def test_up_serves_the_client_flow(system: Compose) -> None:
+    email, token = signup(system)
+    status, body = http(system, "POST", "/api/auth/login", {"email": email, "password": PASSWORD})
+    assert status == 200, body
+    canvas = create(system, token)
+    assert views(system, canvas["id"]) == 0
+    status, page = http(system, "GET", "/api/canvases?tag=compose&limit=10")
+    assert status == 200
+    assert canvas["id"] in [c["id"] for c in page["items"]]
+    status, me = http(system, "GET", "/api/users/me", token=token)
+    assert (status, me["email"]) == (200, email)
+    assert http(system, "POST", "/api/auth/logout", token=token)[0] == 204
+    assert http(system, "GET", "/api/users/me", token=token)[0] == 401
+    status, body = http(system, "POST", "/api/auth/login", {"email": email, "password": PASSWORD})
+    assert status == 200
+    state.update(email=email, token=body["token"], canvas=canvas["id"])
+
+
+def test_account_deletion_cascades(system: Compose) -> None:
+    _, token = signup(system)
+    owned = [create(system, token, title=f"doomed {i}")["id"] for i in range(3)]
+    assert http(system, "DELETE", "/api/users/me", {"password": PASSWORD}, token)[0] == 204
+    assert http(system, "GET", "/api/users/me", token=token)[0] == 401
+
+    def gone() -> bool:
+        return all(http(system, "GET", f"/api/canvases/{c}")[0] == 404 for c in owned)
+
+    wait_for("the deleted user's canvases gone", gone, timeout=30, every=0.5)
+    state["deleted"] = owned
+
+
+def test_scaled_replicas_share_reads_and_views_stay_exact(system: Compose) -> None:
+    system("up", "-d", "--scale", "canvas=3", "--scale", "auth=2")
+    system.wait_healthy({"canvas": 3, "auth": 2})
+    replicas = system.containers("canvas")
+    canvas_id = state["canvas"]
+    before_views = views(system, canvas_id)
+    before = {c: counted_reads(system.metrics(c, "canvas")) for c in replicas}
+    answered: list[int] = []
+    lock = threading.Lock()
+
+    def read_batch() -> bool:
+        # The gateway resolves the service name again every 10 s and keeps an open connection
+        # until it idles 4 s, so new replicas get reads within seconds, not at once.
+        with ThreadPoolExecutor(6) as pool:
+            results = list(pool.map(lambda _: http(system, "GET", f"/api/canvases/{canvas_id}"), range(30)))
+        assert all(status == 200 for status, _ in results), Counter(s for s, _ in results)
+        with lock:
+            answered.extend(body["views"] for _, body in results)
+        served = {c: counted_reads(system.metrics(c, "canvas")) - before[c] for c in replicas}
+        return all(n > 0 for n in served.values())
+
+    wait_for("reads spread over 3 canvas replicas", read_batch, timeout=90, every=1.0)
+    after = {c: counted_reads(system.metrics(c, "canvas")) for c in replicas}
+    # Every read is counted once by the replica that served it: the replicas' /metrics (each adding
+    # up its two workers) account for exactly the reads made, one answer per view count.
+    assert sum(after[c] - before[c] for c in replicas) == len(answered) + 1
+    assert sorted(answered) == list(range(before_views + 2, before_views + 2 + len(answered)))
+    assert views(system, canvas_id) == before_views + 1 + len(answered)
+    # The metrics add up both workers: two scrapes in a row with no request between agree.
+    assert [counted_reads(system.metrics(c, "canvas")) for c in replicas] == list(after.values())
+
+
+@pytest.mark.parametrize("service", ["redis", "postgres"])
+def test_restart_of_a_dependency_costs_no_request_afterwards(system: Compose, service: str) -> None:
+    email, token, canvas_id = state["email"], state["token"], state["canvas"]
+    warm = traffic(system, email, token, canvas_id, rounds=8)  # pooled connections to every replica
+    assert set(warm) == {"login 200", "read 200", "write 201"}, warm
+    system("restart", service)
+    system.wait_healthy({"canvas": 3, "auth": 2}, timeout=180)
+    before = views(system, canvas_id)
+    after = traffic(system, email, token, canvas_id, rounds=16)
+    assert after == Counter({"login 200": 16, "read 200": 16, "write 201": 16}), after
+    assert views(system, canvas_id) == before + 1 + 16
+
+
+def test_killing_a_canvas_replica_under_reads_loses_no_write_and_no_view(system: Compose) -> None:
+    _, token = signup(system)
+    hot = create(system, token, title="hot")["id"]
+    victim = system.containers("canvas")[0]
+    reads: Counter[int] = Counter()
+    read_views: list[int] = []
+    written: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            status, body = http(system, "GET", f"/api/canvases/{hot}")
+            with lock:
+                reads[status] += 1
+                if status == 200:
+                    read_views.append(body["views"])
+
+    def writer() -> None:
+        while not stop.is_set():
+            status, body = http(system, "POST", "/api/canvases", {**CANVAS, "title": "under fire"}, token)
+            if status == 201:
+                with lock:
+                    written.append(body["id"])
+
+    threads = [threading.Thread(target=reader) for _ in range(4)] + [threading.Thread(target=writer)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for("reads before the kill", lambda: reads[200] >= 40, timeout=60, every=0.2)
+        system.docker("kill", victim)
+        killed_at = reads[200]
+        # The surviving replicas keep serving: reads succeed again after the kill.
+        wait_for("reads after the kill", lambda: reads[200] >= killed_at + 80, timeout=90, every=0.2)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    failed = sum(n for status, n in reads.items() if status != 200)
+    # Every acknowledged write is there.
+    missing = [c for c in written if http(system, "GET", f"/api/canvases/{c}", token=token)[0] != 200]
+    assert written
+    assert not missing, f"{len(missing)} of {len(written)} acknowledged writes lost"
+    # Every answered read was counted exactly once; a read cut off by the kill at most once.
+    assert len(set(read_views)) == len(read_views), "two reads answered with the same count"
+    counted = views(system, hot)
+    assert reads[200] <= counted <= reads[200] + failed, (counted, reads)
+    system("up", "-d", "--scale", "canvas=3", "--scale", "auth=2")
+    system.wait_healthy({"canvas": 3, "auth": 2})
+    state.update(hot=hot, hot_views=counted + 1, written=written, hot_token=token)
+
+
+def test_down_and_up_keep_the_data(system: Compose) -> None:
+    system("down")
+    system("up", "-d")
+    system.wait_healthy()
+    email, token = state["email"], state["token"]
+    assert http(system, "GET", "/api/users/me", token=state["hot_token"])[0] == 200  # sessions kept
+    status, _ = http(system, "POST", "/api/auth/login", {"email": email, "password": PASSWORD})
+    assert status == 200
+    assert views(system, state["hot"]) == state["hot_views"]  # views flushed before the stop, kept
+    assert all(http(system, "GET", f"/api/canvases/{c}", token=token)[0] == 404 for c in state["deleted"])
+    assert all(http(system, "GET", f"/api/canvases/{c}")[0] == 200 for c in state["written"][:20])
+    # The event stream and its consumer group came back with Redis: a cascade still flows.
+    test_account_deletion_cascades(system)
+
+
+def test_a_backup_restores_what_it_holds(system: Compose) -> None:
+    # The README's backup and restore commands, as written there.
+    dumps = {
+        db: system.pipe("exec", "-T", "postgres", "pg_dump", "-U", "canvasverse", "-Fc", db)
+        for db in ("auth", "canvas")
+    }
+    later_email, later_token = signup(system)
+    later = create(system, later_token, title="after the backup")["id"]
+    system("stop", "gateway", "auth", "relay", "canvas")
+    for db, dump in dumps.items():
+        system.pipe(
+            "exec",
+            "-T",
+            "postgres",
+            "pg_restore",
+            "-U",
+            "canvasverse",
+            "-d",
+            db,
+            "--clean",
+            "--if-exists",
+            data=dump,
+        )
+    system("exec", "-T", "redis", "redis-cli", "FLUSHALL")
+    system("up", "-d")
+    system.wait_healthy()
+    # What was written after the backup is gone, what it held is back.
+    assert http(system, "GET", f"/api/canvases/{later}")[0] == 404
+    assert http(system, "GET", "/api/users/me", token=later_token)[0] == 401
+    status, _ = http(system, "POST", "/api/auth/login", {"email": later_email, "password": PASSWORD})
+    assert status == 401
+    assert http(system, "GET", "/api/users/me", token=state["hot_token"])[0] == 200
+    assert views(system, state["hot"]) >= state["hot_views"]
+    assert all(http(system, "GET", f"/api/canvases/{c}")[0] == 200 for c in state["written"][:20])
+    # The consumer group was created again on start: a cascade still flows after Redis was emptied.
+    test_account_deletion_cascades(system)
+
+
+def test_every_line_of_our_processes_is_json(system: Compose) -> None:
+    for service in ("migrate", "auth", "relay", "canvas", "gateway"):
+        lines = [
+            line.split("|", 1)[1].strip()
+            for line in system("logs", "--no-color", service, timeout=60).splitlines()
+            if "|" in line
+        ]
+        assert lines, f"{service} logged nothing"
+        for line in lines:
+            assert isinstance(json.loads(line), dict), f"{service}: {line}"
