@@ -63,6 +63,7 @@ def _formatter(service: str, *, json: bool) -> structlog.stdlib.ProcessorFormatt
 def configure_logging(service: str, *, json: bool, level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_formatter(service, json=json))
+    logging.captureWarnings(True)  # warnings.warn (Piccolo's, asyncpg's) as log lines, not bare stderr
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level.upper())
