@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import uuid
 from datetime import timedelta
@@ -318,3 +319,23 @@ async def test_a_mail_the_server_keeps_refusing_is_dead_lettered_then_replayed(
     again = await row()
     assert (again["attempts"], again["dead_at"], again["sent_at"]) == (0, None, None)
     assert mails_to(mail_sink, email) == []
+
+
+async def test_two_confirms_of_one_reset_token_at_once_one_wins(
+    api: Api, account: Account, mailer: Mailer, mail_sink: MailSink
+) -> None:
+    assert (
+        await api.call("POST", "/api/auth/password-reset", json={"email": account.email})
+    ).status_code == 202
+    token = await deliver(mailer, mail_sink, account.email, RESET)
+    passwords = [f"racing passphrase {i}" for i in range(2)]
+    replies = await asyncio.gather(
+        *(
+            api.call("POST", "/api/auth/password-reset/confirm", json={"token": token, "newPassword": p})
+            for p in passwords
+        )
+    )
+    assert sorted(r.status_code for r in replies) == [204, 400]
+    winner = passwords[[r.status_code for r in replies].index(204)]
+    login = await api.call("POST", "/api/auth/login", json={"email": account.email, "password": winner})
+    assert login.status_code == 200
