@@ -28,6 +28,7 @@ from services.auth.settings import AuthSettings, from_environment
 from shared.db import engine_lifespan, make_engine
 from shared.events import publish
 from shared.logging import configure_logging
+from shared.loops import isolated
 from shared.redis import BACKGROUND, REDIS_UNAVAILABLE, redis_client
 from shared.settings import log_startup_warnings
 from shared.timeutil import utcnow
@@ -104,10 +105,11 @@ async def _relay_events(stop: asyncio.Event, redis: Redis, settings: AuthSetting
     next_prune = time.monotonic()
     while not stop.is_set():
         if time.monotonic() >= next_prune:
-            await _prune_logged(settings.outbox_retention)
+            await isolated(_prune_logged(settings.outbox_retention))
             next_prune = time.monotonic() + PRUNE_EVERY
         try:
-            sent = await relay_once(redis, settings.relay_batch_size)
+            # A clean context per iteration: nothing a failed one left behind reaches the next.
+            sent = await isolated(relay_once(redis, settings.relay_batch_size))
         except Exception as exc:  # Redis or the database is down: wait, then retry
             log.warning("relay_failed", error=f"{type(exc).__name__}: {exc}", retry_in=backoff)
             delay, backoff = backoff, min(backoff * 2, MAX_BACKOFF)
