@@ -1,34 +1,32 @@
 # One image for the three processes (auth, canvas, gateway) and the migration job and relay;
 # docker-compose.yml picks the command. Multi-stage: build deps in a builder, run as non-root.
+# Few steps on purpose: each step is a layer, and a storage driver without copy-on-write (vfs)
+# copies the whole file system for every one of them.
+
+# The pinned runtime dependencies (no [dev] extra), so that their layer below is rebuilt only when
+# they change: not on every change of the code, nor of pyproject.toml's other tables.
+FROM python:3.11-slim AS requirements
+COPY pyproject.toml /
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('/pyproject.toml', 'rb'))['project']['dependencies']))" \
+    > /requirements.txt
+
 FROM python:3.11-slim AS builder
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-WORKDIR /src
-RUN python -m venv /opt/venv
-# The pinned runtime dependencies first, from pyproject.toml alone (no [dev] extra): this layer is
-# rebuilt only when the dependencies change, not on every change of the code.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > requirements.txt \
-    && /opt/venv/bin/pip install -r requirements.txt
-COPY README.md ./
-COPY shared ./shared
-COPY services ./services
-COPY gateway ./gateway
-COPY devtools ./devtools
-RUN /opt/venv/bin/pip install --no-deps .
+COPY --from=requirements /requirements.txt /tmp/requirements.txt
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install -r /tmp/requirements.txt
+# The project (what .dockerignore lets through), installed without dependencies; the migrations are
+# read from the source tree by Piccolo, so the code is also kept as files for the runtime's /app.
+# deploy/uvicorn-logging.json is uvicorn's --log-config (its own lines as JSON too).
+COPY . /src
+RUN /opt/venv/bin/pip install --no-deps /src \
+    && mkdir /app && cp -r /src/shared /src/services /src/gateway /src/devtools /src/deploy /app/
 
 FROM python:3.11-slim AS runtime
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 APP_ENV=production
 RUN groupadd --system app && useradd --system --gid app --home /app app
 COPY --from=builder /opt/venv /opt/venv
+COPY --from=builder --chown=app:app /app /app
 WORKDIR /app
-# The migrations are read from the source tree by Piccolo, so the code is copied as files too.
-COPY --chown=app:app shared ./shared
-COPY --chown=app:app services ./services
-COPY --chown=app:app gateway ./gateway
-COPY --chown=app:app devtools ./devtools
-# uvicorn's --log-config: its own lines as JSON too (shared.logging.uvicorn_formatter).
-COPY --chown=app:app deploy/uvicorn-logging.json ./deploy/
 USER app
 EXPOSE 8000 8001 8002
 CMD ["uvicorn", "gateway.app:app", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", "--http", "shared.server:LimitedHttpToolsProtocol", "--limit-concurrency", "1000", "--no-proxy-headers", \
