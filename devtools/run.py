@@ -217,7 +217,11 @@ def start_all(args: argparse.Namespace) -> tuple[RedisServer | None, MailSink | 
                 proc.wait_healthy(60, proc.health_url.replace("/health", "/ready"))
     except BaseException as exc:
         stop_all(redis, started, quiet=True, sink=sink)
-        if isinstance(exc, (RuntimeError, TimeoutError, subprocess.CalledProcessError)):
+        if isinstance(exc, subprocess.CalledProcessError):
+            raise StartError(
+                f"the migrations failed (exit {exc.returncode}); the reason is printed above"
+            ) from None
+        if isinstance(exc, (RuntimeError, TimeoutError)):
             raise StartError(str(exc)) from None
         raise
     return redis, sink, processes
