@@ -113,9 +113,9 @@ def _from_validation(exc: ValidationException) -> ProblemDetailsException:
     raw = exc.extra if isinstance(exc.extra, list) else []
     errors = [{"field": _field_of(e), "message": _message_of(e)} for e in raw if isinstance(e, dict)]
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or readable(str(exc.detail))
+    # A body that is not JSON never gets here (shared/json_body.py answers 400 first; a DTO's decode
+    # error is a ClientException): a ValidationException is a value the schema refused, 422.
     status = exc.status_code if exc.status_code != 400 else 422
-    if "JSON" in str(exc.detail) or "decode" in str(exc.detail).lower():
-        status = 400 if not errors else status
     return problem(status, detail, headers=exc.headers, errors=errors)
 
 
