@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -27,7 +26,7 @@ from gateway.redis_guard import RedisGuard, make_redis
 from gateway.sessions import SessionValidator
 from gateway.settings import GatewaySettings, from_environment
 from shared.access_log import AccessLogMiddleware
-from shared.app import wrap_outermost
+from shared.app import entry_point, wrap_outermost
 from shared.errors import EXCEPTION_HANDLERS, problem_details_plugin
 from shared.logging import configure_logging
 from shared.ops import ReadyCheck, ops_router, prometheus_config
@@ -116,13 +115,5 @@ def create_app(settings: GatewaySettings) -> Litestar:
     return app
 
 
-def __getattr__(name: str) -> Litestar:
-    """`gateway.app:app` (uvicorn's entry point) reads the environment once, when asked for."""
-    if name == "app":
-        return _app_from_environment()
-    raise AttributeError(name)
-
-
-@functools.cache
-def _app_from_environment() -> Litestar:
-    return create_app(from_environment())
+# `module:app` for uvicorn: built from the environment on first access, not at import.
+__getattr__ = entry_point(lambda: create_app(from_environment()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
@@ -60,3 +61,16 @@ def wrap_outermost(app: Litestar) -> None:
     # Litestar's app-level middleware runs only for matched routes; the request id must also
     # reach 404/405 answers, so it wraps the whole ASGI handler.
     app.asgi_handler = RequestIdMiddleware(app.asgi_handler)
+
+
+def entry_point(build: Callable[[], Litestar]) -> Callable[[str], Litestar]:
+    """A module `__getattr__` serving `module:app` (uvicorn's entry point): `build()` runs once, when
+    `app` is first asked for, so importing the module reads no environment."""
+    built = functools.cache(build)
+
+    def module_getattr(name: str) -> Litestar:
+        if name == "app":
+            return built()
+        raise AttributeError(name)
+
+    return module_getattr

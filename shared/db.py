@@ -9,6 +9,7 @@ by an asyncio lock. A busy timeout covers writers in other processes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -344,3 +345,20 @@ def bind_tables(tables: Sequence[type[Table]], engine: Engine[Any]) -> Iterator[
     finally:
         for table, db in zip(tables, previous, strict=True):
             table._meta._db = db
+
+
+class TableSet:
+    """A service's tables: the engine they are bound to now, a transaction on it, and `bound`."""
+
+    def __init__(self, tables: Sequence[type[Table]]) -> None:
+        self.tables = tuple(tables)
+
+    def engine(self) -> Engine[Any]:
+        return self.tables[0]._meta.db
+
+    def transaction(self) -> Any:
+        """A transaction on the bound engine (`async with db.transaction(): ...`)."""
+        return self.engine().transaction()
+
+    def bound(self, engine: Engine[Any]) -> contextlib.AbstractContextManager[None]:
+        return bind_tables(self.tables, engine)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
@@ -20,7 +19,7 @@ from services.auth.controllers import DEPENDENCIES, AuthController, InternalCont
 from services.auth.piccolo_app import APP_CONFIG
 from services.auth.sessions import SessionService
 from services.auth.settings import AuthSettings, from_environment
-from shared.app import create_service_app
+from shared.app import create_service_app, entry_point
 from shared.db import engine_lifespan, make_engine, migrations_check, ping
 from shared.loops import every
 from shared.redis import REQUEST_PATH, redis_client
@@ -85,13 +84,5 @@ def create_app(config: AuthSettings) -> Litestar:
     return app
 
 
-def __getattr__(name: str) -> Litestar:
-    """`services.auth.app:app` (uvicorn's entry point) reads the environment once, when asked for."""
-    if name == "app":
-        return _app_from_environment()
-    raise AttributeError(name)
-
-
-@functools.cache
-def _app_from_environment() -> Litestar:
-    return create_app(from_environment())
+# `module:app` for uvicorn: built from the environment on first access, not at import.
+__getattr__ = entry_point(lambda: create_app(from_environment()))

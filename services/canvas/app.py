@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -18,7 +17,7 @@ from services.canvas.container import Container
 from services.canvas.controllers import DEPENDENCIES, CanvasController, MyCanvasController
 from services.canvas.piccolo_app import APP_CONFIG
 from services.canvas.settings import CanvasSettings, from_environment
-from shared.app import create_service_app
+from shared.app import create_service_app, entry_point
 from shared.db import engine_lifespan, make_engine, migrations_check, ping
 from shared.redis import REQUEST_PATH, RedisPolicy, redis_client
 
@@ -81,13 +80,5 @@ def create_app(config: CanvasSettings) -> Litestar:
     return app
 
 
-def __getattr__(name: str) -> Litestar:
-    """`services.canvas.app:app` (uvicorn's entry point) reads the environment once, when asked for."""
-    if name == "app":
-        return _app_from_environment()
-    raise AttributeError(name)
-
-
-@functools.cache
-def _app_from_environment() -> Litestar:
-    return create_app(from_environment())
+# `module:app` for uvicorn: built from the environment on first access, not at import.
+__getattr__ = entry_point(lambda: create_app(from_environment()))

@@ -1,30 +1,12 @@
-"""The canvas service's database: its tables, bound to the engine `create_app` builds from its settings.
+"""Where the canvas tables run: `engine()`, `transaction()` and `bound(engine)` (shared.db.TableSet).
 
-The tables are declared without an engine; the app's lifespan binds them (`bound`) for as long as it
-runs (see `shared.db.bind_tables`). The Piccolo CLI, which never runs the app, finds the engine of
-`piccolo_conf` instead.
+The app's lifespan binds them to its own engine; the Piccolo CLI finds `piccolo_conf`'s instead.
 """
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
-from typing import Any
+from services.canvas.tables import TABLES
+from shared.db import TableSet
 
-from piccolo.engine.base import Engine
-
-from services.canvas.tables import TABLES, Canvas
-from shared.db import bind_tables
-
-
-def engine() -> Engine[Any]:
-    """The engine the tables are bound to now."""
-    return Canvas._meta.db
-
-
-def transaction() -> Any:
-    """A transaction on the bound engine (`async with db.transaction(): ...`)."""
-    return engine().transaction()
-
-
-def bound(to: Engine[Any]) -> AbstractContextManager[None]:
-    return bind_tables(TABLES, to)
+_tables = TableSet(TABLES)
+engine, transaction, bound = _tables.engine, _tables.transaction, _tables.bound
