@@ -3,9 +3,10 @@
 Two tools, two oracles:
 - schemathesis, driven by the gateway's OpenAPI document, over every public route: its coverage
   phase (the boundary values of every constraint, and values just outside them) and its stateful
-  phase (chains of calls along the document's links), with every check it has but one: no 5xx, no
-  answer that contradicts the document, no schema-invalid input accepted, no route ignoring its
-  authentication, no resource usable after its deletion, no other user's object reachable.
+  phase (chains of calls along the document's links), with every conformance check it has but one:
+  no 5xx, no answer that contradicts the document, no schema-invalid input accepted, no route
+  ignoring its authentication, no resource usable after its deletion, no other user's object
+  reachable. (No response-time limit either: that is a timer, not conformance.)
   (`positive_data_acceptance` is left out: a cursor is opaque, so the document cannot say which
   strings are valid cursors, and a malformed one is 400 by contract.)
 - hypothesis, with docs/api.md itself as the oracle: bodies and queries built field by field from valid,
@@ -49,6 +50,24 @@ pytestmark = [pytest.mark.e2e, pytest.mark.resilience]
 
 SCALE = int(os.environ.get("RESILIENCE_FUZZ_EXAMPLES", "1"))
 ENDS_SESSION = ["ApiAuthLogoutLogout", "ApiAuthSessionsSessionIdRevokeSession", "ApiUsersMeDeleteMe"]
+# Every check schemathesis has, named one by one rather than `--checks all`: `all` also turns on
+# `max_response_time` (10 s by default), a timer that fails the run on a loaded machine and says
+# nothing about conformance; the CLI cannot exclude it. `positive_data_acceptance` is left out (above).
+CHECKS = [
+    "not_a_server_error",
+    "status_code_conformance",
+    "content_type_conformance",
+    "response_headers_conformance",
+    "response_schema_conformance",
+    "negative_data_rejection",
+    "missing_required_header",
+    "unsupported_method",
+    "allow_header_conformance",
+    "use_after_free",
+    "ensure_resource_availability",
+    "ignored_auth",
+    "object_level_authorization",
+]
 
 
 def fuzz_settings(examples: int) -> Any:
@@ -74,7 +93,7 @@ def schemathesis(base: str, token: str, *, only: list[str] | None = None, exampl
     scope = scope or [a for op in ENDS_SESSION for a in ("--exclude-operation-id", op)]
     command = [
         *(sys.executable, "-m", "schemathesis.cli", "run", f"{base}/schema/openapi.json"),
-        *("--checks", "all", "--exclude-checks", "positive_data_acceptance"),
+        *("--checks", ",".join(CHECKS)),
         *("--header", f"Authorization: Bearer {token}", "--header", f"X-Forwarded-For: {client}"),
         *("--max-examples", str(examples * SCALE), "--phases", "coverage,stateful"),
         *("--seed", "7", "--workers", "2", "--request-timeout", "10", "--no-color"),
