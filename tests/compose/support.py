@@ -34,11 +34,13 @@ def compose_cli() -> list[str]:
     return [found]
 
 
-def wait_for(what: str, check: Callable[[], bool], timeout: float, every: float = 1.0) -> None:
+def wait_for(
+    what: str, check: Callable[[], bool], timeout: float, every: float = 1.0, detail: Callable[[], Any] = str
+) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:.0f} s")
+            raise AssertionError(f"{what}: not within {timeout:.0f} s {detail()}")
         time.sleep(every)
 
 
@@ -63,6 +65,7 @@ class Compose:
         return {
             **os.environ,
             "COMPOSE_PROJECT_NAME": self.project,
+            "COMPOSE_HTTP_TIMEOUT": "600",  # a loaded daemon (vfs) takes minutes to remove containers
             "CANVAS_VERSE_IMAGE": self.image,
             "GATEWAY_PUBLISH": f"127.0.0.1:{self.port}",
             "INTERNAL_SECRET": self._secrets["internal"],

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -124,20 +125,23 @@ def test_scaled_replicas_share_reads_and_views_stay_exact(system: Compose) -> No
     before_views = views(system, canvas_id)
     before = {c: counted_reads(system.metrics(c, "canvas")) for c in replicas}
     answered: list[int] = []
+    served: dict[str, int] = {}
     lock = threading.Lock()
 
     def read_batch() -> bool:
-        # The gateway resolves the service name again every 10 s and keeps an open connection
-        # until it idles 4 s, so new replicas get reads within seconds, not at once.
+        # The gateway resolves the service name again every 10 s (Docker's DNS answers every replica,
+        # in turn first) and closes a connection idle for 4 s: a pause longer than that between
+        # batches lets the next batch open new connections to the replica resolved first.
+        time.sleep(5)
         with ThreadPoolExecutor(6) as pool:
             results = list(pool.map(lambda _: http(system, "GET", f"/api/canvases/{canvas_id}"), range(30)))
         assert all(status == 200 for status, _ in results), Counter(s for s, _ in results)
         with lock:
             answered.extend(body["views"] for _, body in results)
-        served = {c: counted_reads(system.metrics(c, "canvas")) - before[c] for c in replicas}
+        served.update({c[:12]: counted_reads(system.metrics(c, "canvas")) - before[c] for c in replicas})
         return all(n > 0 for n in served.values())
 
-    wait_for("reads spread over 3 canvas replicas", read_batch, timeout=90, every=1.0)
+    wait_for("reads spread over 3 canvas replicas", read_batch, timeout=180, every=0, detail=lambda: served)
     after = {c: counted_reads(system.metrics(c, "canvas")) for c in replicas}
     # Every read is counted once by the replica that served it: the replicas' /metrics (each adding
     # up its two workers) account for exactly the reads made, one answer per view count.
