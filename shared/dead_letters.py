@@ -9,10 +9,16 @@ is these two functions over its own dead-letter stream.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import Redis
+
+from shared.redis import BACKGROUND, REDIS_UNAVAILABLE, redis_client
 
 Fields = dict[bytes, bytes]
 
@@ -65,3 +71,41 @@ async def command(redis: Redis, dead_letter_stream: str, verb: str, ids: list[st
         ]
     replayed = await replay_dead_letters(redis, dead_letter_stream, ids)
     return [{"id": dead_id, "replayedAs": new_id} for dead_id, new_id in replayed.items()]
+
+
+async def run(verb: str, ids: list[str], redis_url: str, dead_letter_stream: str) -> list[dict[str, str]]:
+    """`command` with a client of its own."""
+    redis = redis_client(redis_url, BACKGROUND)
+    try:
+        return await command(redis, dead_letter_stream, verb, ids)
+    finally:
+        await redis.aclose()
+
+
+def cli(
+    argv: list[str] | None,
+    *,
+    prog: str,
+    description: str,
+    help_texts: tuple[str, str],
+    dead_letter_stream: str,
+    redis_url: str,
+) -> int:
+    """A service's `deadletters list|replay [ID...]` command: one JSON line per entry."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="list|replay")
+    for name, text in zip(("list", "replay"), help_texts, strict=True):
+        sub = commands.add_parser(name, help=text, description=text)
+        sub.add_argument("ids", nargs="*", metavar="ID", help="dead-letter entry id")
+    args = parser.parse_args(argv)
+    try:
+        lines = asyncio.run(run(args.command, args.ids, redis_url, dead_letter_stream))
+    except REDIS_UNAVAILABLE as exc:
+        sys.stderr.write(f"Redis at {redis_url} did not answer ({exc}); is the system running?\n")
+        return 1
+    for line in lines:
+        sys.stdout.write(json.dumps(line) + "\n")
+    if not lines:
+        what = "no dead letters" if args.command == "list" else "nothing replayed: no dead letters"
+        sys.stderr.write(f"{what}{' with those ids' if args.ids else ''} in {dead_letter_stream}\n")
+    return 0
