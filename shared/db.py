@@ -217,6 +217,11 @@ DB_UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.SerializationError,
 )
 _SQLITE_TRANSIENT = ("database is locked", "disk i/o error", "unable to open database")
+# A pooled connection the server dropped while it sat idle (`pg_terminate_backend`, a shutdown):
+# asyncpg reads the server's FATAL error, waits in its error-consume state (2) for a ReadyForQuery
+# that never comes, and until it notices the closed socket, a query handed that connection fails
+# with an InternalClientError instead of a connection error. It is the same outage: 503.
+_DROPPED_BY_SERVER = re.compile(r"another operation \(2\) is in progress")
 
 
 def database_unavailable(exc: BaseException) -> bool:
@@ -234,6 +239,8 @@ def database_unavailable(exc: BaseException) -> bool:
         if isinstance(current, asyncpg.exceptions.ObjectNotInPrerequisiteStateError) and (
             "not currently accepting connections" in str(current)  # ALLOW_CONNECTIONS false
         ):
+            return True
+        if isinstance(current, asyncpg.InternalClientError) and _DROPPED_BY_SERVER.search(str(current)):
             return True
         current = current.__cause__ or current.__context__
     return False
