@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from devtools.processes import ROOT
 from devtools.redis_server import free_port
 
@@ -161,14 +163,31 @@ def http(
         return status, raw.decode(errors="replace")
 
 
+# The canvas service's read route as its /metrics labels it: Litestar's PrometheusMiddleware with
+# group_path labels a request by its route template (the service's own path, /api/... included).
+READ_ROUTE = "/api/canvases/{canvas_id}"
+
+
 def counted_reads(metrics: str) -> int:
-    """Answered `GET /canvases/{id}` requests in a service's Prometheus text (every worker's)."""
+    """Answered `GET /api/canvases/{canvas_id}` requests in a canvas replica's Prometheus text: the
+    sample `canvasverse_requests_total{method="GET",path=READ_ROUTE,status_code="200"}`, which under
+    multiprocess mode already adds up every worker of the container."""
     total = 0.0
-    for line in metrics.splitlines():
-        if (
-            line.startswith("canvasverse_requests_total{")
-            and 'method="GET"' in line
-            and 'path="/canvases/{' in line
-        ):
-            total += float(line.rsplit(" ", 1)[1])
+    for family in text_string_to_metric_families(metrics):
+        for sample in family.samples:
+            if (
+                sample.name == "canvasverse_requests_total"
+                and sample.labels.get("method") == "GET"
+                and sample.labels.get("path") == READ_ROUTE
+                and sample.labels.get("status_code") == "200"
+            ):
+                total += sample.value
     return int(total)
+
+
+def scraped_reads(system: Compose, container: str) -> int:
+    """counted_reads of one replica's /metrics; a scrape without the request counter at all (wrong
+    name or labels, not a replica that served nothing yet) fails loudly instead of reading as 0."""
+    text = system.metrics(container, "canvas")
+    assert "canvasverse_requests_total" in text, f"{container[:12]}: no request counter in\n{text[:2000]}"
+    return counted_reads(text)
