@@ -21,6 +21,8 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+from piccolo.columns.combination import And
+
 from services.auth.tables import MailToken
 
 RESET = "reset"
@@ -78,19 +80,20 @@ async def supersede(purpose: str, email: str, now: datetime) -> None:
     )
 
 
+def _redeemable(token: str, purpose: str, now: datetime) -> And:
+    """The one rule for a usable token: this purpose, unused, unexpired, of an account."""
+    return (
+        (MailToken.token_hash == hash_of(token))
+        & (MailToken.purpose == purpose)
+        & MailToken.used_at.is_null()
+        & MailToken.user_id.is_not_null()
+        & (MailToken.expires_at > now)
+    )
+
+
 async def is_redeemable(token: str, purpose: str, now: datetime) -> bool:
     """A cheap read before expensive work (hashing a new password); `redeem` decides."""
-    return bool(
-        await MailToken.exists()
-        .where(
-            (MailToken.token_hash == hash_of(token))
-            & (MailToken.purpose == purpose)
-            & MailToken.used_at.is_null()
-            & MailToken.user_id.is_not_null()
-            & (MailToken.expires_at > now)
-        )
-        .run()
-    )
+    return bool(await MailToken.exists().where(_redeemable(token, purpose, now)).run())
 
 
 async def redeem(token: str, purpose: str, now: datetime) -> dict[str, Any] | None:
@@ -98,13 +101,7 @@ async def redeem(token: str, purpose: str, now: datetime) -> dict[str, Any] | No
     Call inside the transaction that acts on it, so a failure later leaves it unused."""
     rows: list[dict[str, Any]] = (
         await MailToken.update({MailToken.used_at: now})
-        .where(
-            (MailToken.token_hash == hash_of(token))
-            & (MailToken.purpose == purpose)
-            & MailToken.used_at.is_null()
-            & MailToken.user_id.is_not_null()
-            & (MailToken.expires_at > now)
-        )
+        .where(_redeemable(token, purpose, now))
         .returning(MailToken.user_id, MailToken.email)
         .run()
     )
