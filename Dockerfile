@@ -23,7 +23,13 @@ RUN /opt/venv/bin/pip install --no-deps /src \
 
 FROM python:3.11-slim AS runtime
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 APP_ENV=production
-RUN groupadd --system app && useradd --system --gid app --home /app app
+# /tmp/metrics: the mount point of docker-compose.yml's tmpfs for prometheus_client's multiprocess
+# files. It must exist in the image, world-writable with the sticky bit: on every start after the
+# first (`docker kill` + `start`, `restart`, `up` of a stopped container) runc gives the fresh tmpfs
+# the mode of the directory beneath it, and a directory runc had to create itself is root's 0755,
+# which the app user cannot write (the workers then die with PermissionError). A tmpfs `mode=` option
+# is overridden the same way, so it cannot do this.
+RUN groupadd --system app && useradd --system --gid app --home /app app && install -d -m 1777 /tmp/metrics
 COPY --from=builder /opt/venv /opt/venv
 COPY --from=builder --chown=app:app /app /app
 WORKDIR /app

@@ -81,6 +81,18 @@ def test_metrics_add_up_every_worker(compose: dict) -> None:
     assert directory in app["tmpfs"], "the multiprocess directory must start empty in every container start"
 
 
+def test_the_image_makes_the_metrics_tmpfs_writable_on_every_start(compose: dict) -> None:
+    """On every start after a container's first (`docker kill` + `start`, `restart`), Docker (runc)
+    gives a tmpfs the mode of the directory beneath it; one it had to create is root's 0755 and the
+    app user's workers died with PermissionError, the replica unhealthy for good. The image's runtime
+    stage creates the mount point world-writable with the sticky bit (checked by hand under Docker,
+    and by `make test-compose`'s kill step)."""
+    directory = compose["x-app"]["environment"]["PROMETHEUS_MULTIPROC_DIR"]
+    runtime = (ROOT / "Dockerfile").read_text().split(" AS runtime", 1)[1]
+    assert f"install -d -m 1777 {directory}" in runtime
+    assert "USER app" in runtime
+
+
 def test_dependencies_wait_for_health_and_migrations(compose: dict) -> None:
     services = compose["services"]
     for name in ("auth", "relay", "canvas"):
