@@ -33,9 +33,9 @@ QUICK = Scale(
 
 @dataclass(frozen=True)
 class Options:
-    duration: float = 10.0  # seconds per measured run
+    duration: float = 5.0  # seconds per measured run
     warmup: float = 3.0  # seconds of the same load before each measured run
-    rounds: int = 1  # measured runs per side (alternating order); the median counts
+    rounds: int = 5  # measured rounds per side (alternating order); the median counts
     quick: bool = False
     profile: bool = False  # py-spy the system's processes where a goal is missed
     workers: int = 1  # uvicorn processes per service and per reference app

@@ -121,12 +121,21 @@ class System:
             found["postgres"] = await self.databases.backends()
         return found | {name: [pid] for name, pid in self.also_watched.items()}
 
-    def credential(self, user_id: str | None = None, session_id: str | None = None) -> str:
-        """A valid X-Internal-Auth value, as the gateway would sign it, valid ~34 s from now."""
+    def credential(
+        self,
+        user_id: str | None = None,
+        session_id: str | None = None,
+        *,
+        audience: str = "canvas",
+        api_only: bool = True,
+    ) -> str:
+        """A valid X-Internal-Auth value, as the gateway would sign it, valid ~34 s from now: by
+        default for the canvas service's /api routes (what the proxy sends); `audience="auth",
+        api_only=False` is the gateway's own session validation call."""
         return internal_auth.sign(
             self.secret.encode(),
-            audience="canvas",  # the direct calls go to the canvas service's /api routes
-            api_only=True,
+            audience=audience,
+            api_only=api_only,
             user_id=user_id,
             session_id=session_id,
             request_id=f"bench-{secrets.token_hex(4)}",

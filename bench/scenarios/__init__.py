@@ -1,4 +1,5 @@
-"""The scenarios: the eight of issue 6, 9 (abuse) of issue 14 and 10 (search) of issue 17.
+"""The scenarios: the eight of issue 6, 9 (abuse) of issue 14, 10 (search) of issue 17 and 11 (request
+cost) of issue 18.
 
 Each module defines one `SCENARIO`; `ALL` lists them in order.
 """
@@ -16,6 +17,7 @@ from bench.scenarios import (
     s8_memory,
     s9_abuse,
     s10_search,
+    s11_cost,
 )
 from bench.scenarios.base import Scenario
 
@@ -32,5 +34,6 @@ ALL: list[Scenario] = [
         s8_memory,
         s9_abuse,
         s10_search,
+        s11_cost,
     )
 ]

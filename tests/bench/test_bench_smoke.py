@@ -58,7 +58,7 @@ def test_a_quick_run_writes_a_complete_report(tmp_path: Path) -> None:
         assert summary[-1] == "**SKIP**"
         return
     assert summary[-1] in ("**PASS**", "**MISS**")
-    assert re.fullmatch(r"\d+\.\d\dx \(gateway / direct req/s\)", summary[5])
+    assert re.fullmatch(r"\d+\.\d\dx \(gateway / direct req/s, median round\)", summary[5])
 
     assert _header(RUN_COLUMNS) in text
     runs = _rows(text, "Raw figures")
