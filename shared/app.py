@@ -8,9 +8,11 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from litestar import Litestar
+from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
 
+from shared import caller
 from shared.auth_middleware import internal_auth_middleware
 from shared.errors import EXCEPTION_HANDLERS, problem_details_plugin
 from shared.json_body import JsonBodyMiddleware
@@ -30,10 +32,12 @@ def create_service_app(
     ready_checks: Mapping[str, ReadyCheck],
     request_max_body_size: int = 2 * 1024 * 1024,
     audiences: Collection[str] | None = None,
+    dependencies: Mapping[str, Provide] | None = None,
     **config: Any,
 ) -> Litestar:
     """An internal service: every route but the ops routes needs the signed internal credential,
-    signed for this service (`audiences`, default: its `name`)."""
+    signed for this service (`audiences`, default: its `name`). `dependencies` (each reading the
+    service's `Container`) are provided app-wide, with `caller` and `maybe_caller` (shared/caller.py)."""
     configure_logging(name, json=settings.json_logs, level=settings.log_level)
     log_startup_warnings(settings)
     prometheus = prometheus_config(name)
@@ -45,6 +49,7 @@ def create_service_app(
             internal_auth_middleware(settings.secret, audiences or {name}),
             JsonBodyMiddleware(request_max_body_size),
         ],
+        dependencies={**caller.DEPENDENCIES, **(dependencies or {})},
         plugins=[problem_details_plugin()],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         openapi_config=OpenAPIConfig(title=f"canvas-verse {name}", version=VERSION, path="/schema"),

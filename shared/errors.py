@@ -9,6 +9,7 @@ from typing import Any
 import structlog
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
     ProblemDetailsException,
@@ -92,6 +93,22 @@ def problem(
         headers=headers,
         extra=extra or None,
     )
+
+
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem_responses(described: dict[int, str]) -> dict[int, ResponseSpec]:
+    """A route's `responses=`: the OpenAPI entries for its own error answers (all problem details)."""
+    return {
+        status: ResponseSpec(None, description=text, media_type=PROBLEM_JSON, generate_examples=False)
+        for status, text in described.items()
+    }
+
+
+# Error answers many routes share, for `problem_responses`.
+NO_SESSION = {401: "No session in the credential"}
+INVALID = {422: "Invalid body; the field is named"}
 
 
 def _field_of(error: dict[str, Any]) -> str:

@@ -10,16 +10,22 @@ which nothing downstream should ever have to handle.
 `check` is what the gateway's proxy calls on the body it has read; `JsonBodyMiddleware` does the
 same for a Litestar service, reading the body once (within the app's body limit) and replaying it
 to the handler. An empty body is not checked: routes like logout take none.
+
+Then every route of every service decodes its body the same strict way: `dto=StrictBody[T],
+return_dto=None` with `data: JSONBody[T]` (Litestar alone converts bodies leniently).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import msgspec
+from litestar.dto import DTOConfig, MsgspecDTO
 from litestar.enums import ScopeType
+from litestar.exceptions import ClientException, ValidationException
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, HTTPRequestEvent, Receive, ReceiveMessage, Scope, Send
+from litestar.typing import FieldDefinition
 
 from shared.errors import problem
 
@@ -131,3 +137,31 @@ class JsonBodyMiddleware(ASGIMiddleware):
             return whole
 
         await next_app(scope, replay, send)
+
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+
+class StrictBody(MsgspecDTO[T], Generic[T]):
+    """A request body decoded strictly: JSON types as sent (`"true"` is not a boolean), errors naming
+    the field. Decodes straight into the msgspec Struct with `strict=True` and keeps the Struct's own
+    OpenAPI schema."""
+
+    config = DTOConfig(rename_strategy="camel", forbid_unknown_fields=True)
+
+    def decode_bytes(self, value: bytes) -> Any:
+        try:
+            return msgspec.json.decode(value, type=self.model_type, strict=True)
+        except msgspec.ValidationError as exc:
+            message, _, path = str(exc).partition(" - at `")
+            # `$.title` names the field; at the root (`$`) the message names it ("unknown field `id`").
+            field = path.rstrip("`").removeprefix("$").removeprefix(".")
+            raise ValidationException(str(exc), extra=[{"message": message, "key": field}]) from exc
+        except msgspec.DecodeError as exc:
+            raise ClientException(f"invalid JSON body: {exc}") from exc
+
+    @classmethod
+    def create_openapi_schema(
+        cls, field_definition: FieldDefinition, handler_id: str, schema_creator: Any
+    ) -> Any:
+        return schema_creator.for_field_definition(FieldDefinition.from_annotation(cls.model_type))

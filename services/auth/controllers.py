@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from litestar import Controller, Response, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
-from litestar.handlers.base import BaseRouteHandler
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 from msgspec import UNSET
 
@@ -41,42 +37,16 @@ from services.auth.sessions import SessionService
 from services.auth.settings import AuthSettings
 from services.auth.throttle import LoginThrottle
 from shared import internal_auth
-from shared.auth_middleware import EXCLUDE_FROM_AUTH, AnyRequest, Connection, caller_of
-from shared.errors import Forbidden, NotFound, Unauthorized
+from shared.auth_middleware import EXCLUDE_FROM_AUTH, AnyRequest, caller_of
+from shared.caller import CallerDep, requires_caller
+from shared.errors import INVALID, NO_SESSION, Forbidden, NotFound, Unauthorized
+from shared.errors import problem_responses as errors
+from shared.json_body import StrictBody
 from shared.timeutil import rfc3339
 from shared.tokens import session_id_of
 
 # Tells the gateway that the caller's own session ended, so it clears the cookie (docs/api.md, "Internal").
 SESSION_ENDED = {"X-Session-Ended": "1"}
-PROBLEM_JSON = "application/problem+json"
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """The signed-in caller, from the internal credential."""
-
-    user_id: str
-    session_id: str
-
-
-def _caller(connection: Connection) -> Caller:
-    cred = caller_of(connection)
-    if not cred.uid or not cred.sid:
-        raise Unauthorized("This route needs a session")
-    try:
-        uuid.UUID(cred.uid)
-    except ValueError as exc:
-        raise Unauthorized("This route needs a session") from exc
-    return Caller(cred.uid, cred.sid)
-
-
-def requires_session(connection: Connection, _: BaseRouteHandler) -> None:
-    """Guard: runs before the body is parsed, so an anonymous call is 401 whatever it sends."""
-    _caller(connection)
-
-
-def provide_caller(request: AnyRequest) -> Caller:
-    return _caller(request)
 
 
 def client_address(request: AnyRequest) -> str:
@@ -109,7 +79,6 @@ def provide_config(request: AnyRequest) -> AuthSettings:
     return container_of(request).settings
 
 
-CallerDep = NamedDependency[Caller]
 Sessions = NamedDependency[SessionService]
 Throttle = NamedDependency[LoginThrottle]
 MailLimit = NamedDependency[MailRequestLimit]
@@ -117,7 +86,6 @@ Config = NamedDependency[AuthSettings]
 PasswordsDep = NamedDependency[Passwords]
 
 DEPENDENCIES = {
-    "caller": Provide(provide_caller, sync_to_thread=False),
     "sessions": Provide(provide_sessions, sync_to_thread=False),
     "throttle": Provide(provide_throttle, sync_to_thread=False),
     "mail_limit": Provide(provide_mail_limit, sync_to_thread=False),
@@ -132,16 +100,6 @@ async def _signed_in(user: dict[str, Any], sessions: SessionService, request: An
     return AuthOut(user=user_out(user), token=token, expires_at=rfc3339(info.expires_at))
 
 
-def errors(described: dict[int, str]) -> dict[int, ResponseSpec]:
-    """OpenAPI entries for a route's own error answers (all problem details)."""
-    return {
-        status: ResponseSpec(None, description=text, media_type=PROBLEM_JSON, generate_examples=False)
-        for status, text in described.items()
-    }
-
-
-NO_SESSION = {401: "No session in the credential"}
-INVALID = {422: "Invalid body; the field is named"}
 WRONG_PASSWORD = {403: "The password given is wrong"}
 BAD_TOKEN = {400: "Unknown, used, expired or superseded token (one answer for all)"}
 MAIL_THROTTLED = {
@@ -166,6 +124,8 @@ class AuthController(Controller):
         "/signup",
         status_code=201,
         responses=errors({409: "The email is taken", **INVALID, **PASSWORD_BUSY, **SIGNUPS_THROTTLED}),
+        dto=StrictBody[SignupBody],
+        return_dto=None,
     )
     async def signup(
         self,
@@ -202,6 +162,8 @@ class AuthController(Controller):
                 503: "Login throttling is unavailable, or password hashing is at capacity; see Retry-After",
             }
         ),
+        dto=StrictBody[LoginBody],
+        return_dto=None,
     )
     async def login(
         self,
@@ -218,13 +180,13 @@ class AuthController(Controller):
         )
         return await _signed_in(user, sessions, request)
 
-    @post("/logout", status_code=204, guards=[requires_session], responses=errors(NO_SESSION))
+    @post("/logout", status_code=204, guards=[requires_caller], responses=errors(NO_SESSION))
     async def logout(self, caller: CallerDep, sessions: Sessions) -> Response[None]:
         """End the current session everywhere at once."""
         await sessions.revoke(caller.user_id, caller.session_id)
         return Response(None, status_code=204, headers=SESSION_ENDED)
 
-    @get("/sessions", guards=[requires_session], responses=errors(NO_SESSION))
+    @get("/sessions", guards=[requires_caller], responses=errors(NO_SESSION))
     async def list_sessions(self, caller: CallerDep, sessions: Sessions) -> SessionList:
         """The caller's live sessions, newest first."""
         items = await sessions.list_for(caller.user_id)
@@ -233,7 +195,7 @@ class AuthController(Controller):
     @delete(
         "/sessions/{session_id:str}",
         status_code=204,
-        guards=[requires_session],
+        guards=[requires_caller],
         responses=errors({**NO_SESSION, 404: "Not one of the caller's sessions"}),
     )
     async def revoke_session(
@@ -245,12 +207,18 @@ class AuthController(Controller):
         headers = SESSION_ENDED if session_id == caller.session_id else {}
         return Response(None, status_code=204, headers=headers)
 
-    @delete("/sessions", status_code=204, guards=[requires_session], responses=errors(NO_SESSION))
+    @delete("/sessions", status_code=204, guards=[requires_caller], responses=errors(NO_SESSION))
     async def revoke_other_sessions(self, caller: CallerDep, sessions: Sessions) -> None:
         """Revoke every session of the caller but the current one."""
         await sessions.revoke_all(caller.user_id, keep=caller.session_id)
 
-    @post("/password-reset", status_code=202, responses=errors({**INVALID, **MAIL_THROTTLED}))
+    @post(
+        "/password-reset",
+        status_code=202,
+        responses=errors({**INVALID, **MAIL_THROTTLED}),
+        dto=StrictBody[PasswordResetBody],
+        return_dto=None,
+    )
     async def request_password_reset(
         self, request: AnyRequest, data: JSONBody[PasswordResetBody], mail_limit: MailLimit, config: Config
     ) -> None:
@@ -263,6 +231,8 @@ class AuthController(Controller):
         "/password-reset/confirm",
         status_code=204,
         responses=errors({**BAD_TOKEN, **INVALID, **PASSWORD_BUSY}),
+        dto=StrictBody[PasswordResetConfirmBody],
+        return_dto=None,
     )
     async def confirm_password_reset(
         self, data: JSONBody[PasswordResetConfirmBody], sessions: Sessions, passwords: PasswordsDep
@@ -270,7 +240,13 @@ class AuthController(Controller):
         """Set a new password with a reset token; every session of the account is revoked."""
         await recovery.confirm_reset(data.token, data.new_password, sessions=sessions, passwords=passwords)
 
-    @post("/email-verification/confirm", status_code=200, responses=errors({**BAD_TOKEN, **INVALID}))
+    @post(
+        "/email-verification/confirm",
+        status_code=200,
+        responses=errors({**BAD_TOKEN, **INVALID}),
+        dto=StrictBody[EmailVerificationConfirmBody],
+        return_dto=None,
+    )
     async def confirm_email_verification(self, data: JSONBody[EmailVerificationConfirmBody]) -> UserOut:
         """Mark the address a verification token was sent to as verified."""
         return user_out(await recovery.confirm_verification(data.token))
@@ -279,7 +255,7 @@ class AuthController(Controller):
 class UsersController(Controller):
     path = "/api/users/me"
     tags = ["users"]
-    guards = [requires_session]
+    guards = [requires_caller]
 
     @get(responses=errors(NO_SESSION))
     async def me(self, caller: CallerDep) -> UserOut:
@@ -296,7 +272,9 @@ class UsersController(Controller):
                 **PASSWORD_THROTTLED,
                 **PASSWORD_BUSY,
             }
-        )
+        ),
+        dto=StrictBody[UpdateMeBody],
+        return_dto=None,
     )
     async def update_me(
         self,
@@ -323,6 +301,8 @@ class UsersController(Controller):
         "/password",
         status_code=204,
         responses=errors({**NO_SESSION, **WRONG_PASSWORD, **INVALID, **PASSWORD_THROTTLED, **PASSWORD_BUSY}),
+        dto=StrictBody[ChangePasswordBody],
+        return_dto=None,
     )
     async def change_password(
         self,
@@ -362,6 +342,8 @@ class UsersController(Controller):
     @delete(
         status_code=204,
         responses=errors({**NO_SESSION, **WRONG_PASSWORD, **INVALID, **PASSWORD_THROTTLED, **PASSWORD_BUSY}),
+        dto=StrictBody[DeleteMeBody],
+        return_dto=None,
     )
     async def delete_me(
         self,
@@ -413,7 +395,13 @@ class InternalController(Controller):
     path = "/internal"
     tags = ["internal"]
 
-    @post("/sessions/validate", status_code=200, responses=errors({404: "Unknown or expired session"}))
+    @post(
+        "/sessions/validate",
+        status_code=200,
+        responses=errors({404: "Unknown or expired session"}),
+        dto=StrictBody[ValidateSessionBody],
+        return_dto=None,
+    )
     async def validate_session(
         self, data: JSONBody[ValidateSessionBody], sessions: Sessions
     ) -> ValidatedSession:
@@ -456,7 +444,13 @@ class InternalController(Controller):
         )
         return Response(None, status_code=204, headers={internal_auth.HEADER: credential})
 
-    @post("/users/existing", status_code=200, responses=errors(INVALID))
+    @post(
+        "/users/existing",
+        status_code=200,
+        responses=errors(INVALID),
+        dto=StrictBody[ExistingUsersBody],
+        return_dto=None,
+    )
     async def existing_users(self, data: JSONBody[ExistingUsersBody]) -> ExistingUsers:
         """Which of these user ids still exist (for the canvas service's reconciliation)."""
         return ExistingUsers(existing=await users.existing(data.user_ids))

@@ -8,12 +8,9 @@ from typing import Annotated
 from litestar import Controller, Response, delete, get, head, patch, post
 from litestar.datastructures import ResponseHeader
 from litestar.di import NamedDependency, Provide
-from litestar.handlers import BaseRouteHandler
-from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from services.canvas import canvases, search
-from services.canvas.body import StrictBody
 from services.canvas.canvases import Listing, Tagged
 from services.canvas.container import Container
 from services.canvas.cursors import CursorCodec
@@ -31,8 +28,11 @@ from services.canvas.schemas import (
     CanvasUpdate,
 )
 from services.canvas.view_counter import ViewCounter
-from shared.auth_middleware import AnyRequest, Connection, caller_of
-from shared.errors import Invalid, Unauthorized
+from shared.auth_middleware import AnyRequest
+from shared.caller import Caller, CallerDep, MaybeCallerDep, requires_caller
+from shared.errors import INVALID, NO_SESSION, Invalid
+from shared.errors import problem_responses as errors
+from shared.json_body import StrictBody
 from shared.validation import NO_NUL
 
 Limit = Annotated[int, QueryParameter(ge=1, le=PAGE_MAX, description="page size")]
@@ -69,32 +69,22 @@ ETAG = [
         documentation_only=True,
     )
 ]
-PRECONDITION = {412: ResponseSpec(None, description="If-Match names none of the canvas's current ETag")}
+PRECONDITION = {412: "If-Match names none of the canvas's current ETag"}
+NOT_FOUND = {404: "No such canvas, or it is private and not the caller's"}
+NOT_OWNER = {403: "Only the owner may change this canvas"}
+BAD_QUERY = {
+    400: "Invalid cursor: malformed, tampered with, or issued for other filters",
+    422: "Invalid query parameter; the parameter is named",
+}
+VIEWS_DOWN = {503: "The view counter (Redis) is unavailable; see Retry-After"}
 Views = NamedDependency[ViewCounter]
 Cache = NamedDependency[ReadCache]
 Cursors = NamedDependency[CursorCodec]
 
 
-def caller(connection: Connection) -> uuid.UUID | None:
-    """The end user the gateway vouches for (None when anonymous)."""
-    uid = caller_of(connection).uid
-    if uid is None:
-        return None
-    try:
-        return uuid.UUID(uid)
-    except ValueError as exc:
-        raise Unauthorized("the credential names no valid user") from exc
-
-
-def user_of(connection: Connection) -> uuid.UUID:
-    uid = caller(connection)
-    if uid is None:
-        raise Unauthorized
-    return uid
-
-
-def requires_user(connection: Connection, _: BaseRouteHandler) -> None:
-    user_of(connection)
+def viewer(caller: Caller | None) -> uuid.UUID | None:
+    """Who reads: the signed-in user, or None for an anonymous caller."""
+    return None if caller is None else caller.user
 
 
 def parse_user_filter(user_id: str | None) -> uuid.UUID | None:
@@ -141,12 +131,19 @@ class CanvasController(Controller):
     path = "/api/canvases"
     tags = ["canvases"]
 
-    @post("/", dto=StrictBody[CanvasCreate], return_dto=None, guards=[requires_user], response_headers=ETAG)
-    async def create_canvas(self, request: AnyRequest, data: JSONBody[CanvasCreate]) -> Response[Canvas]:
+    @post(
+        "/",
+        dto=StrictBody[CanvasCreate],
+        return_dto=None,
+        guards=[requires_caller],
+        response_headers=ETAG,
+        responses=errors({**NO_SESSION, 403: "The caller's account has been deleted", **INVALID}),
+    )
+    async def create_canvas(self, caller: CallerDep, data: JSONBody[CanvasCreate]) -> Response[Canvas]:
         """Create a canvas owned by the caller."""
-        return tagged(await canvases.create(user_of(request), data), 201)
+        return tagged(await canvases.create(caller.user, data), 201)
 
-    @get("/")
+    @get("/", responses=errors({**BAD_QUERY, **VIEWS_DOWN}))
     async def list_public(
         self,
         *,
@@ -163,27 +160,31 @@ class CanvasController(Controller):
         listing = Listing(public_only=True, owner=parse_user_filter(user_id), type=type, tag=tag, q=q)
         return await canvases.list_canvases(views, cursors, listing, limit=limit, cursor=cursor)
 
-    @get("/{canvas_id:uuid}", response_headers=ETAG)
-    async def read_canvas(self, request: AnyRequest, cache: Cache, canvas_id: CanvasId) -> Response[Canvas]:
+    @get("/{canvas_id:uuid}", response_headers=ETAG, responses=errors({**NOT_FOUND, **VIEWS_DOWN}))
+    async def read_canvas(
+        self, maybe_caller: MaybeCallerDep, cache: Cache, canvas_id: CanvasId
+    ) -> Response[Canvas]:
         """The canvas; counts one view, included in the returned `views`."""
-        return tagged(await canvases.read(cache, canvas_id, caller(request)))
+        return tagged(await canvases.read(cache, canvas_id, viewer(maybe_caller)))
 
-    @head("/{canvas_id:uuid}", response_headers=ETAG)
-    async def head_canvas(self, request: AnyRequest, canvas_id: CanvasId) -> Response[None]:
+    @head("/{canvas_id:uuid}", response_headers=ETAG, responses=errors(NOT_FOUND))
+    async def head_canvas(self, maybe_caller: MaybeCallerDep, canvas_id: CanvasId) -> Response[None]:
         """Whether the canvas is readable; counts no view."""
-        return Response(None, headers={"ETag": await canvases.check_visible(canvas_id, caller(request))})
+        return Response(None, headers={"ETag": await canvases.check_visible(canvas_id, viewer(maybe_caller))})
 
     @patch(
         "/{canvas_id:uuid}",
         dto=StrictBody[CanvasUpdate],
         return_dto=None,
-        guards=[requires_user],
+        guards=[requires_caller],
         response_headers=ETAG,
-        responses=PRECONDITION,
+        responses=errors({**NO_SESSION, **NOT_OWNER, **NOT_FOUND, **PRECONDITION, **INVALID}),
     )
     async def update_canvas(
         self,
+        *,
         request: AnyRequest,
+        caller: CallerDep,
         cache: Cache,
         canvas_id: CanvasId,
         data: JSONBody[CanvasUpdate],
@@ -191,25 +192,36 @@ class CanvasController(Controller):
     ) -> Response[Canvas]:
         """Change the caller's canvas; omitted fields are left unchanged. With `If-Match`, only if
         the canvas still has that ETag (412 otherwise)."""
-        return tagged(await canvases.update(cache, canvas_id, user_of(request), data, if_match_of(request)))
+        return tagged(await canvases.update(cache, canvas_id, caller.user, data, if_match_of(request)))
 
-    @delete("/{canvas_id:uuid}", guards=[requires_user], responses=PRECONDITION)
+    @delete(
+        "/{canvas_id:uuid}",
+        guards=[requires_caller],
+        responses=errors({**NO_SESSION, **NOT_OWNER, **NOT_FOUND, **PRECONDITION}),
+    )
     async def delete_canvas(
-        self, request: AnyRequest, cache: Cache, canvas_id: CanvasId, if_match: IfMatchHeader = None
+        self,
+        *,
+        request: AnyRequest,
+        caller: CallerDep,
+        cache: Cache,
+        canvas_id: CanvasId,
+        if_match: IfMatchHeader = None,
     ) -> None:
         """Delete the caller's canvas. With `If-Match`, only if it still has that ETag (412 otherwise)."""
-        await canvases.delete(cache, canvas_id, user_of(request), if_match_of(request))
+        await canvases.delete(cache, canvas_id, caller.user, if_match_of(request))
 
 
 class MyCanvasController(Controller):
     path = "/api/users/me/canvases"
     tags = ["canvases"]
+    guards = [requires_caller]
 
-    @get("/", guards=[requires_user])
+    @get("/", responses=errors({**NO_SESSION, **BAD_QUERY, **VIEWS_DOWN}))
     async def list_mine(
         self,
         *,
-        request: AnyRequest,
+        caller: CallerDep,
         views: Views,
         cursors: Cursors,
         type: TypeFilter = None,
@@ -219,5 +231,5 @@ class MyCanvasController(Controller):
         cursor: Cursor = None,
     ) -> CanvasPage:
         """All of the caller's canvases, private ones included, newest first."""
-        listing = Listing(public_only=False, owner=user_of(request), type=type, tag=tag, q=q)
+        listing = Listing(public_only=False, owner=caller.user, type=type, tag=tag, q=q)
         return await canvases.list_canvases(views, cursors, listing, limit=limit, cursor=cursor)

@@ -49,7 +49,9 @@ async def eventually(
 
 
 def signed(uid: str | None, audience: str = "canvas") -> dict[str, str]:
-    return {internal_auth.HEADER: internal_auth.sign(SECRET, audience=audience, user_id=uid)}
+    """The credential the gateway signs: a signed-in user always comes with their session."""
+    sid = None if uid is None else f"session-of-{uid}"
+    return {internal_auth.HEADER: internal_auth.sign(SECRET, audience=audience, user_id=uid, session_id=sid)}
 
 
 async def insert_canvases(

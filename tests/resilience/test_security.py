@@ -484,7 +484,9 @@ async def test_services_refuse_calls_without_a_valid_credential(http: Client, st
             assert reply.headers["WWW-Authenticate"] == "Bearer"
             if method != "HEAD":
                 assert reply.headers["Content-Type"] == "application/problem+json"
-    valid = {internal_auth.HEADER: internal_auth.sign(SECRET, audience="canvas", user_id=owner.id)}
+    valid = {
+        internal_auth.HEADER: internal_auth.sign(SECRET, audience="canvas", user_id=owner.id, session_id="s")
+    }
     assert (await http("GET", f"{stack.canvas_url}/api/users/me/canvases", headers=valid)).status == 200
 
 
