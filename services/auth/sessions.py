@@ -45,6 +45,11 @@ log = structlog.get_logger()
 TOKEN_BYTES = 20  # 160 bits
 USER_AGENT_MAX = 256  # characters of the User-Agent kept with a session
 _SESSION_ID = re.compile(r"[0-9a-f]{64}")
+# Built once: Piccolo's query building costs more than the query on the gateway's validation path
+# (about 60 µs of a validation's CPU; issue 18).
+_BY_ID = "SELECT {} FROM {} WHERE id = {{}}".format(  # noqa: S608 - names from the table, no input
+    ", ".join(column._meta.db_column_name for column in Session._meta.columns), Session._meta.tablename
+)
 
 
 def new_token() -> str:
@@ -120,9 +125,10 @@ class SessionService:
         """The live session and whether its expiry slid forward now; None when unknown or expired."""
         if not is_session_id(session_id):
             return None
-        row = await Session.select().where(Session.id == session_id).first().run()
-        if row is None:
+        rows = await Session.raw(_BY_ID, session_id).run()
+        if not rows:
             return None
+        row = rows[0]
         info, now = _info(row), self.clock()
         hard_end = info.created_at + self.absolute_lifetime
         if now >= min(info.expires_at, hard_end):
