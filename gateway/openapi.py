@@ -30,7 +30,7 @@ from litestar.static_files import create_static_files_router
 from gateway.routes import SAFE_METHODS, Access, Endpoint, RouteTable
 from gateway.upstreams import Upstream
 from shared import internal_auth
-from shared.errors import problem
+from shared.errors import Unavailable
 from shared.version import VERSION
 
 SERVICE_SCHEMA_PATH = "/schema/openapi.json"
@@ -225,9 +225,7 @@ class SchemaCache:
         except Exception as exc:
             if self._doc is not None:
                 return self._doc
-            raise problem(
-                503, "The API description is not available yet", headers={"Retry-After": "5"}
-            ) from exc
+            raise Unavailable("The API description is not available yet", retry_after=5) from exc
         self._doc = merge(docs, self.table)
         self._fetched_at = time.monotonic()
         return self._doc

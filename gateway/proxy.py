@@ -18,7 +18,6 @@ from urllib.parse import quote
 import aiohttp
 import msgspec
 import structlog
-from litestar.exceptions import MethodNotAllowedException, NotFoundException
 from litestar.types import HTTPScope, Receive, Send
 from prometheus_client import Counter, Histogram
 
@@ -30,7 +29,15 @@ from gateway.tokens import MalformedToken, cleared_cookie, presented_token, sess
 from gateway.upstreams import Upstream
 from shared import internal_auth, json_body
 from shared.access_log import ROUTE_KEY
-from shared.errors import problem
+from shared.errors import (
+    BadRequest,
+    Forbidden,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    TooManyRequests,
+    Unauthorized,
+)
 from shared.tokens import session_id_of
 
 log = structlog.get_logger()
@@ -128,7 +135,7 @@ class Proxy:
             path = _public_path(scope["path"])
             route = self.table.match(path)
             if route is None:
-                raise NotFoundException
+                raise NotFound("Not Found")
             template = route.template
             scope["state"][ROUTE_KEY] = template  # named in the access log
             endpoint = route.endpoints.get(method)
@@ -137,7 +144,7 @@ class Proxy:
                     status = 204
                     await _send_empty(send, 204, [(b"allow", route.allow.encode())])
                     return
-                raise MethodNotAllowedException(headers={"Allow": route.allow})
+                raise MethodNotAllowed(route.allow)
             upstream = endpoint.upstream
             status = await self._forward(scope, receive, send, endpoint, path)
         except Exception as exc:
@@ -153,10 +160,8 @@ class Proxy:
         if endpoint.hashes:
             client = client_ip(scope, self.trusted_proxies)
             if self.password_work.get(client, 0) >= self.password_client_in_flight:
-                raise problem(
-                    429,
-                    "Too many password checks in flight from this client; try again shortly",
-                    headers={"Retry-After": "1"},
+                raise TooManyRequests(
+                    "Too many password checks in flight from this client; try again shortly", 1
                 )
             self.password_work[client] = self.password_work.get(client, 0) + 1
             try:
@@ -217,7 +222,7 @@ class Proxy:
         origin = headers.get(b"origin")
         if endpoint.access is Access.PUBLIC:
             if origin is not None and origin not in self.allowed_origins:
-                raise problem(403, "Origin not allowed")
+                raise Forbidden("Origin not allowed")
             return None, False, None
         try:
             token, from_cookie = presented_token(headers.get(b"authorization"), headers.get(b"cookie"))
@@ -228,7 +233,7 @@ class Proxy:
                 raise self._unauthorized("Authentication required", clear=False)
             return None, False, None
         if from_cookie and endpoint.method not in SAFE_METHODS and origin not in self.allowed_origins:
-            raise problem(403, "Cookie-authenticated changes need an allowed Origin")
+            raise Forbidden("Cookie-authenticated changes need an allowed Origin")
         assert self.validator is not None
         session = await self.validator.validate(session_id_of(token), rid)
         if session is None:
@@ -239,7 +244,7 @@ class Proxy:
         headers = {"WWW-Authenticate": "Bearer"}
         if clear:
             headers["Set-Cookie"] = cleared_cookie(secure=self.secure)
-        return problem(401, detail, headers=headers)
+        return Unauthorized(detail, headers=headers)
 
     async def _answer(
         self,
@@ -315,11 +320,11 @@ def _int(value: bytes) -> int:
     try:
         return int(value)
     except ValueError:
-        raise problem(400, "Invalid Content-Length") from None
+        raise BadRequest("Invalid Content-Length") from None
 
 
 def _too_large(limit: int) -> Exception:
-    return problem(413, f"Request body larger than {limit} bytes")
+    return PayloadTooLarge(f"Request body larger than {limit} bytes")
 
 
 async def _send_empty(send: Send, status: int, headers: list[tuple[bytes, bytes]]) -> None:

@@ -16,13 +16,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import structlog
-from litestar.exceptions import TooManyRequestsException
 from litestar.middleware.rate_limit import DURATION_VALUES, RateLimitConfig, RateLimitMiddleware
 from litestar.stores.redis import RedisStore
 from redis.asyncio import Redis
 
 from gateway.client_ip import identifier_for
 from gateway.redis_guard import RedisGuard
+from shared.errors import TooManyRequests
 from shared.loops import every
 from shared.redis import REDIS_UNAVAILABLE
 
@@ -104,9 +104,10 @@ class FixedWindowRateLimitMiddleware(RateLimitMiddleware):
         count = store.hit(self.get_identifier_for_request(app.request_class(scope)), window)
         headers = self._headers(count, reset)
         if count > self.max_requests:
-            raise TooManyRequestsException(
-                detail="Too many requests from this client",
-                headers={k.decode(): v.decode() for k, v in headers} | {"Retry-After": str(reset)},
+            raise TooManyRequests(
+                "Too many requests from this client",
+                reset,
+                headers={k.decode(): v.decode() for k, v in headers},
             )
         if headers:
             send = self._with_headers(send, headers)

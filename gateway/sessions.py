@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import msgspec
-from litestar.plugins.problem_details import ProblemDetailsException
 from prometheus_client import Counter
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -28,7 +27,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from gateway.redis_guard import RedisGuard
 from gateway.upstreams import Upstream
 from shared import internal_auth
-from shared.errors import problem
+from shared.errors import AppError, Unavailable
 from shared.redis import REDIS_UNAVAILABLE
 from shared.session_cache import BACKSTOP_TTL, CachedSession, cache_key
 from shared.timeutil import utcnow
@@ -210,13 +209,11 @@ class SessionValidator:
             if status != 200:
                 raise RuntimeError(f"validate answered {status}")
             answer = _validate_decoder.decode(payload)
-        except (ProblemDetailsException, RuntimeError, msgspec.DecodeError) as exc:
+        except (AppError, RuntimeError, msgspec.DecodeError) as exc:
             VALIDATIONS.labels("unavailable").inc()
-            retry = "5"
-            if isinstance(exc, ProblemDetailsException):
-                retry = (exc.headers or {}).get("Retry-After", retry)
-            raise problem(
-                503, "Sessions cannot be checked right now", headers={"Retry-After": retry}
-            ) from exc
+            retry = 5
+            if isinstance(exc, AppError):
+                retry = int(exc.headers.get("Retry-After", retry))
+            raise Unavailable("Sessions cannot be checked right now", retry_after=retry) from exc
         VALIDATIONS.labels("valid").inc()
         return Session(answer.user_id, session_id, answer.expires_at, answer.renewed)

@@ -22,7 +22,7 @@ import structlog
 from prometheus_client import Counter
 from yarl import URL
 
-from shared.errors import problem
+from shared.errors import BadGateway, GatewayTimeout, Unavailable
 
 log = structlog.get_logger()
 
@@ -123,11 +123,7 @@ class Upstream:
         if self.down_until and time.monotonic() < self.down_until:
             retry = max(1, math.ceil(self.down_until - time.monotonic()))
             FAILURES.labels(self.name, "503").inc()
-            raise problem(
-                503,
-                f"The {self.name} service is unavailable",
-                headers={"Retry-After": str(retry)},
-            )
+            raise Unavailable(f"The {self.name} service is unavailable", retry_after=retry)
 
     async def request(
         self, method: str, path_qs: str, *, headers: Mapping[str, str], body: bytes | None = None
@@ -164,9 +160,7 @@ class Upstream:
             except TimeoutError:
                 pass
         FAILURES.labels(self.name, "busy").inc()
-        raise problem(
-            503, f"The {self.name} service is busy; try again shortly", headers={"Retry-After": "1"}
-        )
+        raise Unavailable(f"The {self.name} service is busy; try again shortly", retry_after=1)
 
     async def json(
         self, method: str, path: str, *, headers: Mapping[str, str], body: bytes | None = None
@@ -196,7 +190,8 @@ class Upstream:
     def _failure(self, exc: BaseException, status: int, what: str) -> Exception:
         self.failed(exc)
         FAILURES.labels(self.name, str(status)).inc()
-        return problem(status, f"The {self.name} service {what}")
+        failure = GatewayTimeout if status == 504 else BadGateway
+        return failure(f"The {self.name} service {what}")
 
     def failed(self, exc: BaseException) -> None:
         self.failures += 1

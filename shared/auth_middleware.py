@@ -8,11 +8,11 @@ from typing import Any
 import structlog
 from litestar import Request
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 from litestar.middleware.base import DefineMiddleware
 
 from shared import internal_auth
+from shared.errors import Unauthorized
 from shared.internal_auth import InternalCredential
 
 # What handlers, guards and providers receive (Litestar's generics, with no typed user/auth/state).
@@ -43,7 +43,7 @@ class InternalAuthMiddleware(AbstractAuthenticationMiddleware):
             if cred.api and not connection.scope["path"].startswith("/api/"):
                 raise internal_auth.InvalidCredential("internal credential limited to the public API")
         except internal_auth.InvalidCredential as exc:
-            raise NotAuthorizedException(str(exc), headers={"WWW-Authenticate": "Bearer"}) from exc
+            raise Unauthorized(str(exc)) from exc
         if cred.uid:
             structlog.contextvars.bind_contextvars(user_id=cred.uid)
         return AuthenticationResult(user=cred, auth=cred)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from http import HTTPStatus
 from typing import Any
 
 import structlog
 from litestar import Request, Response
-from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
+from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
@@ -24,10 +23,11 @@ RETRY_AFTER = 2  # seconds a client waits after a 503 for a dependency outage
 
 
 class AppError(Exception):
-    """A domain error with its HTTP status; raise a subclass from service modules."""
+    """An error our code raises, with its HTTP status: raise a subclass (one per status), never a
+    Litestar exception or a hand-built problem. Each leaves as problem details with the status's
+    standard phrase as `title`, `detail`, the headers and any `extra` members (`errors`, `failed`)."""
 
     status_code = 400
-    title: str | None = None
 
     def __init__(self, detail: str, *, headers: dict[str, str] | None = None, **extra: Any) -> None:
         super().__init__(detail)
@@ -56,8 +56,23 @@ class NotFound(AppError):
     status_code = 404
 
 
+class MethodNotAllowed(AppError):
+    status_code = 405
+
+    def __init__(self, allow: str) -> None:
+        super().__init__("Method Not Allowed", headers={"Allow": allow})
+
+
 class Conflict(AppError):
     status_code = 409
+
+
+class PayloadTooLarge(AppError):
+    status_code = 413
+
+
+class UnsupportedMediaType(AppError):
+    status_code = 415
 
 
 class Invalid(AppError):
@@ -72,8 +87,12 @@ class Invalid(AppError):
 class TooManyRequests(AppError):
     status_code = 429
 
-    def __init__(self, detail: str, retry_after: int) -> None:
-        super().__init__(detail, headers={"Retry-After": str(max(1, retry_after))})
+    def __init__(self, detail: str, retry_after: int, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail, headers={**(headers or {}), "Retry-After": str(max(1, retry_after))})
+
+
+class BadGateway(AppError):
+    status_code = 502
 
 
 class Unavailable(AppError):
@@ -83,7 +102,11 @@ class Unavailable(AppError):
         super().__init__(detail, headers={"Retry-After": str(retry_after)}, **extra)
 
 
-def problem(
+class GatewayTimeout(AppError):
+    status_code = 504
+
+
+def _problem(
     status: int, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
 ) -> ProblemDetailsException:
     return ProblemDetailsException(
@@ -111,43 +134,38 @@ NO_SESSION = {401: "No session in the credential"}
 INVALID = {422: "Invalid body; the field is named"}
 
 
-def _field_of(error: dict[str, Any]) -> str:
-    """The offending field: msgspec's `$.field` path, or the name in "... field `name`"."""
-    key = str(error.get("key") or "").removeprefix("$.")
-    if key and key != "data":
-        return key
-    named = re.search(r"field `([^`]+)`", str(error.get("message", "")))
-    return named.group(1) if named else "body"
-
-
-def _message_of(error: dict[str, Any]) -> str:
-    message = readable(str(error.get("message", "")))
-    # An empty body reaches Litestar's signature model as a missing `data` argument.
-    return "a JSON object body is required" if message == "'data'" else message
+def _error_of(error: dict[str, Any]) -> dict[str, str]:
+    """One of Litestar's own validation errors (a parameter, or the body missing) as `field`/`message`."""
+    if error.get("key") == "data" and error.get("source") == "body":
+        # An empty body reaches Litestar's signature model as a missing `data` argument.
+        return {"field": "body", "message": "a JSON object body is required"}
+    field = str(error.get("key") or "").removeprefix("$.") or "body"
+    return {"field": field, "message": readable(str(error.get("message", "")))}
 
 
 def _from_validation(exc: ValidationException) -> ProblemDetailsException:
+    """Litestar's own: a parameter (or the body) its signature model refused, 422 naming it. (Bodies
+    themselves are decoded by `shared.json_body.StrictBody`, which raises `Invalid`.)"""
     raw = exc.extra if isinstance(exc.extra, list) else []
-    errors = [{"field": _field_of(e), "message": _message_of(e)} for e in raw if isinstance(e, dict)]
+    errors = [_error_of(e) for e in raw if isinstance(e, dict)]
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors) or readable(str(exc.detail))
-    # A body that is not JSON never gets here (shared/json_body.py answers 400 first; a DTO's decode
-    # error is a ClientException): a ValidationException is a value the schema refused, 422.
     status = exc.status_code if exc.status_code != 400 else 422
-    return problem(status, detail, headers=exc.headers, errors=errors)
+    return _problem(status, detail, headers=exc.headers, errors=errors)
 
 
 def _from_http(exc: HTTPException) -> ProblemDetailsException:
+    """Litestar's own (no route, wrong method, ...); our code raises `AppError`s."""
     if isinstance(exc, ValidationException):
         return _from_validation(exc)
     headers = dict(exc.headers or {})
-    if isinstance(exc, NotAuthorizedException) or exc.status_code == 401:
+    if exc.status_code == 401:
         headers.setdefault("WWW-Authenticate", "Bearer")
     extra = exc.extra if isinstance(exc.extra, dict) else {}
-    return problem(exc.status_code, str(exc.detail), headers=headers, **extra)
+    return _problem(exc.status_code, str(exc.detail), headers=headers, **extra)
 
 
 def _from_app_error(exc: AppError) -> ProblemDetailsException:
-    return problem(exc.status_code, exc.detail, headers=exc.headers, **exc.extra)
+    return _problem(exc.status_code, exc.detail, headers=exc.headers, **exc.extra)
 
 
 def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -157,11 +175,11 @@ def _internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response
     if database_unavailable(exc) or isinstance(exc, REDIS_UNAVAILABLE):
         # An outage is not a bug: one line per request (no traceback), and 503 so clients retry.
         log.warning("dependency_unavailable", path=request.url.path, error=repr(exc)[:300])
-        return problem(
+        return _problem(
             503, "A dependency of this service is unavailable", headers={"Retry-After": str(RETRY_AFTER)}
         ).to_response(request)
     log.exception("unhandled_error", path=request.url.path, error=type(exc).__name__)
-    return problem(500, "Internal server error").to_response(request)
+    return _problem(500, "Internal server error").to_response(request)
 
 
 def problem_details_plugin() -> ProblemDetailsPlugin:

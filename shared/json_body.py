@@ -17,17 +17,18 @@ return_dto=None` with `data: JSONBody[T]` (Litestar alone converts bodies lenien
 
 from __future__ import annotations
 
+import re
 from typing import Any, Generic, TypeVar
 
 import msgspec
 from litestar.dto import DTOConfig, MsgspecDTO
 from litestar.enums import ScopeType
-from litestar.exceptions import ClientException, ValidationException
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, HTTPRequestEvent, Receive, ReceiveMessage, Scope, Send
 from litestar.typing import FieldDefinition
 
-from shared.errors import problem
+from shared.errors import BadRequest, Invalid, PayloadTooLarge, UnsupportedMediaType
+from shared.validation import readable
 
 MAX_DEPTH = 32
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -44,7 +45,7 @@ def is_json_type(content_type: bytes | None) -> bool:
 
 def check_type(content_type: bytes | None) -> None:
     if not is_json_type(content_type):
-        raise problem(415, "The request body must be sent as Content-Type: application/json")
+        raise UnsupportedMediaType("The request body must be sent as Content-Type: application/json")
 
 
 def _depth(value: Any) -> int:
@@ -67,21 +68,22 @@ def _depth(value: Any) -> int:
 
 
 def check(body: bytes, content_type: bytes | None) -> None:
-    """Raise problem details 415/400 unless `body` (non-empty) is JSON of acceptable depth."""
+    """Raise 415/400 (`UnsupportedMediaType`, `BadRequest`) unless `body` (non-empty) is JSON of
+    acceptable depth."""
     if not body:
         return
     check_type(content_type)
     try:
         decoded = msgspec.json.decode(body)
     except UnicodeDecodeError:
-        raise problem(400, "The request body is not valid UTF-8") from None
+        raise BadRequest("The request body is not valid UTF-8") from None
     except RecursionError:
-        raise problem(400, f"The request body is nested deeper than {MAX_DEPTH} levels") from None
+        raise BadRequest(f"The request body is nested deeper than {MAX_DEPTH} levels") from None
     except msgspec.DecodeError as exc:
-        raise problem(400, f"The request body is not valid JSON: {exc}") from None
+        raise BadRequest(f"The request body is not valid JSON: {exc}") from None
     # Counting brackets (strings included) is a cheap upper bound on the depth.
     if body.count(_OPENERS[0]) + body.count(_OPENERS[1]) > MAX_DEPTH and _depth(decoded) > MAX_DEPTH:
-        raise problem(400, f"The request body is nested deeper than {MAX_DEPTH} levels")
+        raise BadRequest(f"The request body is nested deeper than {MAX_DEPTH} levels")
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -98,11 +100,11 @@ async def read_body(receive: Receive, limit: int) -> bytes:
     while True:
         message: Any = await receive()
         if message["type"] == "http.disconnect":
-            raise problem(400, "Client disconnected")
+            raise BadRequest("Client disconnected")
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise problem(413, f"Request body larger than {limit} bytes")
+            raise PayloadTooLarge(f"Request body larger than {limit} bytes")
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
@@ -154,14 +156,25 @@ class StrictBody(MsgspecDTO[T], Generic[T]):
             return msgspec.json.decode(value, type=self.model_type, strict=True)
         except msgspec.ValidationError as exc:
             message, _, path = str(exc).partition(" - at `")
-            # `$.title` names the field; at the root (`$`) the message names it ("unknown field `id`").
-            field = path.rstrip("`").removeprefix("$").removeprefix(".")
-            raise ValidationException(str(exc), extra=[{"message": message, "key": field}]) from exc
-        except msgspec.DecodeError as exc:
-            raise ClientException(f"invalid JSON body: {exc}") from exc
+            raise Invalid(_field(path, message), readable(message)) from exc
+        except msgspec.DecodeError as exc:  # JsonBodyMiddleware checked the JSON already
+            raise BadRequest(f"invalid JSON body: {exc}") from exc
 
     @classmethod
     def create_openapi_schema(
         cls, field_definition: FieldDefinition, handler_id: str, schema_creator: Any
     ) -> Any:
         return schema_creator.for_field_definition(FieldDefinition.from_annotation(cls.model_type))
+
+
+_NAMED_FIELD = re.compile(r"field `([^`]+)`")
+
+
+def _field(path: str, message: str) -> str:
+    """The field msgspec's error is about: `$.title` names it; at the root (`$`) only the message
+    does ("Object contains unknown field `id`"); else the body as a whole."""
+    field = path.rstrip("`").removeprefix("$").removeprefix(".")
+    if field:
+        return field
+    named = _NAMED_FIELD.search(message)
+    return named.group(1) if named else "body"

@@ -14,7 +14,7 @@ from litestar.router import Router
 from prometheus_client import REGISTRY, CollectorRegistry, multiprocess
 
 from shared.db import MigrationsMissing
-from shared.errors import problem
+from shared.errors import Unavailable
 
 ReadyCheck = Callable[[], Awaitable[Any]]
 
@@ -78,7 +78,7 @@ def ops_router(checks: Mapping[str, ReadyCheck]) -> Router:
         failed = await current_failures()
         if failed:
             detail = f"not ready: {', '.join(failed)}" + "".join(f"; {reason}" for reason in last["reasons"])
-            raise problem(503, detail, headers={"Retry-After": "5"}, failed=failed)
+            raise Unavailable(detail, retry_after=5, failed=failed)
         return Response({"status": "ready", "checks": sorted(checks)})
 
     class Metrics(PrometheusController):

@@ -13,7 +13,6 @@ import pytest
 from litestar import Litestar, delete, get, post
 from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath, JSONBody
-from litestar.plugins.problem_details import ProblemDetailsException
 from redis.asyncio import Redis
 
 from devtools.redis_server import RedisServer
@@ -26,6 +25,7 @@ from gateway.sessions import SessionValidator
 from gateway.settings import GatewaySettings
 from gateway.tokens import MalformedToken, cleared_cookie, presented_token, session_cookie
 from gateway.upstreams import Upstream
+from shared.errors import AppError
 from shared.session_cache import CachedSession, cache_key
 from shared.settings import SettingsError, from_env
 from shared.timeutil import utcnow
@@ -325,7 +325,7 @@ async def test_a_stalled_redis_times_out_the_lookup_and_trips_the_guard(hanging_
     stalled = make_redis(f"redis://127.0.0.1:{hanging_port}", timeout=0.2)
     validator = _validator(stalled)
     await validator.auth.start()
-    with pytest.raises(ProblemDetailsException) as raised:  # then the auth service, unreachable here
+    with pytest.raises(AppError) as raised:  # then the auth service, unreachable here
         await validator.validate("0" * 64, "rid")
     assert raised.value.status_code == 503
     assert not validator.guard.available

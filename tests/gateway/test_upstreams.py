@@ -6,9 +6,9 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from litestar.plugins.problem_details import ProblemDetailsException
 
 from gateway.upstreams import Upstream
+from shared.errors import AppError
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok"
 
@@ -69,7 +69,7 @@ async def test_a_get_whose_keep_alive_connection_dropped_is_not_sent_again(
     await upstream.start()
     try:
         assert await upstream.json("GET", "/api/canvases/1", headers={}) == (200, b"ok")
-        with pytest.raises(ProblemDetailsException) as failed:
+        with pytest.raises(AppError) as failed:
             await upstream.json("GET", "/api/canvases/1", headers={})  # on the kept-alive connection
         assert failed.value.status_code == 502
         # Arrived twice: the answered read and the one the "worker" counted before dying. aiohttp's own
@@ -83,10 +83,10 @@ async def test_the_breaker_closes_as_soon_as_a_probe_succeeds(unused_tcp_port: i
     upstream = _upstream(unused_tcp_port, failures=1, cooldown=3600.0)
     await upstream.start()
     try:
-        with pytest.raises(ProblemDetailsException) as refused:
+        with pytest.raises(AppError) as refused:
             await upstream.json("GET", "/health", headers={})
         assert refused.value.status_code == 502
-        with pytest.raises(ProblemDetailsException) as down:
+        with pytest.raises(AppError) as down:
             await upstream.json("GET", "/health", headers={})
         assert down.value.status_code == 503  # marked down, for an hour at most
         server = await asyncio.start_server(_answer_ok, "127.0.0.1", unused_tcp_port)
