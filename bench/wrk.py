@@ -21,7 +21,7 @@ from bench.report import Run
 MARKER = "WRK_JSON "
 CHUNK_MAX = 10.0  # seconds: the longest of the runs that make up a request count
 
-_DONE = r"""
+DONE_LUA = r"""
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -90,7 +90,7 @@ def script(requests: Sequence[Request]) -> str:
             "  return built[next_one]\n"
             "end"
         )
-    lines.append(_DONE)
+    lines.append(DONE_LUA)
     return "\n".join(lines) + "\n"
 
 

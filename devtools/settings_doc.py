@@ -102,6 +102,7 @@ MEANINGS: dict[str, str] = {
     "GATEWAY_METRICS_PORT": "port of that listener; `0` turns it off",
     "GATEWAY_METRICS_ALLOW": "addresses or networks (`10.0.0.0/8`) that may also read `/metrics` on the public port; everyone else gets 404",
     "AUTH_HASH_THREADS": "threads hashing passwords per process; `0`: half the cores, at least 1 (the rest stay free for requests that hash nothing)",
+    "AUTH_HASH_NICE": "the hashing threads' nice value (0-19, Linux): under contention, requests that hash nothing are scheduled first",
     "AUTH_HASH_QUEUE": "password hashes running or waiting per process; more are refused at once with 503 + `Retry-After`",
     "AUTH_CLIENT_PASSWORD_IN_FLIGHT": "signups, logins and password checks one client may have in flight; more are 429 + `Retry-After`",
     "AUTH_SIGNUP_CLIENT_LIMIT": "signups per client per `AUTH_SIGNUP_WINDOW`; more are 429",

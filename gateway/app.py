@@ -17,6 +17,7 @@ from litestar import Litestar, asgi
 from litestar.config.cors import CORSConfig
 from litestar.middleware.rate_limit import DURATION_VALUES
 
+from gateway.admission import PasswordDoor
 from gateway.client_ip import client_ip
 from gateway.edge import EdgeMiddleware, metrics_listener
 from gateway.openapi import SchemaCache, schema_router
@@ -108,6 +109,9 @@ def create_app(settings: GatewaySettings) -> Litestar:
         debug=False,
     )
     app.asgi_handler = EdgeMiddleware(app.asgi_handler, settings.metrics_allow)
+    app.asgi_handler = PasswordDoor(
+        app.asgi_handler, proxy.table, settings.trusted_proxies, settings.password_client_in_flight
+    )
     if settings.access_log:  # inside the request-id middleware that wrap_outermost adds
         trusted = settings.trusted_proxies
         app.asgi_handler = AccessLogMiddleware(app.asgi_handler, lambda scope: client_ip(scope, trusted))

@@ -35,7 +35,6 @@ from shared.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
-    TooManyRequests,
     Unauthorized,
 )
 from shared.tokens import session_id_of
@@ -83,7 +82,7 @@ _SAFE_QUERY = _SAFE_PATH + "?%"
 
 # Label lookups cost a lock and a tuple per call; the label sets are few (routes x methods x statuses).
 @functools.cache
-def _requests(route: str, method: str, status: int) -> Any:
+def requests_counter(route: str, method: str, status: int) -> Any:
     return REQUESTS.labels(route, method, str(status))
 
 
@@ -117,10 +116,6 @@ class Proxy:
             "auth-password", settings.auth_url, settings, pool_size=settings.password_pool_size, pool_wait=0.0
         )
         self.validator: SessionValidator | None = None
-        # Password requests in flight per client address in this process (the auth service keeps
-        # the count across processes; this one refuses a flood before it costs an upstream call).
-        self.password_work: dict[str, int] = {}
-        self.password_client_in_flight = settings.password_client_in_flight
 
     @property
     def clients(self) -> list[Upstream]:
@@ -151,29 +146,10 @@ class Proxy:
             status = getattr(exc, "status_code", 500)
             raise
         finally:
-            _requests(template, method if method in _METHODS else "OTHER", status).inc()
+            requests_counter(template, method if method in _METHODS else "OTHER", status).inc()
             _latency(template, upstream).observe(time.perf_counter() - started)
 
     async def _forward(
-        self, scope: HTTPScope, receive: Receive, send: Send, endpoint: Endpoint, path: str
-    ) -> int:
-        if endpoint.hashes:
-            client = client_ip(scope, self.trusted_proxies)
-            if self.password_work.get(client, 0) >= self.password_client_in_flight:
-                raise TooManyRequests(
-                    "Too many password checks in flight from this client; try again shortly", 1
-                )
-            self.password_work[client] = self.password_work.get(client, 0) + 1
-            try:
-                return await self._forward_one(scope, receive, send, endpoint, path)
-            finally:
-                if self.password_work[client] <= 1:
-                    del self.password_work[client]
-                else:
-                    self.password_work[client] -= 1
-        return await self._forward_one(scope, receive, send, endpoint, path)
-
-    async def _forward_one(
         self, scope: HTTPScope, receive: Receive, send: Send, endpoint: Endpoint, path: str
     ) -> int:
         headers = dict(scope["headers"])

@@ -3,6 +3,11 @@
 The hashing threads are a small dedicated pool: each hash holds `argon2_memory_kib` of memory, so
 the pool size bounds memory under a login storm, and hashing never blocks the event loop.
 
+The hashing threads run at a lower CPU priority (`AUTH_HASH_NICE`, default 10, Linux): when the
+cores are contended, the threads that answer requests that hash nothing (session checks,
+`/users/me`) are scheduled first, and hashing takes what is left; on an idle machine a hash takes
+as long as ever. A flood of password work therefore slows password work, not everyone (issue 14).
+
 The queue in front of the threads is bounded too: with `AUTH_HASH_QUEUE` hashes already running or
 waiting in this app, another one is refused at once with 503 + Retry-After instead of joining
 a backlog that would answer seconds later, or time out at the gateway (issue 14). The pool's own
@@ -17,6 +22,7 @@ import asyncio
 import functools
 import os
 import secrets
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -35,6 +41,17 @@ HASH_REFUSED = Counter(
 )
 HASHES = Counter("canvasverse_auth_password_hashes_total", "Password hashes and checks run")
 HASH_BUSY = "Password checks are at capacity; try again shortly"
+
+
+def _lower_priority(nice: int) -> None:
+    """Thread initializer: raise this thread's nice value (Linux schedules threads one by one)."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, max(os.getpriority(os.PRIO_PROCESS, tid), nice))
+    except OSError:  # not permitted here: hash at the normal priority
+        return
 
 
 class HashingBusy(Unavailable):
@@ -56,7 +73,10 @@ class Passwords:
         # argon2 releases the GIL and takes a core per thread: by default half the cores hash, so a
         # storm of password work leaves the other half to every request that hashes nothing (issue 14).
         self._pool = ThreadPoolExecutor(
-            max_workers=config.hash_threads or max(1, (os.cpu_count() or 2) // 2), thread_name_prefix="argon2"
+            max_workers=config.hash_threads or max(1, (os.cpu_count() or 2) // 2),
+            thread_name_prefix="argon2",
+            initializer=_lower_priority,
+            initargs=(config.hash_nice,),
         )
         self.queued = 0  # hashes running or waiting in the pool
 

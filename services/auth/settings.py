@@ -39,6 +39,7 @@ class AuthSettings(CommonSettings, kw_only=True):
     # per client per window (more: 429).
     hash_threads: int = 0  # threads hashing passwords per process; 0: half the cores (at least 1)
     hash_queue: int = 32
+    hash_nice: int = 10  # the hashing threads' nice value (0-19, Linux): lower priority than requests
     client_password_in_flight: int = 8
     signup_client_limit: int = 1000
     signup_window: timedelta = timedelta(hours=1)
@@ -98,11 +99,12 @@ class AuthSettings(CommonSettings, kw_only=True):
             < 1
             or self.signup_window <= timedelta(0)
             or self.hash_threads < 0
+            or not 0 <= self.hash_nice <= 19
         ):
             raise SettingsError(
                 "AUTH_THROTTLE_ACCOUNT_LIMIT, AUTH_THROTTLE_CLIENT_LIMIT, AUTH_THROTTLE_ACCOUNT_IN_FLIGHT,"
                 " AUTH_HASH_QUEUE, AUTH_CLIENT_PASSWORD_IN_FLIGHT, AUTH_SIGNUP_CLIENT_LIMIT:"
-                " expected at least 1; AUTH_SIGNUP_WINDOW: expected a positive duration"
+                " expected at least 1; AUTH_SIGNUP_WINDOW: a positive duration; AUTH_HASH_NICE: 0 to 19"
             )
         if (
             min(self.throttle_window, self.session_purge_interval, self.outbox_retention) <= timedelta(0)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import threading
+import time
+from pathlib import Path
 
 import pytest
 from litestar import Litestar
@@ -12,7 +15,7 @@ from redis.asyncio import Redis
 
 from services.auth import passwords
 from services.auth.throttle import LoginThrottle
-from tests.auth.support import PASSWORD, Account, Api
+from tests.auth.support import PASSWORD, Account, Api, auth_settings
 
 LOGIN = "/api/auth/login"
 SIGNUP = "/api/auth/signup"
@@ -100,3 +103,31 @@ async def test_a_full_hashing_queue_is_503_at_once(app: Litestar, api: Api, acco
     finally:
         work.queued = saved
     assert (await api.login(account)).status_code == 200
+
+
+def _nice_of(tid: int) -> int:
+    """A thread's nice value as Linux reports it (/proc/.../stat, 19th field; comm may hold spaces)."""
+    return int(Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def _pooled_thread() -> int:
+    time.sleep(0.05)  # long enough that the pool starts each of its threads
+    return threading.get_native_id()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread priorities in Linux /proc")
+@pytest.mark.parametrize("nice", [0, 7])
+async def test_hashing_threads_run_at_the_configured_nice_value(nice: int) -> None:
+    """Under contention the threads that answer requests are scheduled before the hashing ones."""
+    here = _nice_of(threading.get_native_id())
+    work = passwords.Passwords(auth_settings(hash_nice=nice, hash_threads=2))
+    try:
+        loop = asyncio.get_running_loop()
+        started = (loop.run_in_executor(work._pool, _pooled_thread) for _ in range(4))
+        tids = set(await asyncio.gather(*started))
+        assert len(tids) == 2, tids
+        assert {_nice_of(tid) for tid in tids} == {max(nice, here)}
+        assert await work.verify(await work.hash(PASSWORD), PASSWORD)  # and they hash
+        assert _nice_of(threading.get_native_id()) == here  # only those threads
+    finally:
+        work._pool.shutdown()

@@ -98,10 +98,17 @@ async def test_a_client_with_password_work_in_flight_gets_429_at_the_gateway(
                 break
             await asyncio.sleep(0.05)
         assert (await upstream.state())["logins_waiting"] == 2
-        refused = await http("POST", f"{gateway}/api/auth/signup", json=login)
-        assert refused.status == 429
-        assert refused.headers["Retry-After"] == "1"
-        assert refused.headers["Content-Type"] == "application/problem+json"
+        for spelling in ("/api/auth/signup", "/api/auth//login/", "/api/users/me/password"):
+            refused = await http(
+                "POST", f"{gateway}{spelling}", json=login, headers={"X-Request-Id": "flood-1"}
+            )
+            assert refused.status == 429, spelling
+            assert refused.headers["Retry-After"] == "1"
+            assert refused.headers["Content-Type"] == "application/problem+json"
+            assert refused.headers["X-Request-Id"] == "flood-1"  # what every answer carries
+            assert refused.headers["X-Content-Type-Options"] == "nosniff"
+            assert refused.headers["Cache-Control"] == "no-store"
+            assert refused.json()["status"] == 429
         assert (await upstream.state())["logins_waiting"] == 2  # never forwarded
         assert (await http("GET", f"{gateway}/api/canvases")).status == 200  # hashes nothing: unaffected
     finally:

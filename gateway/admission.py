@@ -1,0 +1,87 @@
+"""The door for password work: per-client admission to the routes that hash a password.
+
+A client may have `GATEWAY_PASSWORD_CLIENT_IN_FLIGHT` requests to those routes (signup, login, a
+reset's confirmation, password and email changes, account deletion) in flight in this process; the
+next one is refused with 429 + `Retry-After` here, before any other part of the gateway runs.
+
+Why in front of everything (issue 14): a flood of refused requests must cost as little as possible
+and hold no turn of the event loop that the other clients' requests are waiting for. Refused here,
+an answer is two `send` calls with prebuilt headers and no `await` that yields, instead of the
+middleware chain, Litestar's exception handling and problem-details rendering (measured in
+bench/FINDINGS.md, scenario 9). It still carries what every `/api` answer carries (X-Request-Id,
+from the middleware outside it, `X-Content-Type-Options`, `Cache-Control: no-store`), is counted in
+`canvasverse_gateway_requests_total` like any other answer, and has its access-log line.
+
+The auth service keeps its own count of password work per client across processes; this one only
+stops a flood before it costs an upstream call.
+"""
+
+from __future__ import annotations
+
+from litestar.enums import ScopeType
+from litestar.types import ASGIApp, Receive, Scope, Send
+from prometheus_client import Counter
+
+from gateway.client_ip import client_ip
+from gateway.proxy import requests_counter
+from gateway.routes import Endpoint, RouteTable
+from shared.access_log import ROUTE_KEY
+
+REFUSED_DETAIL = "Too many password checks in flight from this client; try again shortly"
+_BODY = b'{"status":429,"title":"Too Many Requests","detail":"' + REFUSED_DETAIL.encode() + b'"}'
+_HEADERS = [
+    (b"content-type", b"application/problem+json"),
+    (b"content-length", str(len(_BODY)).encode()),
+    (b"retry-after", b"1"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"cache-control", b"no-store"),
+]
+REFUSED = Counter(
+    "canvasverse_gateway_password_refused_total",
+    "Requests to password routes refused (429) because the client had too many in flight",
+)
+
+
+class PasswordDoor:
+    def __init__(self, app: ASGIApp, table: RouteTable, trusted_proxies: list[str], cap: int) -> None:
+        self.app = app
+        self.table = table
+        self.trusted_proxies = frozenset(trusted_proxies)
+        self.cap = cap
+        self.in_flight: dict[str, int] = {}  # password requests in flight per client address
+
+    def _hashing(self, scope: Scope) -> Endpoint | None:
+        method = scope.get("method")
+        if method not in ("POST", "PATCH", "DELETE"):
+            return None
+        path: str = scope["path"]
+        if not path.startswith("/api/"):
+            return None
+        while "//" in path:  # what Litestar's routing normalises, so no spelling escapes the count
+            path = path.replace("//", "/")
+        route = self.table.match(path.rstrip("/"))
+        endpoint = route.endpoints.get(method) if route is not None else None
+        return endpoint if endpoint is not None and endpoint.hashes else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = self._hashing(scope) if scope["type"] == ScopeType.HTTP else None
+        if endpoint is None:
+            await self.app(scope, receive, send)
+            return
+        client = client_ip(scope, self.trusted_proxies)
+        busy = self.in_flight.get(client, 0)
+        if busy >= self.cap:
+            REFUSED.inc()
+            requests_counter(endpoint.template, endpoint.method, 429).inc()
+            scope["state"][ROUTE_KEY] = endpoint.template
+            await send({"type": "http.response.start", "status": 429, "headers": list(_HEADERS)})
+            await send({"type": "http.response.body", "body": _BODY, "more_body": False})
+            return
+        self.in_flight[client] = busy + 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if self.in_flight[client] <= 1:
+                del self.in_flight[client]
+            else:
+                self.in_flight[client] -= 1
