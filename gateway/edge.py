@@ -18,15 +18,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from aiohttp import web
-from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.ops import metrics_registry
+from shared.request_id import set_headers
 
-NOSNIFF = ("X-Content-Type-Options", "nosniff")
-NO_STORE = ("Cache-Control", "no-store")
+NOSNIFF = (b"x-content-type-options", b"nosniff")
+NO_STORE = (b"cache-control", b"no-store")
 _PRIVATE_PREFIXES = ("/api/auth/", "/api/users/")
 _NOT_FOUND = (
     b'{"status":404,"title":"Not Found","detail":"Not Found"}',
@@ -68,10 +68,10 @@ class EdgeMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableScopeHeaders.from_message(message)
-                headers[NOSNIFF[0]] = NOSNIFF[1]
                 if private:
-                    headers[NO_STORE[0]] = NO_STORE[1]
+                    set_headers(message, NOSNIFF, NO_STORE)
+                else:
+                    set_headers(message, NOSNIFF)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
