@@ -5,12 +5,13 @@ reset's confirmation, password and email changes, account deletion) in flight in
 next one is refused with 429 + `Retry-After` here, before any other part of the gateway runs.
 
 Why in front of everything (issue 14): a flood of refused requests must cost as little as possible
-and hold no turn of the event loop that the other clients' requests are waiting for. Refused here,
-an answer is two `send` calls with prebuilt headers and no `await` that yields, instead of the
-middleware chain, Litestar's exception handling and problem-details rendering (measured in
-bench/FINDINGS.md, scenario 9). It still carries what every `/api` answer carries (X-Request-Id,
-from the middleware outside it, `X-Content-Type-Options`, `Cache-Control: no-store`), is counted in
-`canvasverse_gateway_requests_total` like any other answer, and has its access-log line.
+and hold no turn of the event loop that the other clients' requests are waiting for. Served by
+uvicorn with `shared.server:LimitedHttpToolsProtocol` (every deployment here), the refusal is
+written from the HTTP parser's callback through the protocol's `fast_answer` hook: no ASGI task, no
+middleware, no framework. Served any other way, the same check runs as the outermost ASGI layer
+under the request id: two `send`s with prebuilt headers. Either way the answer carries what every
+`/api` answer carries (X-Request-Id, `X-Content-Type-Options`, `Cache-Control: no-store`), is
+counted in `canvasverse_gateway_requests_total` like any other answer, and has its access-log line.
 
 The auth service keeps its own count of password work per client across processes; this one only
 stops a flood before it costs an upstream call.
@@ -18,6 +19,9 @@ stops a flood before it costs an upstream call.
 
 from __future__ import annotations
 
+import logging
+
+import structlog
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Receive, Scope, Send
 from prometheus_client import Counter
@@ -25,7 +29,9 @@ from prometheus_client import Counter
 from gateway.client_ip import client_ip
 from gateway.proxy import requests_counter
 from gateway.routes import Endpoint, RouteTable
-from shared.access_log import ROUTE_KEY
+from shared.access_log import LOGGER, ROUTE_KEY
+from shared.request_id import valid_request_id
+from shared.server import FastAnswer
 
 REFUSED_DETAIL = "Too many password checks in flight from this client; try again shortly"
 _BODY = b'{"status":429,"title":"Too Many Requests","detail":"' + REFUSED_DETAIL.encode() + b'"}'
@@ -43,12 +49,43 @@ REFUSED = Counter(
 
 
 class PasswordDoor:
-    def __init__(self, app: ASGIApp, table: RouteTable, trusted_proxies: list[str], cap: int) -> None:
+    def __init__(
+        self, app: ASGIApp, table: RouteTable, trusted_proxies: list[str], cap: int, *, access_log: bool
+    ) -> None:
         self.app = app
         self.table = table
         self.trusted_proxies = frozenset(trusted_proxies)
         self.cap = cap
         self.in_flight: dict[str, int] = {}  # password requests in flight per client address
+        self.access_log = access_log and logging.getLogger(LOGGER).isEnabledFor(logging.INFO)
+        self.log = structlog.get_logger(LOGGER)
+
+    def fast_answer(self, scope: Scope) -> FastAnswer | None:
+        """The refusal for a request that must be refused, written by the protocol; else None."""
+        endpoint = self._hashing(scope) if scope["type"] == ScopeType.HTTP else None
+        if endpoint is None:
+            return None
+        client = client_ip(scope, self.trusted_proxies)
+        if self.in_flight.get(client, 0) < self.cap:
+            return None
+        raw = next((v for k, v in scope["headers"] if k == b"x-request-id"), b"")
+        rid = valid_request_id(raw.decode("latin-1"))
+        self._refused(endpoint, rid, client)
+        return 429, [*_HEADERS[:1], *_HEADERS[2:], (b"x-request-id", rid.encode())], _BODY
+
+    def _refused(self, endpoint: Endpoint, request_id: str, client: str) -> None:
+        REFUSED.inc()
+        requests_counter(endpoint.template, endpoint.method, 429).inc()
+        if self.access_log:
+            self.log.info(
+                "access",
+                method=endpoint.method,
+                route=endpoint.template,
+                status=429,
+                duration_ms=0.0,
+                request_id=request_id,
+                client=client,
+            )
 
     def _hashing(self, scope: Scope) -> Endpoint | None:
         method = scope.get("method")
@@ -70,7 +107,7 @@ class PasswordDoor:
             return
         client = client_ip(scope, self.trusted_proxies)
         busy = self.in_flight.get(client, 0)
-        if busy >= self.cap:
+        if busy >= self.cap:  # (the access log and the request id are the middlewares' outside)
             REFUSED.inc()
             requests_counter(endpoint.template, endpoint.method, 429).inc()
             scope["state"][ROUTE_KEY] = endpoint.template

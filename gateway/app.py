@@ -109,9 +109,15 @@ def create_app(settings: GatewaySettings) -> Litestar:
         debug=False,
     )
     app.asgi_handler = EdgeMiddleware(app.asgi_handler, settings.metrics_allow)
-    app.asgi_handler = PasswordDoor(
-        app.asgi_handler, proxy.table, settings.trusted_proxies, settings.password_client_in_flight
+    door = PasswordDoor(
+        app.asgi_handler,
+        proxy.table,
+        settings.trusted_proxies,
+        settings.password_client_in_flight,
+        access_log=settings.access_log,
     )
+    app.asgi_handler = door
+    app.state.fast_answer = door.fast_answer  # shared/server.py's hook: refusals with no ASGI task
     if settings.access_log:  # inside the request-id middleware that wrap_outermost adds
         trusted = settings.trusted_proxies
         app.asgi_handler = AccessLogMiddleware(app.asgi_handler, lambda scope: client_ip(scope, trusted))

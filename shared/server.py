@@ -17,15 +17,26 @@ from the environment (defaults in brackets):
 - `HTTP_HEAD_TIMEOUT` [10]: seconds from the connection (or the first byte of a later request on
   it) until its head is complete; then the connection is closed.
 - `HTTP_BODY_TIMEOUT` [30]: seconds from a complete head until the whole body has arrived.
+
+One hook for refusals that must cost the least (issue 14): an app whose `state.fast_answer(scope)`
+returns `(status, headers, body)` for a request gets that answer written at once, from the
+parser's callback, with no ASGI task, middleware or framework; `None` runs the app as usual. The
+gateway's password door (gateway/admission.py) uses it; the app must still answer the same way
+itself when served by anything else (its ASGI path does).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+FastAnswer = tuple[int, list[tuple[bytes, bytes]], bytes]
+FastAnswerHook = Callable[[dict[str, Any]], FastAnswer | None]
 
 MAX_HEADER_BYTES = int(os.environ.get("HTTP_MAX_HEADER_BYTES", "16384"))
 HEAD_TIMEOUT = float(os.environ.get("HTTP_HEAD_TIMEOUT", "10"))
@@ -120,6 +131,26 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         self._arm(BODY_TIMEOUT)
         super().on_headers_complete()
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        hook: FastAnswerHook | None = getattr(getattr(self.app, "state", None), "fast_answer", None)
+        answer = hook(cycle.scope) if hook is not None else None  # type: ignore[arg-type]
+        if answer is None:
+            super()._start_asgi_task(cycle, app)
+            return
+        status, headers, body = answer
+        head = [b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode())]
+        head += [b"%s: %s\r\n" % header for header in headers]
+        head.append(b"content-length: %d\r\n" % len(body))
+        if not cycle.keep_alive:
+            head.append(b"connection: close\r\n")
+        self.transport.write(b"".join(head) + b"\r\n" + body)
+        # As uvicorn's own cycle does once a response is complete: the rest of this request's body
+        # is then ignored by the parser callbacks, and the connection is kept or closed.
+        cycle.response_started = cycle.response_complete = True
+        if not cycle.keep_alive:
+            self.transport.close()
+        self.on_response_complete()
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:

@@ -7,6 +7,7 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -110,8 +111,44 @@ async def test_a_client_with_password_work_in_flight_gets_429_at_the_gateway(
             assert refused.headers["Cache-Control"] == "no-store"
             assert refused.json()["status"] == 429
         assert (await upstream.state())["logins_waiting"] == 2  # never forwarded
+        await _refused_on_one_connection(gateway)
         assert (await http("GET", f"{gateway}/api/canvases")).status == 200  # hashes nothing: unaffected
     finally:
         await upstream.state(hold_logins=False)
     assert [r.status for r in await asyncio.gather(*held)] == [200, 200]
     assert (await http("POST", f"{gateway}/api/auth/login", json=login)).status == 200
+
+
+async def _refused_on_one_connection(gateway: str) -> None:
+    """Written by the protocol's fast path (shared/server.py: no ASGI task, so none of uvicorn's
+    default `date` header): the body of the refused request is skipped, the connection stays
+    usable for the next request, and an HTTP/1.0 client gets `connection: close`."""
+    parts = urlsplit(gateway)
+    body = b'{"email": "a@example.com", "password": "x"}'
+    post = b"POST /api/auth/signup HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+    post += b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        writer.write(post)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert head.startswith(b"HTTP/1.1 429 "), head
+        assert b"\r\ndate:" not in head.lower()
+        length = int(
+            next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")).split(
+                b":"
+            )[1]
+        )
+        assert b'"status":429' in await reader.readexactly(length)
+        writer.write(b"GET /api/canvases HTTP/1.1\r\nHost: t\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert head.startswith(b"HTTP/1.1 200 "), head
+    finally:
+        writer.close()
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        writer.write(post.replace(b"HTTP/1.1", b"HTTP/1.0"))
+        answer = await asyncio.wait_for(reader.read(), 10)  # read() returns once the server closed
+        assert answer.startswith(b"HTTP/1.1 429 "), answer[:100]
+        assert b"\r\nconnection: close\r\n" in answer.lower()
+    finally:
+        writer.close()
