@@ -25,33 +25,17 @@ from devtools.mail_sink import MailSink
 from devtools.migrate import APPS, migrate
 from devtools.processes import ROOT
 from devtools.redis_server import RedisServer
+from tests.support import databases
 
-TEST_POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 _state: dict[str, object] = {}
 
 
-def _postgres_admin(sql: list[str]) -> None:
-    import asyncpg
-
-    async def run() -> None:
-        conn = await asyncpg.connect(TEST_POSTGRES_URL, timeout=5)
-        try:
-            for statement in sql:
-                await conn.execute(statement)
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
-
-
-def _database_urls(run_id: str, data_dir: Path) -> dict[str, str]:
-    if os.environ.get("TEST_DB", "sqlite") != "postgres":
-        return {f"{app.upper()}_DATABASE_URL": f"sqlite:///{data_dir}/{app}.db" for app in APPS}
-    names = {app: f"cv_test_{run_id}_{app}" for app in APPS}
-    _postgres_admin([f'CREATE DATABASE "{name}"' for name in names.values()])
-    _state["pg_databases"] = list(names.values())
-    base = TEST_POSTGRES_URL.rsplit("/", 1)[0]
-    return {f"{app.upper()}_DATABASE_URL": f"{base}/{name}" for app, name in names.items()}
+def _database_urls(data_dir: Path) -> dict[str, str]:
+    urls, created = asyncio.run(
+        databases.fresh_databases(data_dir, sqlite_prefix="", postgres_prefix="cv_test")
+    )
+    _state["pg_databases"] = created
+    return {f"{app.upper()}_DATABASE_URL": url for app, url in urls.items()}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -74,7 +58,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "SMTP_URL": mail_sink.url,
         "APP_BASE_URL": "https://app.example.test",
         "AUTH_MAIL_RETRY_MAX": "1",  # a relay retries a stopped SMTP server every second at most
-        **_database_urls(run_id, data_dir),
+        **_database_urls(data_dir),
     }
     os.environ.update(env)
     present = [app for app, conf in APPS.items() if (ROOT / (conf.replace(".", "/") + ".py")).exists()]
@@ -88,9 +72,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     server = _state.pop("redis", None)
     if isinstance(server, RedisServer):
         server.stop()
-    databases = _state.pop("pg_databases", None)
-    if isinstance(databases, list):
-        _postgres_admin([f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in databases])
+    created = _state.pop("pg_databases", None)
+    if isinstance(created, list):
+        asyncio.run(databases.drop(created))
     data_dir = _state.pop("data_dir", None)
     if isinstance(data_dir, Path):
         shutil.rmtree(data_dir, ignore_errors=True)

@@ -16,8 +16,7 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from devtools.processes import ROOT, Process, uvicorn_cmd
-from devtools.redis_server import free_port
+from devtools.processes import ROOT, Process
 from services.canvas import reconcile, streams
 from services.canvas import view_counter as views_module
 from services.canvas.auth_client import AuthClient
@@ -26,24 +25,18 @@ from services.canvas.tables import Canvas, DeletedUser
 from shared import internal_auth
 from shared.events import DEAD_LETTER_STREAM, USER_EVENTS_STREAM
 from tests.canvas.support import SECRET, canvas_body, insert_canvases, signed
+from tests.support.processes import url_of, web_process
 
 pytestmark = pytest.mark.slow
 
 
 def service_process(data_dir: Path, name: str, app: str, env: dict[str, str] | None = None) -> Process:
-    port = free_port()
-    log = data_dir / "logs" / f"{name}-{port}.log"
-    return Process(name, uvicorn_cmd(app, port), env or {}, log, f"http://127.0.0.1:{port}/health")
+    return web_process(name, app, env or {}, data_dir / "logs")
 
 
 def canvas_process(data_dir: Path, name: str) -> Process:
     env = {"CANVAS_FLUSH_INTERVAL": "0.2", "CANVAS_CONSUMER_BLOCK_MS": "200"}
     return service_process(data_dir, name, "services.canvas.app:app", env)
-
-
-def url_of(process: Process) -> str:
-    assert process.health_url
-    return process.health_url.removesuffix("/health")
 
 
 async def call(

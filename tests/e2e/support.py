@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from tests.gateway.support import Client, Reply, bearer
+from tests.support.http import Client, Reply, bearer
 
 PASSWORD = "correct horse battery"
 

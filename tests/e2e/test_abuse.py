@@ -8,9 +8,9 @@ import re
 
 import pytest
 
-from tests.e2e.conftest import System
 from tests.e2e.support import PASSWORD, new_email, signup
-from tests.gateway.support import Client
+from tests.support.http import Client
+from tests.support.system import System
 
 pytestmark = pytest.mark.e2e
 

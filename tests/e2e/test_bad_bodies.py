@@ -10,9 +10,9 @@ import pytest
 
 from shared import internal_auth
 from shared.json_body import MAX_DEPTH
-from tests.e2e.conftest import System
 from tests.e2e.support import PASSWORD, User, signup
-from tests.gateway.support import Client
+from tests.support.http import Client
+from tests.support.system import System
 
 pytestmark = pytest.mark.e2e
 

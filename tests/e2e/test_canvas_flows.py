@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from tests.e2e.conftest import System
 from tests.e2e.support import PASSWORD, signup
-from tests.gateway.support import ALLOWED_ORIGIN, Client, cookie
+from tests.support.http import ALLOWED_ORIGIN, Client, cookie
+from tests.support.system import System
 
 pytestmark = pytest.mark.e2e
 

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from html.parser import HTMLParser
 from typing import Any
 
 import pytest
 
-from devtools.processes import ROOT
 from gateway.routes import ENDPOINTS
 from shared.version import VERSION
-from tests.e2e.conftest import System
 from tests.e2e.support import signup
-from tests.gateway.support import Client
+from tests.support.http import Client
+from tests.support.schemathesis import CONFORMANCE, run_schemathesis
+from tests.support.system import System
 
 pytestmark = pytest.mark.e2e
 
@@ -25,15 +23,7 @@ ENDS_SESSION = {
     ("delete", "/api/auth/sessions/{id}"),
     ("delete", "/api/users/me"),
 }
-CHECKS = ",".join(
-    [
-        "not_a_server_error",
-        "status_code_conformance",
-        "content_type_conformance",
-        "response_headers_conformance",
-        "response_schema_conformance",
-    ]
-)
+CHECKS = CONFORMANCE
 
 
 def _template(path: str) -> str:
@@ -109,31 +99,17 @@ async def test_interactive_docs_load_every_asset_from_the_gateway_itself(
 
 
 def _schemathesis(url: str, token: str, operation_ids: list[str], *, include: bool, examples: int) -> None:
-    flag = "--include-operation-id" if include else "--exclude-operation-id"
-    command = [
-        sys.executable,
-        "-m",
-        "schemathesis.cli",
-        "run",
-        f"{url}/schema/openapi.json",
-        "--checks",
-        CHECKS,
-        "--header",
-        f"Authorization: Bearer {token}",
-        "--max-examples",
-        str(examples),
-        "--phases",
-        "examples,coverage,fuzzing",
-        "--seed",
-        "1",
-        "--workers",
-        "1",
-        "--request-timeout",
-        "10",
-        *[arg for op in operation_ids for arg in (flag, op)],
-    ]
-    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
-    assert run.returncode == 0, run.stdout[-8000:] + run.stderr[-2000:]
+    run_schemathesis(
+        url,
+        checks=CHECKS,
+        phases=["examples", "coverage", "fuzzing"],
+        examples=examples,
+        seed=1,
+        headers=[f"Authorization: Bearer {token}"],
+        include=operation_ids if include else (),
+        exclude=() if include else operation_ids,
+        timeout=300,
+    )
 
 
 @pytest.mark.slow

@@ -7,8 +7,8 @@ import json
 from collections.abc import Callable
 
 from devtools.processes import Process
-from tests.gateway.conftest import url_of
-from tests.gateway.support import Client
+from tests.support.http import Client
+from tests.support.processes import url_of
 
 JSON_INFO = {"LOG_LEVEL": "INFO", "LOG_JSON": "true"}
 

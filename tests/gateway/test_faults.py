@@ -8,8 +8,9 @@ import pytest
 
 from devtools.processes import Process
 from devtools.redis_server import RedisServer, free_port
-from tests.gateway.conftest import Stub, url_of
-from tests.gateway.support import Client, bearer
+from tests.support.http import Client, bearer
+from tests.support.processes import url_of
+from tests.support.stubs import Stub
 
 pytestmark = pytest.mark.e2e
 

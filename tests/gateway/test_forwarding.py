@@ -7,8 +7,8 @@ import uuid
 import pytest
 
 from shared import internal_auth
-from tests.gateway.conftest import Stub
-from tests.gateway.support import Client, bearer, cookie
+from tests.support.http import Client, bearer, cookie
+from tests.support.stubs import Stub
 
 pytestmark = pytest.mark.e2e
 

@@ -20,7 +20,7 @@ import pytest
 
 from devtools.processes import KEEP_ALIVE, Process
 from shared.server import MAX_HEADER_BYTES
-from tests.gateway.conftest import url_of
+from tests.support.processes import url_of
 
 pytestmark = pytest.mark.e2e
 

@@ -13,8 +13,9 @@ from redis.asyncio import Redis
 from devtools.processes import Process
 from devtools.redis_server import RedisServer
 from shared.session_cache import cache_key
-from tests.gateway.conftest import Stub, url_of
-from tests.gateway.support import ALLOWED_ORIGIN, Client, bearer, cookie
+from tests.support.http import ALLOWED_ORIGIN, Client, bearer, cookie
+from tests.support.processes import url_of
+from tests.support.stubs import Stub
 
 pytestmark = pytest.mark.e2e
 

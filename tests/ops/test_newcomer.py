@@ -254,17 +254,11 @@ def test_a_redis_that_cannot_start_shows_its_own_error_at_once(tmp_path: Path) -
 @pytest.mark.parametrize("service", ["auth", "canvas"])
 def test_ready_is_503_naming_the_missing_migration_until_it_is_applied(service: str, tmp_path: Path) -> None:
     from devtools.migrate import migrate
-    from devtools.processes import Process, uvicorn_cmd
+    from tests.support.processes import web_process
 
     port = free_port()
     env = {f"{service.upper()}_DATABASE_URL": f"sqlite:///{tmp_path}/{service}.db", "LOG_LEVEL": "WARNING"}
-    process = Process(
-        service,
-        uvicorn_cmd(f"services.{service}.app:app", port),
-        env,
-        tmp_path / f"{service}.log",
-        f"http://127.0.0.1:{port}/health",
-    )
+    process = web_process(service, f"services.{service}.app:app", env, tmp_path, port=port)
     process.start(wait=60)
     try:
         first = subprocess.run(

@@ -22,9 +22,9 @@ import pytest
 
 from tests.canvas.support import eventually
 from tests.e2e.support import PASSWORD, User
-from tests.gateway.support import Client
-from tests.resilience.conftest import Stack, build_stack
 from tests.resilience.support import canvases_gone, member, owners, until_not_503, users
+from tests.support.http import Client
+from tests.support.system import Stack, build_stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.resilience, pytest.mark.slow]
 
@@ -200,7 +200,7 @@ async def test_a_database_refusing_connections_is_503_then_heals(http: Client, c
     assert canvas_id
     name = compose.env["CANVAS_DATABASE_URL"].rsplit("/", 1)[1]
     admin = await asyncpg.connect(compose.env["CANVAS_DATABASE_URL"].rsplit("/", 1)[0] + "/postgres")
-    log = compose.logs / "canvas.log"
+    log = compose.canvas.log_path
     log_start = log.stat().st_size
     try:
         await admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')

@@ -25,8 +25,6 @@ from shared.events import DEAD_LETTER_STREAM, USER_EVENTS_STREAM, encode_event
 from shared.session_cache import cache_key
 from tests.canvas.support import eventually
 from tests.e2e.support import PASSWORD
-from tests.gateway.support import Client, Reply, bearer
-from tests.resilience.conftest import READ_TIMEOUT, REDIS_TIMEOUT, Stack
 from tests.resilience.support import (
     Traffic,
     bounded,
@@ -43,6 +41,8 @@ from tests.resilience.support import (
     unsent_events,
     until_not_503,
 )
+from tests.support.http import Client, Reply, bearer
+from tests.support.system import READ_TIMEOUT, REDIS_TIMEOUT, Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.resilience]
 
@@ -148,7 +148,7 @@ async def test_a_redis_outage_does_not_stall_routes_that_do_without_it(http: Cli
     finally:
         stack.ensure_running()
     assert all(status == 201 and took < 1.0 for status, took in answers), answers
-    assert "── locals ──" not in (stack.logs / "canvas.log").read_text(errors="replace")
+    assert "── locals ──" not in stack.canvas.log_path.read_text(errors="replace")
 
 
 async def test_redis_paused_requests_answer_within_the_budget(

@@ -26,8 +26,6 @@ import os
 import re
 import secrets
 import string
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,12 +37,12 @@ from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from devtools.processes import ROOT
 from services.auth.throttle import LoginThrottle
 from tests.e2e.support import PASSWORD, User
-from tests.gateway.support import Client, Reply
-from tests.resilience.conftest import Stack
 from tests.resilience.support import canvases_of, member
+from tests.support.http import Client, Reply
+from tests.support.schemathesis import CONFORMANCE, run_schemathesis
+from tests.support.system import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.resilience]
 
@@ -54,11 +52,7 @@ ENDS_SESSION = ["ApiAuthLogoutLogout", "ApiAuthSessionsSessionIdRevokeSession", 
 # `max_response_time` (10 s by default), a timer that fails the run on a loaded machine and says
 # nothing about conformance; the CLI cannot exclude it. `positive_data_acceptance` is left out (above).
 CHECKS = [
-    "not_a_server_error",
-    "status_code_conformance",
-    "content_type_conformance",
-    "response_headers_conformance",
-    "response_schema_conformance",
+    *CONFORMANCE,
     "negative_data_rejection",
     "missing_required_header",
     "unsupported_method",
@@ -89,19 +83,18 @@ def fuzz_settings(examples: int) -> Any:
 
 def schemathesis(base: str, token: str, *, only: list[str] | None = None, examples: int) -> None:
     client = f"198.51.100.{secrets.randbelow(250) + 1}"  # its failed logins lock a client of its own
-    scope = [a for op in only for a in ("--include-operation-id", op)] if only else []
-    scope = scope or [a for op in ENDS_SESSION for a in ("--exclude-operation-id", op)]
-    command = [
-        *(sys.executable, "-m", "schemathesis.cli", "run", f"{base}/schema/openapi.json"),
-        *("--checks", ",".join(CHECKS)),
-        *("--header", f"Authorization: Bearer {token}", "--header", f"X-Forwarded-For: {client}"),
-        *("--max-examples", str(examples * SCALE), "--phases", "coverage,stateful"),
-        *("--seed", "7", "--workers", "2", "--request-timeout", "10", "--no-color"),
-        *("--generation-database", "none"),
-        *scope,
-    ]
-    run = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
-    assert run.returncode == 0, run.stdout[-12000:] + run.stderr[-2000:]
+    run_schemathesis(
+        base,
+        checks=CHECKS,
+        phases=["coverage", "stateful"],
+        examples=examples * SCALE,
+        seed=7,
+        workers=2,
+        headers=[f"Authorization: Bearer {token}", f"X-Forwarded-For: {client}"],
+        include=only or (),
+        exclude=() if only else ENDS_SESSION,
+        options=["--no-color", "--generation-database", "none"],
+    )
 
 
 @pytest.mark.slow

@@ -30,8 +30,6 @@ from redis.asyncio import Redis
 
 from tests.canvas.support import eventually
 from tests.e2e.support import PASSWORD, User, new_email
-from tests.gateway.support import Client, bearer
-from tests.resilience.conftest import Stack
 from tests.resilience.support import (
     bounded,
     canvases_gone,
@@ -41,6 +39,8 @@ from tests.resilience.support import (
     rss_kib,
     users,
 )
+from tests.support.http import Client, bearer
+from tests.support.system import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.resilience, pytest.mark.slow]
 

@@ -1,4 +1,4 @@
-"""HTTP helpers shared by the gateway and end-to-end tests."""
+"""HTTP helpers shared by the gateway, end-to-end and resilience tests: a bare client and its fixture."""
 
 from __future__ import annotations
 
