@@ -11,7 +11,8 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 
 from devtools.processes import Process
 from devtools.redis_server import free_port
-from gateway.routes import ENDPOINTS, Access
+from gateway.routes import ENDPOINTS, Access, Endpoint
 from services.auth.sessions import new_token
 from shared import internal_auth
 from tests.e2e.support import PASSWORD, User, new_email
@@ -275,127 +276,273 @@ async def test_a_revoked_token_fails_at_the_very_next_request(http: Client, stac
 
 
 # --- Access control -----------------------------------------------------------------------------
+# The access-control matrix over every public route, one case a row: a stranger and an anonymous
+# caller can neither see nor change the owner's private canvas (404, exactly as for a canvas that does
+# not exist), can read but not change the public one (403), never see the private canvas in any
+# listing, never move its view count, and session routes only ever act on the caller's own account.
+# `test_the_matrix_names_every_route` keeps the matrix naming every route the gateway serves.
 
 
-async def test_every_route_as_another_user_and_anonymously(http: Client, stack: Stack) -> None:
-    """The access-control matrix over every public route: a stranger and an anonymous caller can
-    neither see nor change the owner's private canvas (404, exactly as for a canvas that does not
-    exist), can read but not change the public one (403), never see the private canvas in any
-    listing, never move its view count, and session routes only ever act on the caller's own
-    account. The matrix must name every route the gateway serves."""
-    owner, stranger = await member(http, stack), await member(http, stack)
+@dataclass
+class Owner:
+    """The account whose canvases the matrix attacks (made once for this module)."""
+
+    user: User
+    session_id: str
+    kind: str  # the canvases' type, unique to this run
+    private: dict[str, Any]
+    public: dict[str, Any]
+
+    async def views_of_private(self) -> int:
+        """The private canvas's views as its owner reads them (the read counts one)."""
+        return int((await self.user.call("GET", canvas_path(self.private))).json()["views"])
+
+
+def canvas_path(canvas: dict[str, Any]) -> str:
+    return f"/api/canvases/{canvas['id']}"
+
+
+@pytest.fixture(scope="module")
+async def owner(http: Client, stack: Stack) -> Owner:
+    user = await member(http, stack)
     kind = f"acl{secrets.token_hex(4)}"
-    private_canvas = await owner.canvas(type=kind, tags=["secret"])
-    public_canvas = await owner.canvas(type=kind, tags=["secret"], isPublic=True)
+    private = await user.canvas(type=kind, tags=["secret"])
+    public = await user.canvas(type=kind, tags=["secret"], isPublic=True)
+    return Owner(user, await current_session(user), kind, private, public)
+
+
+@pytest.fixture(scope="module")
+async def onlooker(http: Client, stack: Stack) -> User:
+    """A stranger for the cases that change nothing of their own account."""
+    return await member(http, stack)
+
+
+Caller = Callable[..., Awaitable[Reply]]
+
+
+@pytest.fixture(scope="module")
+def callers(http: Client, stack: Stack, onlooker: User) -> dict[str, Caller]:
+    """The two who are not the owner: a signed-in stranger and an anonymous caller."""
 
     async def anonymous(method: str, path: str, **kwargs: Any) -> Reply:
         return await http(method, stack.url + path, **kwargs)
 
-    owner_sid = await current_session(owner)
-    private, public, nowhere = (
-        f"/api/canvases/{c}" for c in (private_canvas["id"], public_canvas["id"], uuid.uuid4())
-    )
-    covered: set[tuple[str, str]] = set()
+    return {"stranger": onlooker.call, "anonymous": anonymous}
 
-    def cover(method: str, template: str) -> None:
-        covered.add((method, template))
 
-    # Routes that need a session: anonymous callers get 401 with a Bearer challenge.
-    for ep in ENDPOINTS:
-        if ep.access is Access.SESSION:
-            path = ep.template.replace(
-                "{id}", owner_sid if "sessions" in ep.template else private_canvas["id"]
-            )
-            reply = await anonymous(ep.method, path, json={})
-            assert reply.status == 401, (ep.method, path)
-            assert reply.headers["WWW-Authenticate"] == "Bearer"
+SESSION_ROUTES = [ep for ep in ENDPOINTS if ep.access is Access.SESSION]
 
-    # Canvases by id: private is 404 to others (the same answer as a canvas that never existed).
-    for nobody, caller in ((False, stranger.call), (True, anonymous)):
-        for method, body in (("GET", None), ("HEAD", None), ("PATCH", {"title": "x"}), ("DELETE", None)):
-            hidden = await caller(method, private, json=body) if body else await caller(method, private)
-            absent = await caller(method, nowhere, json=body) if body else await caller(method, nowhere)
-            expected = 401 if nobody and method in ("PATCH", "DELETE") else 404
-            assert hidden.status == absent.status == expected, (method, hidden.body)
-            assert hidden.body == absent.body
-            cover(method, "/api/canvases/{id}")
-    assert (await stranger.call("GET", public)).status == 200
-    assert (await anonymous("HEAD", public)).status == 200
-    assert (await stranger.call("PATCH", public, json={"title": "mine now"})).status == 403
-    assert (await stranger.call("DELETE", public)).status == 403
 
-    # Listings: the private canvas is in none of them, whoever asks and however filtered.
-    queries = [
+@pytest.mark.parametrize("ep", SESSION_ROUTES, ids=[f"{ep.method} {ep.template}" for ep in SESSION_ROUTES])
+async def test_anonymous_calls_to_session_routes_are_401(
+    http: Client, stack: Stack, owner: Owner, ep: Endpoint
+) -> None:
+    path = ep.template.replace("{id}", owner.session_id if "sessions" in ep.template else owner.private["id"])
+    reply = await http(ep.method, stack.url + path, json={})
+    assert reply.status == 401, reply.body
+    assert reply.headers["WWW-Authenticate"] == "Bearer"
+
+
+BY_ID = [(who, method) for who in ("stranger", "anonymous") for method in ("GET", "HEAD", "PATCH", "DELETE")]
+
+
+@pytest.mark.parametrize(("who", "method"), BY_ID, ids=[f"{who} {method}" for who, method in BY_ID])
+async def test_a_private_canvas_is_as_absent_to_others_as_one_that_never_existed(
+    owner: Owner, callers: dict[str, Caller], who: str, method: str
+) -> None:
+    call = callers[who]
+    body = {"json": {"title": "x"}} if method == "PATCH" else {}
+    views = await owner.views_of_private()
+    hidden = await call(method, canvas_path(owner.private), **body)
+    absent = await call(method, f"/api/canvases/{uuid.uuid4()}", **body)
+    expected = 401 if who == "anonymous" and method in ("PATCH", "DELETE") else 404
+    assert hidden.status == absent.status == expected, hidden.body
+    assert hidden.body == absent.body
+    assert await owner.views_of_private() == views + 1  # only the owner's own read counted
+
+
+PUBLIC = [
+    ("stranger", "GET", 200),
+    ("anonymous", "HEAD", 200),
+    ("stranger", "PATCH", 403),
+    ("stranger", "DELETE", 403),
+]
+
+
+@pytest.mark.parametrize(("who", "method", "status"), PUBLIC, ids=[f"{w} {m}" for w, m, _ in PUBLIC])
+async def test_a_public_canvas_is_readable_but_not_changeable_by_others(
+    owner: Owner, callers: dict[str, Caller], who: str, method: str, status: int
+) -> None:
+    call = callers[who]
+    body = {"json": {"title": "mine now"}} if method == "PATCH" else {}
+    assert (await call(method, canvas_path(owner.public), **body)).status == status
+    seen = await owner.user.call("GET", canvas_path(owner.public))
+    assert (seen.status, seen.json()["title"]) == (200, owner.public["title"])
+
+
+def listings(owner: Owner) -> list[str]:
+    return [
         "/api/canvases",
-        f"/api/canvases?type={kind}",
+        f"/api/canvases?type={owner.kind}",
         "/api/canvases?tag=secret&limit=100",
-        f"/api/canvases?userId={owner.id}",
-        f"/api/canvases?userId={owner.id}&type={kind}&tag=secret",
+        f"/api/canvases?userId={owner.user.id}",
+        f"/api/canvases?userId={owner.user.id}&type={owner.kind}&tag=secret",
     ]
-    for query in queries:
-        for caller in (stranger.call, anonymous):
-            reply = await caller("GET", query)
-            assert reply.status == 200
-            assert private_canvas["id"] not in reply.body.decode()
-    assert [c["id"] for c in (await anonymous("GET", queries[4])).json()["items"]] == [public_canvas["id"]]
-    cover("GET", "/api/canvases")
-    mine = (await stranger.call("GET", "/api/users/me/canvases?limit=100")).json()["items"]
-    assert owner.id not in {c["userId"] for c in mine}
-    cover("GET", "/api/users/me/canvases")
-    created = await stranger.call("POST", "/api/canvases", json={"title": "t", "type": "t", "code": ""})
-    assert created.json()["userId"] == stranger.id
-    cover("POST", "/api/canvases")
 
-    # Session and account routes act on the caller's own account only.
-    assert (await stranger.call("GET", "/api/users/me")).json()["id"] == stranger.id
-    cover("GET", "/api/users/me")
-    assert (await stranger.call("PATCH", "/api/users/me", json={"name": "Mallory"})).json()[
-        "id"
-    ] == stranger.id
-    cover("PATCH", "/api/users/me")
-    listed = (await stranger.call("GET", "/api/auth/sessions")).json()["items"]
-    assert owner_sid not in {s["id"] for s in listed}
-    cover("GET", "/api/auth/sessions")
-    assert (await stranger.call("DELETE", f"/api/auth/sessions/{owner_sid}")).status == 404
-    cover("DELETE", "/api/auth/sessions/{id}")
-    assert (await stranger.call("DELETE", "/api/auth/sessions")).status == 204
-    cover("DELETE", "/api/auth/sessions")
+
+LISTED = [(who, query) for who in ("stranger", "anonymous") for query in range(5)]
+
+
+@pytest.mark.parametrize(("who", "query"), LISTED, ids=[f"{w} query{q}" for w, q in LISTED])
+async def test_a_private_canvas_is_in_no_listing(
+    owner: Owner, callers: dict[str, Caller], who: str, query: int
+) -> None:
+    reply = await callers[who]("GET", listings(owner)[query])
+    assert reply.status == 200
+    assert owner.private["id"] not in reply.body.decode()
+
+
+async def test_the_filtered_listing_shows_exactly_the_public_canvas(
+    http: Client, stack: Stack, owner: Owner
+) -> None:
+    reply = await http("GET", stack.url + listings(owner)[4])
+    assert [c["id"] for c in reply.json()["items"]] == [owner.public["id"]]
+
+
+async def test_a_canvas_made_private_is_gone_for_others_at_once(
+    http: Client, stack: Stack, owner: Owner
+) -> None:
+    canvas = await owner.user.canvas(type=owner.kind, isPublic=True)
+    assert (await owner.user.call("PATCH", canvas_path(canvas), json={"isPublic": False})).status == 200
+    assert (await http("GET", stack.url + canvas_path(canvas))).status == 404
+    listed = await http("GET", f"{stack.url}/api/canvases?userId={owner.user.id}")
+    assert canvas["id"] not in listed.body.decode()
+
+
+@dataclass
+class Scene:
+    """What an account-route case acts in: a fresh stranger of its own, and the owner."""
+
+    http: Client
+    stack: Stack
+    owner: Owner
+    stranger: User
+
+    async def anonymous(self, method: str, path: str, **kwargs: Any) -> Reply:
+        return await self.http(method, self.stack.url + path, **kwargs)
+
+
+async def _my_canvases(s: Scene) -> None:
+    mine = (await s.stranger.call("GET", "/api/users/me/canvases?limit=100")).json()["items"]
+    assert s.owner.user.id not in {c["userId"] for c in mine}
+
+
+async def _create(s: Scene) -> None:
+    created = await s.stranger.call("POST", "/api/canvases", json={"title": "t", "type": "t", "code": ""})
+    assert created.json()["userId"] == s.stranger.id
+
+
+async def _me(s: Scene) -> None:
+    assert (await s.stranger.call("GET", "/api/users/me")).json()["id"] == s.stranger.id
+
+
+async def _update_me(s: Scene) -> None:
+    reply = await s.stranger.call("PATCH", "/api/users/me", json={"name": "Mallory"})
+    assert reply.json()["id"] == s.stranger.id
+    assert (await s.owner.user.call("GET", "/api/users/me")).json()["name"] != "Mallory"
+
+
+async def _sessions(s: Scene) -> None:
+    listed = (await s.stranger.call("GET", "/api/auth/sessions")).json()["items"]
+    assert s.owner.session_id not in {item["id"] for item in listed}
+
+
+async def _revoke_owners_session(s: Scene) -> None:
+    assert (await s.stranger.call("DELETE", f"/api/auth/sessions/{s.owner.session_id}")).status == 404
+
+
+async def _revoke_others(s: Scene) -> None:
+    assert (await s.stranger.call("DELETE", "/api/auth/sessions")).status == 204
+
+
+async def _logout(s: Scene) -> None:
     assert (
-        await (await second_session(http, stack, stranger)).call("POST", "/api/auth/logout")
+        await (await second_session(s.http, s.stack, s.stranger)).call("POST", "/api/auth/logout")
     ).status == 204
-    cover("POST", "/api/auth/logout")
-    body = {"currentPassword": PASSWORD, "newPassword": PASSWORD + "!"}
-    assert (await stranger.call("POST", "/api/users/me/password", json=body)).status == 204
-    cover("POST", "/api/users/me/password")
-    taken = await anonymous("POST", "/api/auth/signup", json={"email": owner.email, "password": "whatever1"})
-    assert taken.status == 409
-    cover("POST", "/api/auth/signup")
-    assert (await log_in(http, stack, owner.email, "not the password")).status == 401
-    cover("POST", "/api/auth/login")
-    # Recovery routes: anyone may ask, and nothing reaches the owner's account without its mail.
-    assert (await stranger.call("POST", "/api/users/me/email-verification")).status == 202
-    cover("POST", "/api/users/me/email-verification")
-    assert (await anonymous("POST", "/api/auth/password-reset", json={"email": owner.email})).status == 202
-    cover("POST", "/api/auth/password-reset")
-    guess = {"token": "a" * 32, "newPassword": "attacker's choice"}
-    assert (await anonymous("POST", "/api/auth/password-reset/confirm", json=guess)).status == 400
-    cover("POST", "/api/auth/password-reset/confirm")
-    guess = {"token": "a" * 32}
-    assert (await anonymous("POST", "/api/auth/email-verification/confirm", json=guess)).status == 400
-    cover("POST", "/api/auth/email-verification/confirm")
-    reply = await stranger.call("DELETE", "/api/users/me", json={"password": PASSWORD + "!"})
-    assert reply.status == 204
-    cover("DELETE", "/api/users/me")
 
-    # The owner's side: untouched, and the strangers' attempts counted no view of the private canvas.
-    assert covered == {(ep.method, ep.template) for ep in ENDPOINTS}
-    assert (await owner.call("GET", "/api/users/me")).status == 200
-    assert (await owner.call("GET", private)).json()["views"] == 1
-    seen = await owner.call("GET", public)
-    assert (seen.json()["views"], seen.json()["title"]) == (2, public_canvas["title"])
-    assert (await owner.call("PATCH", public, json={"isPublic": False})).status == 200
-    assert (await anonymous("GET", public)).status == 404  # private now: gone for others at once
-    assert public_canvas["id"] not in (await anonymous("GET", queries[3])).body.decode()
+
+async def _change_password(s: Scene) -> None:
+    body = {"currentPassword": PASSWORD, "newPassword": PASSWORD + "!"}
+    assert (await s.stranger.call("POST", "/api/users/me/password", json=body)).status == 204
+
+
+async def _signup_as_owner(s: Scene) -> None:
+    body = {"email": s.owner.user.email, "password": "whatever1"}
+    assert (await s.anonymous("POST", "/api/auth/signup", json=body)).status == 409
+
+
+async def _login_as_owner(s: Scene) -> None:
+    assert (await log_in(s.http, s.stack, s.owner.user.email, "not the password")).status == 401
+
+
+async def _resend_verification(s: Scene) -> None:
+    assert (await s.stranger.call("POST", "/api/users/me/email-verification")).status == 202
+
+
+async def _reset_owners_password(s: Scene) -> None:
+    reply = await s.anonymous("POST", "/api/auth/password-reset", json={"email": s.owner.user.email})
+    assert reply.status == 202
+
+
+async def _confirm_a_guessed_reset(s: Scene) -> None:
+    guess = {"token": "a" * 32, "newPassword": "attacker's choice"}
+    assert (await s.anonymous("POST", "/api/auth/password-reset/confirm", json=guess)).status == 400
+
+
+async def _confirm_a_guessed_verification(s: Scene) -> None:
+    guess = {"token": "a" * 32}
+    assert (await s.anonymous("POST", "/api/auth/email-verification/confirm", json=guess)).status == 400
+
+
+async def _delete_me(s: Scene) -> None:
+    reply = await s.stranger.call("DELETE", "/api/users/me", json={"password": PASSWORD})
+    assert reply.status == 204
+
+
+# Session and account routes act on the caller's own account only; recovery routes: anyone may ask,
+# and nothing reaches the owner's account without its mail.
+ACCOUNT = [
+    ("GET", "/api/users/me/canvases", _my_canvases),
+    ("POST", "/api/canvases", _create),
+    ("GET", "/api/users/me", _me),
+    ("PATCH", "/api/users/me", _update_me),
+    ("GET", "/api/auth/sessions", _sessions),
+    ("DELETE", "/api/auth/sessions/{id}", _revoke_owners_session),
+    ("DELETE", "/api/auth/sessions", _revoke_others),
+    ("POST", "/api/auth/logout", _logout),
+    ("POST", "/api/users/me/password", _change_password),
+    ("POST", "/api/auth/signup", _signup_as_owner),
+    ("POST", "/api/auth/login", _login_as_owner),
+    ("POST", "/api/users/me/email-verification", _resend_verification),
+    ("POST", "/api/auth/password-reset", _reset_owners_password),
+    ("POST", "/api/auth/password-reset/confirm", _confirm_a_guessed_reset),
+    ("POST", "/api/auth/email-verification/confirm", _confirm_a_guessed_verification),
+    ("DELETE", "/api/users/me", _delete_me),
+]
+
+
+@pytest.mark.parametrize("case", ACCOUNT, ids=[f"{m} {t}" for m, t, _ in ACCOUNT])
+async def test_account_routes_act_on_the_callers_own_account_only(
+    http: Client, stack: Stack, owner: Owner, case: tuple[str, str, Callable[[Scene], Awaitable[None]]]
+) -> None:
+    await case[2](Scene(http, stack, owner, await member(http, stack)))
+    assert (await owner.user.call("GET", "/api/users/me")).status == 200  # the owner is untouched
+
+
+def test_the_matrix_names_every_route() -> None:
+    by_id = {(method, "/api/canvases/{id}") for _, method in BY_ID}
+    named = by_id | {("GET", "/api/canvases")} | {(m, t) for m, t, _ in ACCOUNT}
+    assert named == {(ep.method, ep.template) for ep in ENDPOINTS}
 
 
 MASS_ASSIGNMENT = [
