@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import aiosqlite
@@ -35,10 +35,45 @@ CLOSE_TIMEOUT = 5.0  # seconds a PostgreSQL pool gets to close at shutdown
 _READ_PREFIXES = ("SELECT", "WITH", "PRAGMA", "EXPLAIN")
 
 
-class _WriterTransaction(SQLiteTransaction):
+class _EndsOnce:
+    """The one `__aexit__` of both engines' transactions: commit or roll back, then, whatever that
+    raised, unset the task's current transaction and `_release()` what `__aenter__` took (the SQLite
+    write lock, the PostgreSQL connection). Piccolo's own releases nothing when its rollback raises
+    (see `_SafePostgresTransaction`). A nested transaction leaves all of it to its parent."""
+
+    if TYPE_CHECKING:  # what Piccolo's transaction classes, which these classes extend, provide
+        _parent: Any
+        _committed: bool
+        _rolled_back: bool
+        context: Any
+        engine: Any
+
+        async def commit(self) -> None: ...
+        async def rollback(self) -> None: ...
+
+    async def _release(self) -> None:
+        raise NotImplementedError
+
+    async def __aexit__(self, exception_type: Any, exception: Any, traceback: Any) -> bool:
+        if self._parent:
+            return exception is None
+        try:
+            if exception:
+                if not self._rolled_back:
+                    await self.rollback()
+            elif not self._committed and not self._rolled_back:
+                await self.commit()
+        finally:
+            self.engine.current_transaction.reset(self.context)
+            await self._release()
+        return exception is None
+
+
+class _WriterTransaction(_EndsOnce, SQLiteTransaction):
     """A transaction on the engine's single writer connection, holding the write lock throughout."""
 
     engine: SQLiteEngine
+    _parent: SQLiteTransaction | None
 
     async def __aenter__(self) -> SQLiteTransaction:
         if self._parent is not None:
@@ -53,19 +88,8 @@ class _WriterTransaction(SQLiteTransaction):
     async def get_connection(self) -> aiosqlite.Connection:
         return await self.engine.writer()
 
-    async def __aexit__(self, exception_type: Any, exception: Any, traceback: Any) -> bool:
-        if self._parent:
-            return exception is None
-        try:
-            if exception:
-                if not self._rolled_back:
-                    await self.rollback()
-            elif not self._committed and not self._rolled_back:
-                await self.commit()
-        finally:
-            self.engine.current_transaction.reset(self.context)
-            self.engine.write_lock.release()
-        return exception is None
+    async def _release(self) -> None:
+        self.engine.write_lock.release()
 
 
 class SQLiteEngine(_PiccoloSQLiteEngine):
@@ -143,7 +167,7 @@ class SQLiteEngine(_PiccoloSQLiteEngine):
         return _WriterTransaction(engine=self, transaction_type=transaction_type, allow_nested=allow_nested)
 
 
-class _SafePostgresTransaction(PostgresTransaction):
+class _SafePostgresTransaction(_EndsOnce, PostgresTransaction):
     """Piccolo's PostgreSQL transaction, but one that always gives its connection back and unsets itself.
 
     Piccolo 1.x's `__aexit__` runs the rollback (or commit) and only then releases the connection and
@@ -155,6 +179,8 @@ class _SafePostgresTransaction(PostgresTransaction):
     acquired. Here both steps run in `finally`, and a connection that failed to release is terminated.
     """
 
+    _parent: PostgresTransaction | None
+
     async def __aenter__(self) -> PostgresTransaction:
         if self._parent is not None:
             return self._parent
@@ -163,26 +189,12 @@ class _SafePostgresTransaction(PostgresTransaction):
             self.transaction = self.connection.transaction()
             await self.begin()
         except BaseException:
-            await self._give_back()
+            await self._release()
             raise
         self.context = self.engine.current_transaction.set(self)
         return self
 
-    async def __aexit__(self, exception_type: Any, exception: Any, traceback: Any) -> bool:
-        if self._parent:
-            return exception is None
-        try:
-            if exception:
-                if not self._rolled_back:
-                    await self.rollback()
-            elif not self._committed and not self._rolled_back:
-                await self.commit()
-        finally:
-            self.engine.current_transaction.reset(self.context)
-            await self._give_back()
-        return exception is None
-
-    async def _give_back(self) -> None:
+    async def _release(self) -> None:
         try:
             if self.engine.pool:
                 # asyncpg rolls back a connection still in a transaction on release, and drops (and
