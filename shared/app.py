@@ -13,7 +13,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
 
 from shared import caller
-from shared.auth_middleware import internal_auth_middleware
+from shared.auth_middleware import AnyRequest, internal_auth_middleware
 from shared.errors import EXCEPTION_HANDLERS, problem_details_plugin
 from shared.json_body import JsonBodyMiddleware
 from shared.logging import configure_logging
@@ -60,6 +60,19 @@ def create_service_app(
     )
     wrap_outermost(app)
     return app
+
+
+def from_container(**attributes: str) -> dict[str, Provide]:
+    """A service's app-level dependencies, each one attribute of its `Container` (built by the
+    lifespan, kept in `app.state.container`): `from_container(sessions="sessions", config="settings")`."""
+
+    def provider(attribute: str) -> Provide:
+        def provide(request: AnyRequest) -> Any:
+            return getattr(request.app.state.container, attribute)
+
+        return Provide(provide, sync_to_thread=False)
+
+    return {name: provider(attribute) for name, attribute in attributes.items()}
 
 
 def wrap_outermost(app: Litestar) -> None:

@@ -6,12 +6,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from litestar import Controller, Response, delete, get, patch, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 from msgspec import UNSET
 
 from services.auth import recovery, users
-from services.auth.container import Container
 from services.auth.passwords import Passwords
 from services.auth.recovery import MailRequestLimit
 from services.auth.schemas import (
@@ -37,6 +36,7 @@ from services.auth.sessions import SessionService
 from services.auth.settings import AuthSettings
 from services.auth.throttle import LoginThrottle
 from shared import internal_auth
+from shared.app import from_container
 from shared.auth_middleware import EXCLUDE_FROM_AUTH, AnyRequest, caller_of
 from shared.caller import CallerDep, requires_caller
 from shared.errors import INVALID, NO_SESSION, Forbidden, NotFound, Unauthorized
@@ -54,44 +54,19 @@ def client_address(request: AnyRequest) -> str:
     return caller_of(request).ip or (request.client.host if request.client else "unknown")
 
 
-def container_of(request: AnyRequest) -> Container:
-    container: Container = request.app.state.container
-    return container
-
-
-def provide_sessions(request: AnyRequest) -> SessionService:
-    return container_of(request).sessions
-
-
-def provide_throttle(request: AnyRequest) -> LoginThrottle:
-    return container_of(request).throttle
-
-
-def provide_passwords(request: AnyRequest) -> Passwords:
-    return container_of(request).passwords
-
-
-def provide_mail_limit(request: AnyRequest) -> MailRequestLimit:
-    return container_of(request).mail_limit
-
-
-def provide_config(request: AnyRequest) -> AuthSettings:
-    return container_of(request).settings
-
-
 Sessions = NamedDependency[SessionService]
 Throttle = NamedDependency[LoginThrottle]
 MailLimit = NamedDependency[MailRequestLimit]
 Config = NamedDependency[AuthSettings]
 PasswordsDep = NamedDependency[Passwords]
 
-DEPENDENCIES = {
-    "sessions": Provide(provide_sessions, sync_to_thread=False),
-    "throttle": Provide(provide_throttle, sync_to_thread=False),
-    "mail_limit": Provide(provide_mail_limit, sync_to_thread=False),
-    "config": Provide(provide_config, sync_to_thread=False),
-    "passwords": Provide(provide_passwords, sync_to_thread=False),
-}
+DEPENDENCIES = from_container(
+    sessions="sessions",
+    throttle="throttle",
+    mail_limit="mail_limit",
+    config="settings",
+    passwords="passwords",
+)
 
 
 async def _signed_in(user: dict[str, Any], sessions: SessionService, request: AnyRequest) -> AuthOut:
@@ -415,7 +390,7 @@ class InternalController(Controller):
         )
 
     @get("/forward-auth", status_code=204, include_in_schema=False, opt={EXCLUDE_FROM_AUTH: True})
-    async def forward_auth(self, request: AnyRequest, sessions: Sessions) -> Response[None]:
+    async def forward_auth(self, request: AnyRequest, sessions: Sessions, config: Config) -> Response[None]:
         """nginx/Traefik-style forward auth (`auth_request`): a valid Bearer token in, the signed
         internal credential out in `X-Internal-Auth`. Open without a credential because the proxy
         cannot sign one; it mints a credential only for a live session, for that session's user, and
@@ -435,7 +410,7 @@ class InternalController(Controller):
             raise Unauthorized("Invalid or expired session")
         info, _ = found
         credential = internal_auth.sign(
-            container_of(request).settings.secret,
+            config.secret,
             audience=audience,
             api_only=True,
             user_id=info.user_id,

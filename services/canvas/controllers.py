@@ -7,12 +7,11 @@ from typing import Annotated
 
 from litestar import Controller, Response, delete, get, head, patch, post
 from litestar.datastructures import ResponseHeader
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 
 from services.canvas import canvases, search
 from services.canvas.canvases import Listing, Tagged
-from services.canvas.container import Container
 from services.canvas.cursors import CursorCodec
 from services.canvas.etags import IfMatch
 from services.canvas.read_cache import ReadCache
@@ -28,6 +27,7 @@ from services.canvas.schemas import (
     CanvasUpdate,
 )
 from services.canvas.view_counter import ViewCounter
+from shared.app import from_container
 from shared.auth_middleware import AnyRequest
 from shared.caller import Caller, CallerDep, MaybeCallerDep, requires_caller
 from shared.errors import INVALID, NO_SESSION, Invalid
@@ -103,28 +103,7 @@ def if_match_of(request: AnyRequest) -> IfMatch | None:
     return IfMatch.parse(request.headers.getall("if-match", []))
 
 
-def container_of(request: AnyRequest) -> Container:
-    container: Container = request.app.state.container
-    return container
-
-
-def provide_views(request: AnyRequest) -> ViewCounter:
-    return container_of(request).views
-
-
-def provide_cache(request: AnyRequest) -> ReadCache:
-    return container_of(request).cache
-
-
-def provide_cursors(request: AnyRequest) -> CursorCodec:
-    return container_of(request).cursors
-
-
-DEPENDENCIES = {
-    "views": Provide(provide_views, sync_to_thread=False),
-    "cache": Provide(provide_cache, sync_to_thread=False),
-    "cursors": Provide(provide_cursors, sync_to_thread=False),
-}
+DEPENDENCIES = from_container(views="views", cache="cache", cursors="cursors")
 
 
 class CanvasController(Controller):

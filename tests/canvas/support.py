@@ -11,6 +11,7 @@ makes the tests' own database calls cross event loops.
 from __future__ import annotations
 
 import asyncio
+import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -112,3 +113,35 @@ class Caller:
 
     async def get(self, canvas_id: str) -> httpx.Response:
         return await self.request("GET", f"/api/canvases/{canvas_id}")
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(4)}"
+
+
+async def list_all(caller: Caller, path: str, **params: Any) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        resp = await caller.request("GET", path, params={**params, **({"cursor": cursor} if cursor else {})})
+        assert resp.status_code == 200, resp.text
+        page = resp.json()
+        items += page["items"]
+        cursor = page["nextCursor"]
+        if cursor is None:
+            return items
+
+
+async def stored_views(canvas_id: str) -> int:
+    """The views the database holds (flushed ones only)."""
+    from services.canvas.tables import Canvas
+
+    row = await Canvas.select(Canvas.views).where(Canvas.id == uuid.UUID(canvas_id)).first().run()
+    assert row is not None
+    return int(row["views"])
+
+
+async def read_views(caller: Caller, canvas_id: str) -> int:
+    resp = await caller.get(canvas_id)
+    assert resp.status_code == 200, resp.text
+    return int(resp.json()["views"])

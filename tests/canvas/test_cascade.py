@@ -20,7 +20,7 @@ from services.canvas.tables import Canvas, CanvasTag, DeletedUser, ProcessedEven
 from services.canvas.view_counter import ViewCounter
 from shared.events import USER_EVENTS_STREAM, UserDeleted, publish
 from tests.canvas.support import Caller, canvas_settings, eventually, insert_canvases, running
-from tests.canvas.test_routes import assert_problem
+from tests.support.problems import assert_problem
 
 
 def user_deleted(user_id: str, event_id: str | None = None) -> UserDeleted:

@@ -10,7 +10,7 @@ from redis.asyncio import Redis
 
 from services.canvas.view_counter import DOC_PREFIX
 from tests.canvas.support import Caller, signed
-from tests.canvas.test_routes import assert_problem
+from tests.support.problems import assert_problem
 
 
 def path(canvas: dict) -> str:  # type: ignore[type-arg]

@@ -4,32 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import secrets
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from tests.canvas.support import Caller, insert_canvases
-from tests.canvas.test_routes import assert_problem
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{secrets.token_hex(4)}"
-
-
-async def list_all(caller: Caller, path: str, **params: Any) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    cursor = None
-    while True:
-        resp = await caller.request("GET", path, params={**params, **({"cursor": cursor} if cursor else {})})
-        assert resp.status_code == 200, resp.text
-        page = resp.json()
-        items += page["items"]
-        cursor = page["nextCursor"]
-        if cursor is None:
-            return items
+from tests.canvas.support import Caller, insert_canvases, list_all, unique
+from tests.support.problems import assert_problem
 
 
 def newest_first(items: list[dict[str, Any]]) -> bool:

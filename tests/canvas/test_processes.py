@@ -24,7 +24,7 @@ from services.canvas.read_cache import ReadCache
 from services.canvas.tables import Canvas, DeletedUser
 from shared import internal_auth
 from shared.events import DEAD_LETTER_STREAM, USER_EVENTS_STREAM
-from tests.canvas.support import SECRET, canvas_body, insert_canvases, signed
+from tests.canvas.support import SECRET, canvas_body, insert_canvases, signed, stored_views
 from tests.support.processes import url_of, web_process
 
 pytestmark = pytest.mark.slow
@@ -50,12 +50,6 @@ async def call(
     ) as resp:
         assert resp.status in (200, 201), await resp.text()
         return await resp.json()  # type: ignore[no-any-return]
-
-
-async def stored_views(canvas_id: str) -> int:
-    row = await Canvas.select(Canvas.views).where(Canvas.id == uuid.UUID(canvas_id)).first().run()
-    assert row is not None
-    return int(row["views"])
 
 
 async def test_views_are_exact_across_two_processes_a_crash_and_a_restart(

@@ -17,9 +17,8 @@ from services.canvas.canvases import _tagged, _visible
 from services.canvas.read_cache import DOC_PREFIX, Miss, ReadCache
 from services.canvas.tables import Canvas
 from services.canvas.view_counter import ViewCounter
-from tests.canvas.support import Caller, canvas_settings, running
-from tests.canvas.test_routes import assert_problem
-from tests.canvas.test_view_counter import read_views, stored_views
+from tests.canvas.support import Caller, canvas_settings, read_views, running, stored_views
+from tests.support.problems import assert_problem
 
 
 async def cached(redis: Redis, canvas_id: str) -> bool:

@@ -27,7 +27,7 @@ from services.canvas.read_cache import ReadCache
 from services.canvas.tables import Canvas, DeletedUser
 from shared import internal_auth
 from tests.canvas.support import SECRET, Caller
-from tests.canvas.test_routes import assert_problem
+from tests.support.problems import assert_problem
 
 
 class AuthStandIn:

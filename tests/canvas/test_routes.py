@@ -9,19 +9,7 @@ import pytest
 from httpx import AsyncClient
 
 from tests.canvas.support import Caller, canvas_body
-
-PROBLEM = "application/problem+json"
-
-
-def assert_problem(resp, status: int, field: str | None = None) -> None:  # type: ignore[no-untyped-def]
-    assert resp.status_code == status, resp.text
-    assert resp.headers["content-type"].startswith(PROBLEM)
-    body = resp.json()
-    assert body["status"] == status
-    assert body["title"]
-    assert body["detail"]
-    if field is not None:
-        assert field in [e["field"] for e in body["errors"]], body
+from tests.support.problems import assert_problem
 
 
 async def test_create_returns_the_canvas_owned_by_the_caller(alice: Caller) -> None:

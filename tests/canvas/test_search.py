@@ -14,9 +14,8 @@ from typing import Any
 import pytest
 
 from services.canvas.view_counter import ViewCounter
-from tests.canvas.support import SECRET, Caller, insert_canvases
-from tests.canvas.test_listing import list_all, unique
-from tests.canvas.test_routes import assert_problem
+from tests.canvas.support import SECRET, Caller, insert_canvases, list_all, unique
+from tests.support.problems import assert_problem
 
 
 def oracle_words(text: str) -> list[str]:

@@ -12,23 +12,10 @@ from redis.asyncio import Redis
 from devtools.redis_server import RedisServer
 from services.canvas import view_counter as views_module
 from services.canvas.app import create_app
-from services.canvas.tables import Canvas
 from services.canvas.view_counter import ViewCounter, apply_batch
 from tests.asgi import ready_status
-from tests.canvas.support import Caller, canvas_settings, eventually, running
-from tests.canvas.test_routes import assert_problem
-
-
-async def stored_views(canvas_id: str) -> int:
-    row = await Canvas.select(Canvas.views).where(Canvas.id == uuid.UUID(canvas_id)).first().run()
-    assert row is not None
-    return int(row["views"])
-
-
-async def read_views(caller: Caller, canvas_id: str) -> int:
-    resp = await caller.get(canvas_id)
-    assert resp.status_code == 200, resp.text
-    return int(resp.json()["views"])
+from tests.canvas.support import Caller, canvas_settings, eventually, read_views, running, stored_views
+from tests.support.problems import assert_problem
 
 
 async def pending_batches(redis: Redis) -> set[bytes]:

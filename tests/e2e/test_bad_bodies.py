@@ -12,6 +12,7 @@ from shared import internal_auth
 from shared.json_body import MAX_DEPTH
 from tests.e2e.support import PASSWORD, User, signup
 from tests.support.http import Client
+from tests.support.problems import assert_problem
 from tests.support.system import System
 
 pytestmark = pytest.mark.e2e
@@ -50,12 +51,6 @@ def body_routes(canvas_id: str) -> list[tuple[str, str, dict[str, Any]]]:
     ]
 
 
-def assert_problem(reply: Any, status: int, what: str) -> None:
-    assert reply.status == status, (what, reply.status, reply.body[:300])
-    assert reply.headers["Content-Type"].startswith("application/problem+json"), what
-    assert reply.json()["status"] == status, what
-
-
 async def _bad_body_answers(
     http: Client, base: str, routes: list[tuple[str, str, dict[str, Any]]], headers: dict[str, str]
 ) -> None:
@@ -66,15 +61,15 @@ async def _bad_body_answers(
             reply = await http(
                 method, url, data=b'{"a": 1}', headers={**headers, "Content-Type": content_type}
             )
-            assert_problem(reply, 415, f"{what} as {content_type}")
+            assert_problem(reply, 415, what=f"{what} as {content_type}")
         missing = await http(
             method, url, data=b'{"a": 1}', headers=headers, skip_auto_headers=["Content-Type"]
         )
-        assert_problem(missing, 415, f"{what} without a Content-Type")
+        assert_problem(missing, 415, what=f"{what} without a Content-Type")
         for name, body in BAD_BODIES.items():
             for content_type in (JSON, "application/json; charset=utf-8"):
                 reply = await http(method, url, data=body, headers={**headers, "Content-Type": content_type})
-                assert_problem(reply, 400, f"{what} with {name} as {content_type}")
+                assert_problem(reply, 400, what=f"{what} with {name} as {content_type}")
 
 
 async def test_bad_bodies_through_the_gateway(http: Client, system: System) -> None:
@@ -101,7 +96,7 @@ async def test_json_with_a_charset_and_at_the_depth_limit_is_accepted(http: Clie
     # 32 levels is within the limit: the schema answers (422), not the depth check (400).
     nested = b'{"title": "t", "type": "p5", "code": "c", "tags": ' + b"[" * 31 + b"]" * 31 + b"}"
     reply = await user.call("POST", "/api/canvases", data=nested, headers={"Content-Type": JSON})
-    assert_problem(reply, 422, "31 arrays in an object")
+    assert_problem(reply, 422, what="31 arrays in an object")
     # A route without a body (logout) still needs no Content-Type.
     reply = await user.call("POST", "/api/auth/logout", skip_auto_headers=["Content-Type"])
     assert reply.status == 204

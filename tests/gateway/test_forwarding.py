@@ -8,32 +8,22 @@ import pytest
 
 from shared import internal_auth
 from tests.support.http import Client, bearer, cookie
+from tests.support.problems import assert_problem
 from tests.support.stubs import Stub
 
 pytestmark = pytest.mark.e2e
-
-
-def assert_problem(reply, status: int) -> dict:  # type: ignore[no-untyped-def, type-arg]
-    assert reply.status == status
-    assert reply.headers["Content-Type"] == "application/problem+json"
-    body = reply.json()
-    assert body["status"] == status
-    assert body["title"]
-    assert body["detail"]
-    uuid.UUID(reply.headers["X-Request-Id"])
-    return body  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize(
     "path", ["/api", "/api/", "/api/nope", "/apix", "/api/canvases/a/b", "/api/canvases/..", "/internal/x"]
 )
 async def test_unknown_paths_are_404_before_auth(http: Client, gateway: str, path: str) -> None:
-    assert_problem(await http("GET", gateway + path), 404)
+    assert_problem(await http("GET", gateway + path), 404, new_request_id=True)
 
 
 async def test_internal_routes_are_never_reachable(http: Client, gateway: str) -> None:
     reply = await http("POST", f"{gateway}/internal/sessions/validate", json={"sessionId": "0" * 64})
-    assert_problem(reply, 404)
+    assert_problem(reply, 404, new_request_id=True)
     reply = await http("POST", f"{gateway}/api/../internal/sessions/validate", json={"sessionId": "0" * 64})
     assert reply.status == 404
 
@@ -51,7 +41,7 @@ async def test_wrong_method_is_405_with_allow(
     http: Client, gateway: str, method: str, path: str, allow: str
 ) -> None:
     reply = await http(method, gateway + path)
-    assert_problem(reply, 405)
+    assert_problem(reply, 405, new_request_id=True)
     assert reply.headers["Allow"] == allow
 
 
@@ -157,7 +147,7 @@ async def test_anonymous_reads_pass_without_identity(http: Client, gateway: str)
 )
 async def test_session_routes_need_a_session(http: Client, gateway: str, method: str, path: str) -> None:
     reply = await http(method, gateway + path, json={})
-    assert_problem(reply, 401)
+    assert_problem(reply, 401, new_request_id=True)
     assert reply.headers["WWW-Authenticate"] == "Bearer"
 
 
@@ -177,13 +167,13 @@ async def test_malformed_tokens_are_401_never_500(
 ) -> None:
     for path in ("/api/users/me", "/api/canvases/abc"):
         reply = await http("GET", gateway + path, headers=headers)
-        assert_problem(reply, 401)
+        assert_problem(reply, 401, new_request_id=True)
         assert reply.headers["WWW-Authenticate"] == "Bearer"
 
 
 async def test_unknown_token_is_401_even_on_public_reads(http: Client, gateway: str) -> None:
     reply = await http("GET", f"{gateway}/api/canvases/abc", headers=bearer("a" * 32))
-    assert_problem(reply, 401)
+    assert_problem(reply, 401, new_request_id=True)
 
 
 async def test_bearer_wins_over_cookie(http: Client, gateway: str, upstream: Stub) -> None:
@@ -218,14 +208,14 @@ async def test_bodies_over_the_limit_are_413(http: Client, gateway: str, upstrea
     token, _ = await upstream.session()
     too_big = b"x" * (2 * 1024 * 1024 + 1)
     reply = await http("POST", f"{gateway}/api/canvases", data=too_big, headers=bearer(token))
-    assert_problem(reply, 413)
+    assert_problem(reply, 413, new_request_id=True)
 
     async def chunks():  # type: ignore[no-untyped-def]
         for _ in range(3):
             yield b"y" * (1024 * 1024)
 
     reply = await http("POST", f"{gateway}/api/canvases", data=chunks(), headers=bearer(token))
-    assert_problem(reply, 413)
+    assert_problem(reply, 413, new_request_id=True)
     exactly = b'"' + b"z" * (2 * 1024 * 1024 - 2) + b'"'  # a JSON string of exactly the limit
     headers = {**bearer(token), "Content-Type": "application/json"}
     reply = await http("POST", f"{gateway}/api/canvases", data=exactly, headers=headers)
