@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
 from typing import Any
 
@@ -37,43 +37,44 @@ async def _purge_expired_sessions(sessions: SessionService) -> None:
         log.info("expired_sessions_purged", count=purged, mail_tokens=tokens)
 
 
-def _lifespan(
-    config: AuthSettings, engine: Engine[Any]
-) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
-    @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        with db.bound(engine):
-            async with engine_lifespan(engine, config.db_pool_size):
-                redis = redis_client(config.redis_url, REQUEST_PATH)
-                container = Container.build(config, redis)
-                await container.passwords.warm_up()
-                app.state.container = container
-                interval = config.session_purge_interval.total_seconds()
-                purge = partial(_purge_expired_sessions, container.sessions)
-                sweeper = asyncio.create_task(every(interval, purge, name="session-purge"))
-                try:
-                    yield
-                finally:
-                    sweeper.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await sweeper
-                    await redis.aclose()
-
-    return lifespan
+@asynccontextmanager
+async def lifespan(config: AuthSettings, engine: Engine[Any], app: Litestar) -> AsyncIterator[None]:
+    """Database, Redis, the warmed-up hasher and the session sweep; on the way out the sweep stops."""
+    with db.bound(engine):
+        async with engine_lifespan(engine, config.db_pool_size):
+            redis = redis_client(config.redis_url, REQUEST_PATH)
+            container = Container.build(config, redis)
+            await container.passwords.warm_up()
+            app.state.container = container
+            interval = config.session_purge_interval.total_seconds()
+            purge = partial(_purge_expired_sessions, container.sessions)
+            sweeper = asyncio.create_task(every(interval, purge, name="session-purge"))
+            try:
+                yield
+            finally:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
+                await redis.aclose()
 
 
 def create_app(config: AuthSettings) -> Litestar:
     """The app for these settings: its own database engine, Redis client, hasher and services."""
     engine = make_engine(config.database_url)
 
+    def container() -> Container:
+        # app.state, not a State passed in: Litestar copies the State it is given.
+        built: Container = app.state.container
+        return built
+
     async def redis_answers() -> None:
-        await app.state.container.redis.ping()
+        await container().redis.ping()
 
     app = create_service_app(
         name="auth",
         settings=config,
         route_handlers=[AuthController, UsersController, InternalController],
-        lifespan=[_lifespan(config, engine)],
+        lifespan=[partial(lifespan, config, engine)],
         ready_checks={
             "database": partial(ping, engine),
             "migrations": migrations_check(engine, APP_CONFIG.app_name, APP_CONFIG.migrations_folder_path),
