@@ -23,6 +23,9 @@ returns `(status, headers, body)` for a request gets that answer written at once
 parser's callback, with no ASGI task, middleware or framework; `None` runs the app as usual. The
 gateway's password door (gateway/admission.py) uses it; the app must still answer the same way
 itself when served by anything else (its ASGI path does).
+
+It also joins the writes of one event-loop turn into one socket write (`_CoalescingWriter`): uvicorn
+writes an answer's head and body separately.
 """
 
 from __future__ import annotations
@@ -57,6 +60,39 @@ _431_BODY = (
 )
 
 
+class _CoalescingWriter:
+    """The connection's transport, with the writes of one event-loop turn sent as one: uvicorn writes
+    an answer's head and its body separately, two send() calls on the socket per request where one
+    does (issue 18). The writes are joined and sent at the end of the loop turn they were made in,
+    in order; `close` sends what is pending first."""
+
+    __slots__ = ("_loop", "_pending", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._pending is None:
+            self._pending = [data]
+            self._loop.call_soon(self._flush)
+        else:
+            self._pending.append(data)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending and not self._transport.is_closing():
+            self._transport.write(pending[0] if len(pending) == 1 else b"".join(pending))
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -83,6 +119,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.transport = _CoalescingWriter(transport, self.loop)  # type: ignore[assignment]
         self._arm(HEAD_TIMEOUT)
 
     def connection_lost(self, exc: Exception | None) -> None:
