@@ -128,6 +128,29 @@ class Compose:
 
         wait_for(f"{self.project} healthy with {want}", healthy, timeout, every=2.0)
 
+    def logs(self, service: str) -> list[str]:
+        """Every non-empty line that every container of a service, stopped ones too (`ps -q` lists
+        them), wrote to stdout or stderr, as Docker keeps them (`docker logs`, no prefix to strip)."""
+        lines: list[str] = []
+        for container in self("ps", "-q", service, timeout=60).split():
+            done = subprocess.run(
+                ["docker", "logs", container],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert done.returncode == 0, (
+                f"docker logs {container[:12]} exited {done.returncode}: {done.stderr}"
+            )
+            lines += [line for line in f"{done.stdout}\n{done.stderr}".splitlines() if line.strip()]
+        return lines
+
+    def everything(self) -> str:
+        """The project's containers, running or not (for a failure's message)."""
+        return self.docker("ps", "-a", "--filter", f"label=com.docker.compose.project={self.project}")
+
     def metrics(self, container: str, service: str) -> str:
         url = SERVICE_METRICS[service]
         script = f"import urllib.request; print(urllib.request.urlopen('{url}').read().decode())"
