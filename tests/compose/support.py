@@ -8,17 +8,23 @@ import os
 import secrets
 import shutil
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from devtools.processes import ROOT
 from devtools.redis_server import free_port
+from tests.ops.compose import COMPOSE_FILE, variables
+
+# What docker-compose.yml interpolates (`${NAME...}`): set by the test or left to the file's defaults.
+COMPOSE_VARIABLES = frozenset(name for name, _ in variables(COMPOSE_FILE.read_text()))
 
 # Every bounded wait of the suite; the whole run stays far below `make test-compose`'s 10 minutes.
 UP_TIMEOUT = 240.0  # `up -d` on a cold, busy 2-core machine: migrations, then two health checks in a row
@@ -64,8 +70,12 @@ class Compose:
 
     @property
     def env(self) -> dict[str, str]:
+        """An operator's shell: Docker's own variables as they are, and of the variables the compose
+        file reads only those set here (the README's exports), never the test session's own
+        (tests/conftest.py sets LOG_LEVEL=WARNING, SMTP_URL, ... for the in-process suite)."""
+        inherited = {name: value for name, value in os.environ.items() if name not in COMPOSE_VARIABLES}
         return {
-            **os.environ,
+            **inherited,
             "COMPOSE_PROJECT_NAME": self.project,
             "COMPOSE_HTTP_TIMEOUT": "600",  # a loaded daemon (vfs) takes minutes to remove containers
             "CANVAS_VERSE_IMAGE": self.image,
@@ -77,6 +87,16 @@ class Compose:
 
     def __post_init__(self) -> None:
         self._secrets = {"internal": secrets.token_urlsafe(48), "postgres": secrets.token_urlsafe(24)}
+        # An empty env file instead of an `.env` a developer may keep beside the compose file.
+        self._env_file = Path(tempfile.gettempdir()) / f"{self.project}.env"
+        self._env_file.write_text("")
+
+    @property
+    def compose(self) -> list[str]:
+        return [*self.cli, "--env-file", str(self._env_file), "-p", self.project]
+
+    def close(self) -> None:
+        self._env_file.unlink(missing_ok=True)
 
     def build(self) -> None:
         # A compose `build:` gets no network on these machines: the image is built first, as the
@@ -84,11 +104,11 @@ class Compose:
         self.docker("build", "--network", "host", "-q", "-t", self.image, ".", timeout=1500)
 
     def __call__(self, *args: str, timeout: float = UP_TIMEOUT) -> str:
-        return self._run([*self.cli, "-p", self.project, *args], timeout)
+        return self._run([*self.compose, *args], timeout)
 
     def pipe(self, *args: str, data: bytes = b"", timeout: float = 120.0) -> bytes:
         """A compose command with bytes in and out (`exec -T postgres pg_dump ... > file`)."""
-        command = [*self.cli, "-p", self.project, *args]
+        command = [*self.compose, *args]
         done = subprocess.run(
             command, cwd=ROOT, env=self.env, input=data, capture_output=True, timeout=timeout, check=False
         )

@@ -46,6 +46,7 @@ def system() -> Iterator[Compose]:
             assert compose.volumes() == [], "down -v left volumes behind"
         finally:
             compose.docker("rmi", compose.image)
+            compose.close()
 
 
 def signup(system: Compose) -> tuple[str, str]:
