@@ -228,7 +228,11 @@ DB_UNAVAILABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.DeadlockDetectedError,
     asyncpg.exceptions.SerializationError,
 )
-_SQLITE_TRANSIENT = ("database is locked", "disk i/o error", "unable to open database")
+# SQLite's own result codes (the low byte of an extended code): busy or locked past the busy timeout,
+# an I/O error, the file unopenable.
+_SQLITE_TRANSIENT = frozenset(
+    {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN}
+)
 # A pooled connection the server dropped while it sat idle (`pg_terminate_backend`, a shutdown):
 # asyncpg reads the server's FATAL error, waits in its error-consume state (2) for a ReadyForQuery
 # that never comes, and until it notices the closed socket, a query handed that connection fails
@@ -244,8 +248,11 @@ def database_unavailable(exc: BaseException) -> bool:
         seen.add(id(current))
         if isinstance(current, DB_UNAVAILABLE):
             return True
-        if isinstance(current, sqlite3.OperationalError) and str(current).lower().startswith(
-            _SQLITE_TRANSIENT
+        code = getattr(current, "sqlite_errorcode", None)
+        if (
+            isinstance(current, sqlite3.OperationalError)
+            and code is not None
+            and code & 0xFF in _SQLITE_TRANSIENT
         ):
             return True
         if isinstance(current, asyncpg.exceptions.ObjectNotInPrerequisiteStateError) and (

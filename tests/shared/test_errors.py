@@ -3,6 +3,9 @@ as a database outage (503) is shared/db.py's; it reads asyncpg's own messages wh
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import asyncpg
 import pytest
 from litestar import Litestar, get
@@ -43,6 +46,23 @@ def test_a_connection_the_server_dropped_while_idle_is_an_outage_not_a_bug() -> 
     assert not database_unavailable(
         asyncpg.InternalClientError("pool connection inactivity timer already exists")
     )
+
+
+def test_a_locked_sqlite_database_is_an_outage_by_its_result_code_not_its_text(tmp_path: Path) -> None:
+    holder = sqlite3.connect(tmp_path / "x.db", isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    other = sqlite3.connect(tmp_path / "x.db", timeout=0)
+    with pytest.raises(sqlite3.OperationalError) as locked:
+        other.execute("SELECT * FROM t")
+    assert database_unavailable(locked.value)  # SQLITE_BUSY
+    with pytest.raises(sqlite3.OperationalError) as syntax:
+        other.execute("SELEC")
+    assert not database_unavailable(syntax.value)  # SQLITE_ERROR: a bug, 500
+    # A message that merely reads like an outage is not one.
+    assert not database_unavailable(sqlite3.OperationalError("database is locked"))
+    holder.close()
+    other.close()
 
 
 def test_an_empty_body_is_named_by_where_litestar_found_it_not_by_its_text() -> None:
