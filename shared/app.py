@@ -12,7 +12,7 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
 
-from shared import caller
+from shared import caller, dependencies
 from shared.auth_middleware import AnyRequest, internal_auth_middleware
 from shared.errors import EXCEPTION_HANDLERS, problem_details_plugin
 from shared.json_body import JsonBodyMiddleware
@@ -21,6 +21,8 @@ from shared.ops import ReadyCheck, ops_router, prometheus_config
 from shared.request_id import RequestIdMiddleware
 from shared.settings import CommonSettings, log_startup_warnings
 from shared.version import VERSION
+
+dependencies.install()  # plain providers resolved inline, not in a task group (shared/dependencies.py)
 
 
 def create_service_app(
