@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -11,9 +11,12 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
+from piccolo.conf.apps import AppConfig
+from piccolo.engine.base import Engine
 
 from shared import caller, dependencies
 from shared.auth_middleware import AnyRequest, internal_auth_middleware
+from shared.db import migrations_check, ping
 from shared.errors import EXCEPTION_HANDLERS, problem_details_plugin
 from shared.json_body import JsonBodyMiddleware
 from shared.logging import configure_logging
@@ -24,6 +27,9 @@ from shared.version import VERSION
 
 dependencies.install()  # plain providers resolved inline, not in a task group (shared/dependencies.py)
 
+# A readiness check on the service's `Container` (what its lifespan built).
+ContainerCheck = Callable[[Any], Awaitable[Any]]
+
 
 def create_service_app(
     *,
@@ -31,7 +37,9 @@ def create_service_app(
     settings: CommonSettings,
     route_handlers: Sequence[ControllerRouterHandler],
     lifespan: Sequence[Callable[[Litestar], AbstractAsyncContextManager[Any]]] = (),
-    ready_checks: Mapping[str, ReadyCheck],
+    database: tuple[Engine[Any], AppConfig] | None = None,
+    container_checks: Mapping[str, ContainerCheck] | None = None,
+    ready_checks: Mapping[str, ReadyCheck] | None = None,
     request_max_body_size: int = 2 * 1024 * 1024,
     audiences: Collection[str] | None = None,
     dependencies: Mapping[str, Provide] | None = None,
@@ -39,12 +47,32 @@ def create_service_app(
 ) -> Litestar:
     """An internal service: every route but the ops routes needs the signed internal credential,
     signed for this service (`audiences`, default: its `name`). `dependencies` (each reading the
-    service's `Container`) are provided app-wide, with `caller` and `maybe_caller` (shared/caller.py)."""
+    service's `Container`) are provided app-wide, with `caller` and `maybe_caller` (shared/caller.py).
+
+    `/ready` checks the `database` (its engine answers, and every migration of its Piccolo app is
+    applied), then each of `container_checks` on the `Container` the lifespan built (`redis_answers`,
+    ...), then `ready_checks`."""
     configure_logging(name, json=settings.json_logs, level=settings.log_level)
     log_startup_warnings(settings)
     prometheus = prometheus_config(name)
+
+    def on_container(check: ContainerCheck) -> ReadyCheck:
+        async def run() -> None:
+            await check(app.state.container)  # app.state: Litestar copies a State it is given
+
+        return run
+
+    checks: dict[str, ReadyCheck] = {}
+    if database is not None:
+        engine, piccolo_app = database
+        checks["database"] = functools.partial(ping, engine)
+        checks["migrations"] = migrations_check(
+            engine, piccolo_app.app_name, piccolo_app.migrations_folder_path
+        )
+    checks |= {check_name: on_container(check) for check_name, check in (container_checks or {}).items()}
+    checks |= ready_checks or {}
     app = Litestar(
-        route_handlers=[ops_router(ready_checks), *route_handlers],
+        route_handlers=[ops_router(checks), *route_handlers],
         lifespan=list(lifespan),
         middleware=[
             prometheus.middleware,
@@ -62,6 +90,11 @@ def create_service_app(
     )
     wrap_outermost(app)
     return app
+
+
+async def redis_answers(container: Any) -> None:
+    """A container check: the service's Redis client (`Container.redis`) answers PING."""
+    await container.redis.ping()
 
 
 def from_container(**attributes: str) -> dict[str, Provide]:

@@ -19,8 +19,8 @@ from services.auth.controllers import DEPENDENCIES, AuthController, InternalCont
 from services.auth.piccolo_app import APP_CONFIG
 from services.auth.sessions import SessionService
 from services.auth.settings import AuthSettings, from_environment
-from shared.app import create_service_app, entry_point
-from shared.db import engine_lifespan, make_engine, migrations_check, ping
+from shared.app import create_service_app, entry_point, redis_answers
+from shared.db import engine_lifespan, make_engine
 from shared.loops import every
 from shared.redis import REQUEST_PATH, redis_client
 from shared.timeutil import utcnow
@@ -61,28 +61,15 @@ async def lifespan(config: AuthSettings, engine: Engine[Any], app: Litestar) -> 
 def create_app(config: AuthSettings) -> Litestar:
     """The app for these settings: its own database engine, Redis client, hasher and services."""
     engine = make_engine(config.database_url)
-
-    def container() -> Container:
-        # app.state, not a State passed in: Litestar copies the State it is given.
-        built: Container = app.state.container
-        return built
-
-    async def redis_answers() -> None:
-        await container().redis.ping()
-
-    app = create_service_app(
+    return create_service_app(
         name="auth",
         settings=config,
         route_handlers=[AuthController, UsersController, InternalController],
         lifespan=[partial(lifespan, config, engine)],
-        ready_checks={
-            "database": partial(ping, engine),
-            "migrations": migrations_check(engine, APP_CONFIG.app_name, APP_CONFIG.migrations_folder_path),
-            "redis": redis_answers,
-        },
+        database=(engine, APP_CONFIG),
+        container_checks={"redis": redis_answers},
         dependencies=DEPENDENCIES,
     )
-    return app
 
 
 # `module:app` for uvicorn: built from the environment on first access, not at import.

@@ -17,8 +17,8 @@ from services.canvas.container import Container
 from services.canvas.controllers import DEPENDENCIES, CanvasController, MyCanvasController
 from services.canvas.piccolo_app import APP_CONFIG
 from services.canvas.settings import CanvasSettings, from_environment
-from shared.app import create_service_app, entry_point
-from shared.db import engine_lifespan, make_engine, migrations_check, ping
+from shared.app import create_service_app, entry_point, redis_answers
+from shared.db import engine_lifespan, make_engine
 from shared.redis import REQUEST_PATH, RedisPolicy, redis_client
 
 
@@ -48,36 +48,24 @@ async def lifespan(config: CanvasSettings, engine: Engine[Any], app: Litestar) -
                 await redis.aclose()
 
 
+async def loops_healthy(container: Container) -> None:
+    """A container check: no background loop is unhealthy (stopped, or failing too long: LoopHealth)."""
+    await container.background.health.check()
+
+
 def create_app(config: CanvasSettings) -> Litestar:
     """The app for these settings: its own database engine, Redis client, codecs and loops."""
     engine = make_engine(config.database_url)
-
-    def container() -> Container:
-        # app.state, not a State passed in: Litestar copies the State it is given.
-        built: Container = app.state.container
-        return built
-
-    async def redis_answers() -> None:
-        await container().redis.ping()
-
-    async def loops_healthy() -> None:
-        await container().background.health.check()
-
-    app = create_service_app(
+    return create_service_app(
         name="canvas",
         settings=config,
         route_handlers=[CanvasController, MyCanvasController],
         lifespan=[partial(lifespan, config, engine)],
-        ready_checks={
-            "database": partial(ping, engine),
-            "migrations": migrations_check(engine, APP_CONFIG.app_name, APP_CONFIG.migrations_folder_path),
-            "redis": redis_answers,
-            "background": loops_healthy,
-        },
+        database=(engine, APP_CONFIG),
+        container_checks={"redis": redis_answers, "background": loops_healthy},
         request_max_body_size=config.body_max_bytes,
         dependencies=DEPENDENCIES,
     )
-    return app
 
 
 # `module:app` for uvicorn: built from the environment on first access, not at import.
