@@ -10,10 +10,8 @@ makes the tests' own database calls cross event loops.
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any
@@ -36,17 +34,6 @@ def canvas_settings(**changes: Any) -> CanvasSettings:
 
 def running(app: Litestar) -> AbstractAsyncContextManager[httpx.AsyncClient]:
     return asgi.running(app, "http://canvas.test")
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], within: float = 10.0, interval: float = 0.05
-) -> None:
-    """Wait until `check()` holds (for work done by background loops or other processes)."""
-    for _ in range(int(within / interval)):
-        if await check():
-            return
-        await asyncio.sleep(interval)
-    raise AssertionError(f"condition not met within {within}s")
 
 
 def signed(uid: str | None, audience: str = "canvas") -> dict[str, str]:

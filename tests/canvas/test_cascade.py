@@ -19,8 +19,9 @@ from services.canvas.streams import StreamConsumer, dead_letters
 from services.canvas.tables import Canvas, CanvasTag, DeletedUser, ProcessedEvent
 from services.canvas.view_counter import ViewCounter
 from shared.events import USER_EVENTS_STREAM, UserDeleted, publish
-from tests.canvas.support import Caller, canvas_settings, eventually, insert_canvases, running
+from tests.canvas.support import Caller, canvas_settings, insert_canvases, running
 from tests.support.problems import assert_problem
+from tests.support.waiting import eventually
 
 
 def user_deleted(user_id: str, event_id: str | None = None) -> UserDeleted:

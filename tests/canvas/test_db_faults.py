@@ -22,7 +22,8 @@ from litestar import Litestar
 from redis.asyncio import Redis
 
 from services.canvas.read_cache import ReadCache
-from tests.canvas.support import Caller, canvas_settings, eventually, insert_canvases, running
+from tests.canvas.support import Caller, canvas_settings, insert_canvases, running
+from tests.support.waiting import eventually
 
 pytestmark = pytest.mark.skipif(
     os.environ.get("TEST_DB", "sqlite") != "postgres", reason="pg_terminate_backend needs PostgreSQL"

@@ -6,11 +6,7 @@ subset that exists); test_processes.py runs the sweep against the real auth serv
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-import os
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,7 +15,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from devtools.processes import ROOT
 from devtools.redis_server import free_port
 from services.canvas import reconcile
 from services.canvas.auth_client import AuthClient, AuthUnavailable
@@ -28,6 +23,7 @@ from services.canvas.tables import Canvas, DeletedUser
 from shared import internal_auth
 from tests.canvas.support import SECRET, Caller
 from tests.support.problems import assert_problem
+from tests.support.processes import run_reconcile
 
 
 class AuthStandIn:
@@ -182,18 +178,7 @@ async def test_the_guard_counts_the_whole_pass_before_deleting(
 
 async def reconcile_command(auth_url: str) -> tuple[int | None, bytes, dict[str, Any]]:
     """`python -m services.canvas.reconcile` against this auth URL: exit code, stderr, its result."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.canvas.reconcile",
-        cwd=ROOT,
-        env={**os.environ, "CANVAS_AUTH_URL": auth_url},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    lines = out.decode().strip().splitlines()
-    return process.returncode, err, json.loads(lines[-1]) if lines else {}
+    return await run_reconcile(env={"CANVAS_AUTH_URL": auth_url})
 
 
 async def test_a_refused_sweep_from_the_command_line_exits_1(

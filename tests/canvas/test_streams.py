@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from devtools.redis_server import RedisServer
 from services.canvas import streams
 from services.canvas.streams import Fields, PoisonMessage, StreamConsumer
-from tests.canvas.support import eventually
+from tests.support.waiting import eventually
 
 
 class Recorder:

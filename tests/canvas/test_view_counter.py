@@ -14,8 +14,9 @@ from services.canvas import view_counter as views_module
 from services.canvas.app import create_app
 from services.canvas.view_counter import ViewCounter, apply_batch
 from tests.asgi import ready_status
-from tests.canvas.support import Caller, canvas_settings, eventually, read_views, running, stored_views
+from tests.canvas.support import Caller, canvas_settings, read_views, running, stored_views
 from tests.support.problems import assert_problem
+from tests.support.waiting import eventually
 
 
 async def pending_batches(redis: Redis) -> set[bytes]:

@@ -8,9 +8,9 @@ import re
 
 import pytest
 
-from tests.e2e.support import PASSWORD, new_email, signup
 from tests.support.http import Client
 from tests.support.system import System
+from tests.support.users import PASSWORD, new_email, signup
 
 pytestmark = pytest.mark.e2e
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.support import PASSWORD, login, new_email, signup
 from tests.support.http import ALLOWED_ORIGIN, Client, bearer, cookie
 from tests.support.system import System
+from tests.support.users import PASSWORD, login, new_email, signup
 
 pytestmark = pytest.mark.e2e
 

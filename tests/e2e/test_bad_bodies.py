@@ -10,10 +10,10 @@ import pytest
 
 from shared import internal_auth
 from shared.json_body import MAX_DEPTH
-from tests.e2e.support import PASSWORD, User, signup
 from tests.support.http import Client
 from tests.support.problems import assert_problem
 from tests.support.system import System
+from tests.support.users import PASSWORD, User, signup
 
 pytestmark = pytest.mark.e2e
 

@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 
-from tests.e2e.support import PASSWORD, signup
 from tests.support.http import ALLOWED_ORIGIN, Client, cookie
 from tests.support.system import System
+from tests.support.users import PASSWORD, signup
 
 pytestmark = pytest.mark.e2e
 

@@ -10,10 +10,10 @@ import pytest
 
 from gateway.routes import ENDPOINTS
 from shared.version import VERSION
-from tests.e2e.support import signup
 from tests.support.http import Client
 from tests.support.schemathesis import CONFORMANCE, run_schemathesis
 from tests.support.system import System
+from tests.support.users import signup
 
 pytestmark = pytest.mark.e2e
 

@@ -10,9 +10,9 @@ import pytest
 
 from devtools.mail_sink import MailSink
 from tests.auth.support import link_token, mails_to, wait_for_mail
-from tests.e2e.support import PASSWORD, login, new_email, signup
 from tests.support.http import Client, bearer
 from tests.support.system import System
+from tests.support.users import PASSWORD, login, new_email, signup
 
 pytestmark = pytest.mark.e2e
 

@@ -11,9 +11,9 @@ from redis.asyncio import Redis
 
 from devtools.redis_server import RedisServer
 from shared.session_cache import cache_key
-from tests.e2e.support import signup
 from tests.support.http import Client, bearer
 from tests.support.system import CIRCUIT_COOLDOWN, System
+from tests.support.users import signup
 
 pytestmark = [pytest.mark.e2e, pytest.mark.resilience]
 

@@ -14,9 +14,9 @@ from redis.asyncio import Redis
 
 from services.canvas.cascade import CONSUMER_GROUP
 from shared.events import USER_EVENTS_STREAM, UserDeleted, decode_event
-from tests.e2e.support import PASSWORD, User, signup
 from tests.support.http import Client, Reply
 from tests.support.system import Stack
+from tests.support.users import PASSWORD, User, signup
 
 T = TypeVar("T")
 

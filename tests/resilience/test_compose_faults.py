@@ -20,11 +20,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.canvas.support import eventually
-from tests.e2e.support import PASSWORD, User
 from tests.resilience.support import canvases_gone, member, owners, until_not_503, users
 from tests.support.http import Client
 from tests.support.system import Stack, build_stack
+from tests.support.users import PASSWORD, User
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.resilience, pytest.mark.slow]
 

@@ -8,9 +8,6 @@ and docstring, and leaves every process running again, whatever happens.
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import sys
 import time
 from collections.abc import Awaitable
 
@@ -18,13 +15,10 @@ import msgspec
 import pytest
 from redis.asyncio import Redis
 
-from devtools.processes import ROOT
 from services.auth.sessions import new_token
 from services.canvas.streams import ERROR, SOURCE_ID
 from shared.events import DEAD_LETTER_STREAM, USER_EVENTS_STREAM, encode_event
 from shared.session_cache import cache_key
-from tests.canvas.support import eventually
-from tests.e2e.support import PASSWORD
 from tests.resilience.support import (
     Traffic,
     bounded,
@@ -42,7 +36,10 @@ from tests.resilience.support import (
     until_not_503,
 )
 from tests.support.http import Client, Reply, bearer
+from tests.support.processes import run_reconcile
 from tests.support.system import READ_TIMEOUT, REDIS_TIMEOUT, Stack
+from tests.support.users import PASSWORD
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.resilience]
 
@@ -286,18 +283,9 @@ async def test_auth_killed_between_committing_a_deletion_and_publishing(
 
 
 async def reconcile_once(stack: Stack) -> dict[str, int]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.canvas.reconcile",
-        cwd=ROOT,
-        env={**os.environ, **stack.env},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, err.decode()[-3000:]
-    return json.loads(out.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
+    returncode, err, result = await run_reconcile(stack.env)
+    assert returncode == 0, err.decode()[-3000:]
+    return result
 
 
 async def test_redis_restarted_without_its_data_the_sweep_removes_the_orphans(

@@ -38,11 +38,11 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from services.auth.throttle import LoginThrottle
-from tests.e2e.support import PASSWORD, User
 from tests.resilience.support import canvases_of, member
 from tests.support.http import Client, Reply
 from tests.support.schemathesis import CONFORMANCE, run_schemathesis
 from tests.support.system import Stack
+from tests.support.users import PASSWORD, User
 
 pytestmark = [pytest.mark.e2e, pytest.mark.resilience]
 

@@ -28,8 +28,6 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from tests.canvas.support import eventually
-from tests.e2e.support import PASSWORD, User, new_email
 from tests.resilience.support import (
     bounded,
     canvases_gone,
@@ -41,6 +39,8 @@ from tests.resilience.support import (
 )
 from tests.support.http import Client, bearer
 from tests.support.system import Stack
+from tests.support.users import PASSWORD, User, new_email
+from tests.support.waiting import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.resilience, pytest.mark.slow]
 

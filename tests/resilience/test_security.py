@@ -23,11 +23,11 @@ from devtools.redis_server import free_port
 from gateway.routes import ENDPOINTS, Access, Endpoint
 from services.auth.sessions import new_token
 from shared import internal_auth
-from tests.e2e.support import PASSWORD, User, new_email
 from tests.resilience.support import Traffic, bounded, current_session, log_in, member
 from tests.support.http import ALLOWED_ORIGIN, Client, Reply, bearer, cookie
 from tests.support.processes import web_process
 from tests.support.system import CLIENT_LIMIT, Stack
+from tests.support.users import PASSWORD, User, new_email
 
 pytestmark = [pytest.mark.e2e, pytest.mark.resilience]
 

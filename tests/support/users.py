@@ -1,4 +1,4 @@
-"""A client's-eye helper for the end-to-end tests: sign up users and call the gateway as them."""
+"""Users as clients see them, for the end-to-end and resilience tests: sign up, call the gateway as them."""
 
 from __future__ import annotations
 
