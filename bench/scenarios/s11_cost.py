@@ -17,6 +17,8 @@ CONNECTIONS = 64
 # CPU ms per request (issue 18), each judged in the process that does the work.
 GOALS = {"gateway": 0.15, "canvas": 0.20, "auth": 0.20}
 VALIDATE_PATH = "/internal/sessions/validate"  # what the gateway calls on a session cache miss
+# The gateway sends its request id on every call to a service (the service then makes none).
+REQUEST_ID = "bench-0123456789abcdef"
 
 
 def _floor(ctx: Context) -> Process:
@@ -41,11 +43,15 @@ async def run(ctx: Context, out: Outcome) -> None:
 
     def canvas_direct() -> list[wrk.Request]:
         credential = ctx.system.credential(reader.user_id, reader.session_id)
-        return [wrk.Request(path, headers={"X-Internal-Auth": credential})]
+        return [wrk.Request(path, headers={"X-Internal-Auth": credential, "X-Request-Id": REQUEST_ID})]
 
     def validation() -> list[wrk.Request]:
         credential = ctx.system.credential(audience="auth", api_only=False)
-        headers = {"X-Internal-Auth": credential, "Content-Type": "application/json"}
+        headers = {
+            "X-Internal-Auth": credential,
+            "Content-Type": "application/json",
+            "X-Request-Id": REQUEST_ID,
+        }
         body = json.dumps({"sessionId": reader.session_id})
         return [wrk.Request(VALIDATE_PATH, method="POST", headers=headers, body=body)]
 
@@ -105,10 +111,11 @@ The CPU time (from /proc) each process spends per request on its own part of an 
 {CONNECTIONS} connections, the four targets measured side by side in alternating order each round:
 the gateway proxying `GET /api/canvases/{{id}}` (the reader's private canvas, Bearer token, the
 session in the gateway's Redis cache: the gateway's CPU counts); the canvas service serving the same
-read straight, with a valid internal credential for the same user and session (served from its Redis
-read cache: the canvas service's CPU counts); the auth service validating the reader's session as
-the gateway asks it on a cache miss (`POST {VALIDATE_PATH}`, signed for the auth service: the auth
-service's CPU counts); and the floor, `bench/floorapp.py`'s empty route (Litestar on uvicorn with the
+read straight, with a valid internal credential for the same user and session and a request id as
+the gateway sends them (served from its Redis read cache: the canvas service's CPU counts); the
+auth service validating the reader's session as the gateway asks it on a cache miss
+(`POST {VALIDATE_PATH}`, signed for the auth service, with a request id: the auth service's CPU
+counts); and the floor, `bench/floorapp.py`'s empty route (Litestar on uvicorn with the
 services' server command, no middleware). Each goal (issue 18) is met only at the median of the
 rounds; the rounds column gives their spread and how far the worst was from the goal.
 """,
