@@ -9,7 +9,9 @@ import structlog
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+from litestar.middleware._utils import should_bypass_middleware
 from litestar.middleware.base import DefineMiddleware
+from litestar.types import Receive, Scope, Send
 
 from shared import internal_auth
 from shared.errors import Unauthorized
@@ -21,6 +23,7 @@ Connection = ASGIConnection[Any, Any, Any, Any]
 
 OPEN_PATHS = {"/health", "/ready", "/metrics", "/schema"}
 EXCLUDE_FROM_AUTH = "exclude_from_auth"  # a route handler opt: open without a credential
+_HEADER = internal_auth.HEADER.encode()  # ASGI header names are lowercase bytes
 
 
 class InternalAuthMiddleware(AbstractAuthenticationMiddleware):
@@ -32,21 +35,37 @@ class InternalAuthMiddleware(AbstractAuthenticationMiddleware):
         self.max_age = max_age
         self.audiences = audiences
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Litestar's own `__call__` (the same exclusions) minus the ASGIConnection it builds for
+        `authenticate_request`, whose headers parse every header into a multidict to read one: the
+        credential is read straight from the scope (issue 18)."""
+        if not should_bypass_middleware(
+            exclude_http_methods=self.exclude_http_methods,
+            exclude_opt_key=self.exclude_opt_key,
+            exclude_path_pattern=self.exclude,
+            scope=scope,
+            scopes=self.scopes,
+        ):
+            raw = next((value for name, value in scope["headers"] if name == _HEADER), None)
+            cred = self.check(None if raw is None else raw.decode("latin-1"), scope["path"])
+            scope["user"] = scope["auth"] = cred
+        await self.app(scope, receive, send)
+
     async def authenticate_request(self, connection: Connection) -> AuthenticationResult:
+        cred = self.check(connection.headers.get(internal_auth.HEADER), connection.scope["path"])
+        return AuthenticationResult(user=cred, auth=cred)
+
+    def check(self, value: str | None, path: str) -> InternalCredential:
+        """The verified credential for a request to `path`; 401 when missing or invalid."""
         try:
-            cred = internal_auth.verify(
-                self.secret,
-                connection.headers.get(internal_auth.HEADER),
-                audiences=self.audiences,
-                max_age=self.max_age,
-            )
-            if cred.api and not connection.scope["path"].startswith("/api/"):
+            cred = internal_auth.verify(self.secret, value, audiences=self.audiences, max_age=self.max_age)
+            if cred.api and not path.startswith("/api/"):
                 raise internal_auth.InvalidCredential("internal credential limited to the public API")
         except internal_auth.InvalidCredential as exc:
             raise Unauthorized(str(exc)) from exc
         if cred.uid:
             structlog.contextvars.bind_contextvars(user_id=cred.uid)
-        return AuthenticationResult(user=cred, auth=cred)
+        return cred
 
 
 def internal_auth_middleware(
