@@ -18,6 +18,12 @@ from the environment (defaults in brackets):
   it) until its head is complete; then the connection is closed.
 - `HTTP_BODY_TIMEOUT` [30]: seconds from a complete head until the whole body has arrived.
 
+A refused head (431) is closed the way nginx's `lingering_close` does it: the answer is written, the
+sending side shut, and what the client still sends is read and dropped (at most `_LINGER_BYTES`, for
+at most `_LINGER_SECONDS`) before the socket is closed. Closing at once with the client's bytes
+still unread makes the kernel answer with a reset, which can destroy the 431 before the client
+reads it (a client that writes a 1 MiB head before reading saw "connection reset" instead).
+
 One hook for refusals that must cost the least (issue 14): an app whose `state.fast_answer(scope)`
 returns `(status, headers, body)` for a request gets that answer written at once, from the
 parser's callback, with no ASGI task, middleware or framework; `None` runs the app as usual. The
@@ -47,6 +53,10 @@ BODY_TIMEOUT = float(os.environ.get("HTTP_BODY_TIMEOUT", "30"))
 # The request line is not a header; a long URL is allowed this much on top of the header limit
 # while the head is still arriving.
 _REQUEST_LINE_ALLOWANCE = 8192
+# After a 431: how much of what the client still sends is read and dropped, and for how long, before
+# the connection is closed (see the module docstring).
+_LINGER_BYTES = 4 << 20
+_LINGER_SECONDS = 2.0
 
 _431 = (
     b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
@@ -89,6 +99,10 @@ class _CoalescingWriter:
         self._flush()
         self._transport.close()
 
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
 
@@ -101,6 +115,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._deadline: asyncio.TimerHandle | None = None
         self._refused = False  # answered 431: the rest of what the client sent is ignored
+        self._linger_left = _LINGER_BYTES
 
     # Deadlines
     def _arm(self, seconds: float) -> None:
@@ -127,7 +142,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._refused:
+        if self._refused:  # lingering after a 431: drop it, up to a bound
+            self._linger_left -= len(data)
+            if self._linger_left <= 0 and not self.transport.is_closing():
+                self.transport.close()
             return
         if self._in_head:
             self._head_bytes += len(data)
@@ -140,16 +158,20 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             super().send_400_response(msg)
 
     def _too_large(self) -> None:
+        if self._refused:
+            return
         self._refused = True
         if self.transport.is_closing():
             return
         body = _431_BODY % MAX_HEADER_BYTES
         self.transport.write(_431 % (len(body), body))
-        self.transport.close()
-        self._disarm()
+        self.transport.write_eof()  # the answer and a FIN; the deadline below closes the socket
+        self._arm(_LINGER_SECONDS)
 
     # Parser callbacks
     def on_message_begin(self) -> None:
+        if self._refused:  # a request pipelined behind the refused one, in the same read
+            return
         super().on_message_begin()
         self._in_head = True
         self._header_bytes = 0
@@ -161,6 +183,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
+        if self._refused:
+            return
         self._in_head = False
         self._head_bytes = 0
         if self._header_bytes > MAX_HEADER_BYTES:
@@ -194,6 +218,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             super().on_body(body)
 
     def on_message_complete(self) -> None:
-        self._disarm()
-        if not self._refused:
+        if not self._refused:  # after a 431, the deadline is the linger's
+            self._disarm()
             super().on_message_complete()

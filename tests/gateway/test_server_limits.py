@@ -171,3 +171,23 @@ async def test_an_idle_keep_alive_connection_is_closed(limited: Process) -> None
     assert await asyncio.wait_for(reader.read(), KEEP_ALIVE + GIVE_UP) == b""  # closed by the server
     assert time.monotonic() - started >= KEEP_ALIVE * 0.9
     writer.close()
+
+
+async def test_after_a_431_the_server_drops_what_follows_then_closes(limited: Process) -> None:
+    """The lingering close: the client that keeps sending after its 431 still reads the answer,
+    and the server closes the socket within its bound (a write then fails) instead of for ever."""
+    reader, writer = await asyncio.open_connection(*address(limited))
+    try:
+        writer.write(request(("X-Big", "a" * (MAX_HEADER_BYTES + 1))))
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(1 << 20), GIVE_UP)
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
+        assert await asyncio.wait_for(reader.read(), GIVE_UP) == b""  # the server's FIN
+        started = time.monotonic()
+        with pytest.raises(ConnectionError):
+            while time.monotonic() - started < GIVE_UP:
+                writer.write(b"x" * 1024)
+                await writer.drain()
+                await asyncio.sleep(0.05)
+    finally:
+        writer.close()
