@@ -20,10 +20,10 @@ help: ## Show this help
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,bench]'
 	@touch $(STAMP)
 
-install: $(STAMP) ## Create .venv and install the project with its dev tools
+install: $(STAMP) ## Create .venv and install the project with its dev and bench tools
 
 run: $(INSTALLED) ## Run the whole system locally (SQLite + the project's own Redis); Ctrl-C stops it
 	$(PY) -m devtools.run

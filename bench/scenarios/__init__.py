@@ -1,5 +1,5 @@
 """The scenarios: the eight of issue 6, 9 (abuse) of issue 14, 10 (search) of issue 17 and 11 (request
-cost) of issue 18.
+cost) and 13 (HTTP clients for the upstream hop) of issue 18.
 
 Each module defines one `SCENARIO`; `ALL` lists them in order.
 """
@@ -18,6 +18,7 @@ from bench.scenarios import (
     s9_abuse,
     s10_search,
     s11_cost,
+    s13_clients,
 )
 from bench.scenarios.base import Scenario
 
@@ -35,5 +36,6 @@ ALL: list[Scenario] = [
         s9_abuse,
         s10_search,
         s11_cost,
+        s13_clients,
     )
 ]
