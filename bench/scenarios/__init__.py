@@ -1,5 +1,5 @@
 """The scenarios: the eight of issue 6, 9 (abuse) of issue 14, 10 (search) of issue 17 and 11 (request
-cost) and 13 (HTTP clients for the upstream hop) of issue 18.
+cost), 13 (HTTP clients for the upstream hop) and 14 (end to end against e078198) of issue 18.
 
 Each module defines one `SCENARIO`; `ALL` lists them in order.
 """
@@ -19,6 +19,7 @@ from bench.scenarios import (
     s10_search,
     s11_cost,
     s13_clients,
+    s14_end_to_end,
 )
 from bench.scenarios.base import Scenario
 
@@ -37,5 +38,6 @@ ALL: list[Scenario] = [
         s10_search,
         s11_cost,
         s13_clients,
+        s14_end_to_end,
     )
 ]
