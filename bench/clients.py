@@ -15,6 +15,8 @@ The clients (issue 18):
   headers, place semaphore, circuit breaker, `request` + `read` + `release`);
 - `aiohttp session`: the same ClientSession settings called straight (what the wrapper costs);
 - `aiohttp no timeouts`: the same, with no sock_read/sock_connect timeout (one timer less per read);
+- `aiohttp skip_auto_headers`: the same session with aiohttp's own headers left out per request
+  (`skip_auto_headers`) instead of replaced by session headers;
 - `aiohttp defaults`: a ClientSession as aiohttp makes it (default headers, decompression, cookie
   jar, timeouts), `session.get` in `async with` (what the gateway's options already save);
 - `httpx`: httpx.AsyncClient, HTTP/1.1, pool and timeouts as the gateway's (skipped when httpx is
@@ -122,6 +124,31 @@ async def _aiohttp(base: str, path: str, headers: dict[str, str], *, timeouts: b
     return call, session.close
 
 
+async def _aiohttp_skip_headers(base: str, path: str, headers: dict[str, str]) -> tuple[Call, Close]:
+    """The gateway's session without its session headers: aiohttp's own left out per request."""
+    settings = GatewaySettings()
+    session = _session(
+        aiohttp.ClientTimeout(
+            total=None, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
+        )
+    )
+    session._default_headers.clear()
+    skipped = frozenset({"User-Agent", "Accept-Encoding"})
+    url = URL(base + path, encoded=True)
+
+    async def call() -> None:
+        resp = await session.request(
+            "GET", url, headers=headers, allow_redirects=False, skip_auto_headers=skipped
+        )
+        try:
+            _check(resp.status)
+            await resp.read()
+        finally:
+            resp.release()
+
+    return call, session.close
+
+
 async def _aiohttp_defaults(base: str, path: str, headers: dict[str, str]) -> tuple[Call, Close]:
     session = aiohttp.ClientSession()
     url = base + path
@@ -164,12 +191,16 @@ async def _httpx(base: str, path: str, headers: dict[str, str]) -> tuple[Call, C
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; one request at a time; the answer parsed by httptools."""
 
+    opened = 0  # connections made so far (tests/bench: a reference that reconnects measures connecting)
+
     def __init__(self) -> None:
+        _Connection.opened += 1
         self.parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
         self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
         self.body: list[bytes] = []
         self.closed = False
+        self.keep_alive = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not an asyncio.Transport subclass
@@ -189,6 +220,9 @@ class _Connection(asyncio.Protocol):
     def _fail(self, exc: BaseException) -> None:
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_exception(exc)
+
+    def on_headers_complete(self) -> None:
+        self.keep_alive = self.parser.should_keep_alive()  # llhttp forgets it once the message ends
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
@@ -226,7 +260,7 @@ async def _reference(base: str, path: str, headers: dict[str, str]) -> tuple[Cal
             if conn is None:
                 _, conn = await loop.create_connection(_Connection, host, port)
             status, _body = await conn.send(request)
-            if not conn.closed and conn.parser.should_keep_alive():
+            if not conn.closed and conn.keep_alive:
                 idle.append(conn)
             elif conn.transport is not None:
                 conn.transport.close()
@@ -255,6 +289,7 @@ CLIENTS: dict[str, Factory] = {
     "gateway (Upstream)": _gateway,
     "aiohttp session": _aiohttp_timed,
     "aiohttp no timeouts": _aiohttp_untimed,
+    "aiohttp skip_auto_headers": _aiohttp_skip_headers,
     "aiohttp defaults": _aiohttp_defaults,
     "httpx": _httpx,
     "reference (hand-written)": _reference,

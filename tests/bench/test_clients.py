@@ -39,3 +39,22 @@ def test_every_client_gets_its_answers(floor: str) -> None:
     for name, figures in rounds.items():
         assert len(figures) == 2, name
         assert all(r["errors"] == 0 and r["operations"] > 0 and r["cpu_seconds"] > 0 for r in figures), name
+
+
+def test_the_reference_client_keeps_its_connections(floor: str) -> None:
+    """The hand-written reference reuses its connections (it once reconnected for every request)."""
+    import asyncio
+
+    from bench import clients
+
+    async def main() -> None:
+        call, close = await clients.CLIENTS["reference (hand-written)"](floor, "/empty", clients._headers())
+        before = clients._Connection.opened
+        try:
+            for _ in range(50):
+                await asyncio.gather(*(call() for _ in range(4)))
+        finally:
+            await close()
+        assert clients._Connection.opened - before <= 4
+
+    asyncio.run(main())
