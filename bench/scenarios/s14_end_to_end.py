@@ -136,6 +136,15 @@ class Side:
         return int(data["views"])
 
 
+async def _which_code(out: Outcome, sides: list[Side], http: aiohttp.ClientSession) -> None:
+    """Evidence that each side runs its own code: the checks each auth service's /ready makes (this
+    checkout's also checks that its migrations are applied, which e078198's database lacks)."""
+    for side in sides:
+        async with http.get(side.system.url("auth") + "/ready") as resp:
+            checks = (await resp.json()).get("checks")
+        out.notes.append(f"{side.name} auth service /ready: {resp.status}, checks {checks}.")
+
+
 async def _side(name: str, system: System, http: aiohttp.ClientSession) -> Side:
     api = Api(http, system.url("gateway"))
     reader = await api.signup(f"e2e-{name}")
@@ -234,6 +243,7 @@ async def run(ctx: Context, out: Outcome) -> None:
                 await system.start()
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
                 sides = [await _side("new", new, http), await _side("old", old, http)]
+                await _which_code(out, sides, http)
                 await _compare(ctx, out, sides)
             for system in reversed(systems):
                 await system.stop()
