@@ -1,5 +1,6 @@
 """The scenarios: the eight of issue 6, 9 (abuse) of issue 14, 10 (search) of issue 17 and 11 (request
-cost), 13 (HTTP clients for the upstream hop) and 14 (end to end against e078198) of issue 18.
+cost), 12 (ASGI servers), 13 (HTTP clients for the upstream hop) and 14 (end to end against
+e078198) of issue 18.
 
 Each module defines one `SCENARIO`; `ALL` lists them in order.
 """
@@ -18,6 +19,7 @@ from bench.scenarios import (
     s9_abuse,
     s10_search,
     s11_cost,
+    s12_servers,
     s13_clients,
     s14_end_to_end,
 )
@@ -37,6 +39,7 @@ ALL: list[Scenario] = [
         s9_abuse,
         s10_search,
         s11_cost,
+        s12_servers,
         s13_clients,
         s14_end_to_end,
     )
