@@ -170,9 +170,13 @@ async def run(ctx: Context, out: Outcome) -> None:
         headers = {"X-Internal-Auth": ctx.system.credential(), "X-Request-Id": REQUEST_ID}
         return [wrk.Request(public, headers=headers)]
 
+    def gateway_read() -> list[wrk.Request]:
+        return [wrk.Request(public, headers=ctx.fixtures.reader.bearer)]
+
     plan = [
         (App("floor", "bench.floorapp:app", "/empty"), {}, lambda: [wrk.Request("/empty")]),
-        (App("canvas", "bench.asgi_apps:canvas", "/api/canvases/{public}"), ctx.system.env, canvas_read),
+        (App("canvas", "bench.served_canvas:app", "/api/canvases/{public}"), ctx.system.env, canvas_read),
+        (App("gateway", "bench.served_gateway:app", "/api/canvases/{public}"), ctx.system.env, gateway_read),
     ]
     results: list[tuple[App, list[Run]]] = []
     for app, env, requests in plan:
@@ -209,10 +213,13 @@ ours (uvicorn with `shared.server:LimitedHttpToolsProtocol` and uvloop, the serv
 uvicorn with httptools and uvloop; granian (`--interface asgi`, 1 worker, 1 single-threaded runtime
 thread, uvloop); hypercorn (1 worker, the uvloop worker class). A server that is not installed is
 left out (the `bench` extra of pyproject.toml brings granian and hypercorn). The apps:
-`bench/floorapp.py`'s empty route, and the canvas service's cached public-canvas read
+`bench/floorapp.py`'s empty route; the canvas service's cached public-canvas read
 (`GET /api/canvases/{{id}}`, the anonymous internal credential and a request id as the gateway sends
-them; the same databases and Redis as the running system). Per app, a table: each server's median
-round's req/s and its median CPU µs per request (server process and its children, from /proc), the
+them; the same databases and Redis as the running system); and the gateway's proxied read of the same
+canvas (the reader's Bearer token, the session in the gateway's Redis cache, proxied to the running
+system's canvas service on our server: only the gateway's server process counts). Per app, a
+table: each server's median round's req/s and its median CPU µs per request (server process and its
+children, from /proc), the
 spread over the rounds, and both beside ours. The limits each server can or cannot give are in
 bench/FINDINGS.md ("ASGI servers side by side").
 """,

@@ -28,7 +28,7 @@ def test_scenario_12_measures_every_installed_server(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     text = report.read_text()
     assert "| 12 | ASGI servers | sqlite |" in text
-    for app in ("floor", "canvas"):
+    for app in ("floor", "canvas", "gateway"):
         section = text.split(f"{app} (`GET ", 1)[1].split("\n- ", 1)[0]
         rows = [line.strip() for line in section.splitlines() if line.strip().startswith("| ")][2:]
         assert [row.split(" | ")[0].strip("| ") for row in rows] == servers
