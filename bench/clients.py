@@ -101,7 +101,11 @@ def _session(timeout: aiohttp.ClientTimeout) -> aiohttp.ClientSession:
     )
 
 
-async def _aiohttp(base: str, path: str, headers: dict[str, str], *, timeouts: bool) -> tuple[Call, Close]:
+async def _aiohttp(
+    base: str, path: str, headers: dict[str, str], *, timeouts: bool, skip_auto_headers: bool = False
+) -> tuple[Call, Close]:
+    """The gateway's session settings; optionally without socket timeouts, or without the
+    session's headers and aiohttp's own (`skip_auto_headers`)."""
     settings = GatewaySettings()
     timeout = (
         aiohttp.ClientTimeout(
@@ -111,29 +115,10 @@ async def _aiohttp(base: str, path: str, headers: dict[str, str], *, timeouts: b
         else aiohttp.ClientTimeout(total=None)
     )
     session = _session(timeout)
-    url = URL(base + path, encoded=True)
-
-    async def call() -> None:
-        resp = await session.request("GET", url, headers=headers, allow_redirects=False)
-        try:
-            _check(resp.status)
-            await resp.read()
-        finally:
-            resp.release()
-
-    return call, session.close
-
-
-async def _aiohttp_skip_headers(base: str, path: str, headers: dict[str, str]) -> tuple[Call, Close]:
-    """The gateway's session without its session headers: aiohttp's own left out per request."""
-    settings = GatewaySettings()
-    session = _session(
-        aiohttp.ClientTimeout(
-            total=None, sock_connect=settings.connect_timeout, sock_read=settings.read_timeout
-        )
-    )
-    session._default_headers.clear()
-    skipped = frozenset({"User-Agent", "Accept-Encoding"})
+    skipped: frozenset[str] | None = None
+    if skip_auto_headers:
+        session._default_headers.clear()
+        skipped = frozenset({"User-Agent", "Accept-Encoding"})
     url = URL(base + path, encoded=True)
 
     async def call() -> None:
@@ -283,6 +268,10 @@ async def _aiohttp_timed(base: str, path: str, headers: dict[str, str]) -> tuple
 
 async def _aiohttp_untimed(base: str, path: str, headers: dict[str, str]) -> tuple[Call, Close]:
     return await _aiohttp(base, path, headers, timeouts=False)
+
+
+async def _aiohttp_skip_headers(base: str, path: str, headers: dict[str, str]) -> tuple[Call, Close]:
+    return await _aiohttp(base, path, headers, timeouts=True, skip_auto_headers=True)
 
 
 CLIENTS: dict[str, Factory] = {
