@@ -32,16 +32,34 @@ itself when served by anything else (its ASGI path does).
 
 It also joins the writes of one event-loop turn into one socket write (`_CoalescingWriter`): uvicorn
 writes an answer's head and body separately.
+
+Fair reading between client addresses (issue 14, scenario 9): the event loop serves, in each turn,
+every connection that has bytes ready, so one client with 250 connections gets 250 requests handled
+in a turn before another client's one, and every turn grows long for everyone. Here each client
+address (the TCP peer's IP) may have its connections read at most
+`HTTP_READS_PER_ADDRESS_PER_TURN` [8] times per loop turn (`data_received` calls; 0 turns this off).
+A connection whose address has used its reads is paused (`pause_reading`), what it read is kept,
+and it waits in its address's line (first in, first out); at the start of the next turn each
+waiting address in turn (round robin) has the first of its line fed, up to its budget, and resumed.
+So a turn handles at most that many requests per address, whatever one address's connection count.
+uvicorn's own pauses (pipelining, a full body buffer) and this one are two separate reasons to stop
+reading (`_FlowControl`): reading resumes only when neither holds. Deadlines, the 431 linger and a
+waiting connection's loss work as before (a lost one leaves its line). This is hand-written because
+no ASGI server offers it: uvicorn, granian and hypercorn have only global limits (connections,
+concurrency, backlog). In front of the server, nginx's `limit_conn` / `limit_req` per address do
+the same job earlier and cheaper (README, reverse proxy); this keeps the gateway fair without it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+from collections import deque
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 FastAnswer = tuple[int, list[tuple[bytes, bytes]], bytes]
@@ -50,6 +68,7 @@ FastAnswerHook = Callable[[dict[str, Any]], FastAnswer | None]
 MAX_HEADER_BYTES = int(os.environ.get("HTTP_MAX_HEADER_BYTES", "16384"))
 HEAD_TIMEOUT = float(os.environ.get("HTTP_HEAD_TIMEOUT", "10"))
 BODY_TIMEOUT = float(os.environ.get("HTTP_BODY_TIMEOUT", "30"))
+READS_PER_ADDRESS_PER_TURN = int(os.environ.get("HTTP_READS_PER_ADDRESS_PER_TURN", "8"))
 # The request line is not a header; a long URL is allowed this much on top of the header limit
 # while the head is still arriving.
 _REQUEST_LINE_ALLOWANCE = 8192
@@ -107,9 +126,112 @@ class _CoalescingWriter:
         return getattr(self._transport, name)
 
 
+class _FlowControl(FlowControl):
+    """uvicorn's flow control with a second, independent reason to stop reading: fair reading's.
+    The transport reads only when neither uvicorn (`read_paused`) nor fairness (`fair_paused`)
+    holds it, so neither's resume undoes the other's pause."""
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        super().__init__(transport)
+        self.fair_paused = False
+
+    def pause_reading(self) -> None:
+        if not self.read_paused:
+            self.read_paused = True
+            if not self.fair_paused:
+                self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.read_paused:
+            self.read_paused = False
+            if not self.fair_paused and not self._transport.is_closing():
+                self._transport.resume_reading()
+
+    def pause_fair(self) -> None:
+        if not self.fair_paused:
+            self.fair_paused = True
+            if not self.read_paused:
+                self._transport.pause_reading()
+
+    def resume_fair(self) -> None:
+        if self.fair_paused:
+            self.fair_paused = False
+            if not self.read_paused and not self._transport.is_closing():
+                self._transport.resume_reading()
+
+
+class _FairReading:
+    """The reads each client address has used in this event-loop turn, and the connections waiting
+    for a read in a later one (see the module docstring). One per event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, budget: int) -> None:
+        self.loop = loop
+        self.budget = budget
+        self.used: dict[str, int] = {}
+        self.waiting: dict[str, deque[LimitedHttpToolsProtocol]] = {}  # in round-robin order
+        self.turn_ending = False
+
+    def admit(self, address: str) -> bool:
+        """Take one of `address`'s reads of this turn; False when it has none left, or when others
+        of its connections are already waiting (they go first)."""
+        used = self.used.get(address, 0)
+        if used >= self.budget or address in self.waiting:
+            return False
+        self._use(address, used)
+        return True
+
+    def _use(self, address: str, used: int) -> None:
+        self.used[address] = used + 1
+        if not self.turn_ending:  # the budgets are reset once, at the start of the next turn
+            self.turn_ending = True
+            self.loop.call_soon(self._next_turn)
+
+    def wait(self, connection: LimitedHttpToolsProtocol) -> None:
+        self.waiting.setdefault(connection.address, deque()).append(connection)
+
+    def forget(self, connection: LimitedHttpToolsProtocol) -> None:
+        line = self.waiting.get(connection.address)
+        if line is not None and connection in line:
+            line.remove(connection)
+            if not line:
+                del self.waiting[connection.address]
+
+    def _next_turn(self) -> None:
+        self.turn_ending = False
+        self.used.clear()
+        for address in list(self.waiting):
+            line = self.waiting.pop(address)
+            for _ in range(min(self.budget, len(line))):
+                self._use(address, self.used.get(address, 0))
+                connection = line.popleft()
+                try:
+                    connection.resume_deferred()
+                except Exception as exc:  # as asyncio does for a protocol's data_received: log, go on
+                    self.loop.call_exception_handler({"message": "fair reading", "exception": exc})
+                    connection.transport.close()
+            if line:  # still waiting: to the end of the round
+                self.waiting.setdefault(address, deque()).extendleft(reversed(line))
+
+
+_fair_readings: list[_FairReading] = []  # the current event loop's (a process serves one at a time)
+
+
+def fair_reading(loop: asyncio.AbstractEventLoop) -> _FairReading | None:
+    """This loop's fair reading, or None when `HTTP_READS_PER_ADDRESS_PER_TURN` is 0."""
+    if READS_PER_ADDRESS_PER_TURN <= 0:
+        return None
+    if not _fair_readings or _fair_readings[0].loop is not loop:
+        _fair_readings[:] = [_FairReading(loop, READS_PER_ADDRESS_PER_TURN)]
+    return _fair_readings[0]
+
+
 class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.address = ""
+        self._fair: _FairReading | None = None
+        self._held: list[bytes] = []  # read while waiting for a turn, not yet parsed
+        self._flow: _FlowControl
         self._in_head = True
         self._head_bytes = 0
         self._header_bytes = 0
@@ -134,11 +256,18 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.flow = self._flow = _FlowControl(transport)
         self.transport = _CoalescingWriter(transport, self.loop)  # type: ignore[assignment]
+        self.address = self.client[0] if self.client else ""
+        self._fair = fair_reading(self.loop)
         self._arm(HEAD_TIMEOUT)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._held:
+            self._held.clear()
+            if self._fair is not None:
+                self._fair.forget(self)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -147,6 +276,27 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             if self._linger_left <= 0 and not self.transport.is_closing():
                 self.transport.close()
             return
+        if self._held:  # already waiting for a turn (reading is paused: this is not expected)
+            self._held.append(data)
+            return
+        if self._fair is not None and not self._fair.admit(self.address):
+            self._held.append(data)
+            self._unset_keepalive_if_required()  # it has a request coming: no keep-alive expiry
+            self._flow.pause_fair()
+            self._fair.wait(self)
+            return
+        self._parse(data)
+
+    def resume_deferred(self) -> None:
+        """This connection's turn has come: parse what it read, and read again."""
+        data = b"".join(self._held)
+        self._held.clear()
+        if self.transport.is_closing():
+            return
+        self._parse(data)
+        self._flow.resume_fair()
+
+    def _parse(self, data: bytes) -> None:
         if self._in_head:
             self._head_bytes += len(data)
         super().data_received(data)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from bench import wrk
+from bench import bind_source, wrk
 from bench.api import PASSWORD
 from bench.context import Context
 from bench.load import Target, measure, warm
@@ -26,6 +26,7 @@ GOAL_RATIO = 2.0
 GOAL_REFUSAL_P99_MS = 50.0
 PROCESSES = ("gateway", "auth")
 STATUS_MARKER = "FLOOD_STATUS "
+FLOOD_ADDRESS = "127.0.0.2"  # the flooding client; the others connect from 127.0.0.1
 ANSWERED = (201, 401, 429, 503)  # a signup, a wrong password, or a refusal: anything else is an error
 
 # wrk, closed loop: signups with new emails and logins with a wrong password, alternating. Each
@@ -83,9 +84,10 @@ async def run_flood(gateway: str, seconds: float, workdir: Path) -> tuple[Run, C
     cheapest generator leaves the most of this machine's two cores to the system under test."""
     path = workdir / "wrk-flood.lua"
     path.write_text(flood_script(secrets.token_hex(4)))
+    env = bind_source.env(bind_source.build(workdir), FLOOD_ADDRESS)  # wrk has no source-address option
     proc = await asyncio.create_subprocess_exec(
         "wrk", "-t1", f"-c{FLOODERS - PROBES}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-        "-s", str(path), gateway, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        "-s", str(path), gateway, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
     )  # fmt: skip
     out, _ = await proc.communicate()
     text = out.decode(errors="replace")
@@ -114,7 +116,7 @@ class Probe:
         self.refused_ms: list[float] = []
 
     async def run(self, gateway: str, seconds: float) -> None:
-        connector = aiohttp.TCPConnector(limit=PROBES)
+        connector = aiohttp.TCPConnector(limit=PROBES, local_addr=(FLOOD_ADDRESS, 0))
         timeout = aiohttp.ClientTimeout(total=30)
         deadline = time.monotonic() + seconds
         async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
@@ -220,17 +222,19 @@ SCENARIO = Scenario(
     ),
     doc=f"""
 {READERS} connections of other clients (wrk) read `/api/users/me` with a cached session and two
-canvases through the gateway, alone, then again while one client floods the password routes from
-{FLOODERS} connections: `POST /api/auth/signup` with new emails and `POST /api/auth/login` with
-wrong passwords, alternating, closed loop. The flood's bulk comes from wrk ({FLOODERS - PROBES}
-connections, a Lua script that counts each status): an attacker's own machine would carry that
-load, so the cheapest generator leaves the most of this machine's two cores to the system under
-test. {PROBES} more connections of the same client, from aiohttp in the harness, time each answer,
-which gives the refusals' own p99. Goal (issue 14): the others get no errors and a p99 at most
-{GOAL_RATIO}x their p99 alone; the flood's excess is refused (429 from the gateway's or the auth
-service's per-client cap, 503 from a full hashing queue or the gateway's password pool) within
-{GOAL_REFUSAL_P99_MS:.0f} ms at p99, never a 504; the gateway's and the auth service's RSS after the
-flood within 1.2x of before.
+canvases through the gateway from 127.0.0.1, alone, then again while one client floods the password
+routes from {FLOODERS} connections from {FLOOD_ADDRESS} (wrk through bench/bind_source.c, an
+LD_PRELOAD shim that binds its sockets to that address: two clients, as the gateway's per-address
+limits and fair reading would see them in production): `POST /api/auth/signup` with new emails and
+`POST /api/auth/login` with wrong passwords, alternating, closed loop. The flood's bulk comes from
+wrk ({FLOODERS - PROBES} connections, a Lua script that counts each status): an attacker's own
+machine would carry that load, so the cheapest generator leaves the most of this machine's two cores
+to the system under test. {PROBES} more connections of the same client, from aiohttp in the harness,
+time each answer, which gives the refusals' own p99. Goal (issue 14): the others get no errors and a
+p99 at most {GOAL_RATIO}x their p99 alone; the flood's excess is refused (429 from the gateway's or
+the auth service's per-client cap, 503 from a full hashing queue or the gateway's password pool)
+within {GOAL_REFUSAL_P99_MS:.0f} ms at p99, never a 504; the gateway's and the auth service's RSS
+after the flood within 1.2x of before.
 """,
     profiled=("gateway", "auth"),
 )
