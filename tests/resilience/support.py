@@ -158,6 +158,7 @@ class Traffic:
         self.calls = calls  # (label at send time, call)
         self.phase = "before"
         self.log: list[tuple[str, str, int]] = []
+        self.failed: list[str] = []  # the request ids of the 5xx answers, for `explain`
         self._stop = asyncio.Event()
         self._answered = asyncio.Condition()
         self._tasks: list[asyncio.Task[None]] = []
@@ -171,7 +172,10 @@ class Traffic:
             label, call = self.calls[n % len(self.calls)]
             n += 1
             phase, sent_as = self.phase, label()
-            status = (await call()).status
+            reply = await call()
+            status = reply.status
+            if status >= 500:
+                self.failed.append(reply.headers.get("x-request-id", "?"))
             self.log.append((phase, sent_as if label() == sent_as else "racing", status))
             async with self._answered:
                 self._answered.notify_all()
@@ -189,6 +193,17 @@ class Traffic:
 
     def statuses(self, label: str) -> Counter[int]:
         return Counter(status for _, sent_as, status in self.log if sent_as == label)
+
+    def explain(self, stack: Stack, label: str) -> str:
+        """The statuses of `label`, and every log line of the stack naming a 5xx answer's request id:
+        an assertion's message that says which process failed and why."""
+        lines = [str(self.statuses(label))]
+        for path in sorted(stack.logs.glob("*.log")):
+            text = path.read_text(errors="replace").splitlines()
+            for n, line in enumerate(text):
+                if any(rid in line for rid in self.failed[:3]):
+                    lines += [f"{path.name}: {entry}" for entry in text[max(0, n - 30) : n + 5]]
+        return "\n".join(lines)
 
 
 def rss_kib(pid: int) -> int:

@@ -102,8 +102,8 @@ async def test_redis_killed_during_traffic_falls_back_fails_closed_and_resumes(
         await traffic.stop()
         stack.ensure_running()
 
-    assert set(traffic.statuses("valid")) == {200}, traffic.statuses("valid")
-    assert set(traffic.statuses("unknown")) == {401}, traffic.statuses("unknown")
+    assert set(traffic.statuses("valid")) == {200}, traffic.explain(stack, "valid")
+    assert set(traffic.statuses("unknown")) == {401}, traffic.explain(stack, "unknown")
     assert set(traffic.statuses("revoked")) == {401}, traffic.statuses("revoked")
     assert set(traffic.statuses("racing")) <= {200, 401}
     assert pids(stack) == before  # nothing was restarted
