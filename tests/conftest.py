@@ -1,5 +1,7 @@
 """Test environment: the project's own Redis, fresh databases (SQLite, or PostgreSQL with TEST_DB=postgres),
-and a real SMTP server (aiosmtpd, devtools.mail_sink) that every process sends its mail to.
+and a real SMTP server (aiosmtpd, devtools.mail_sink) that every process sends its mail to. All of it
+lives in one temporary folder, removed at the end unless a test failed (then its path is printed: the
+stacks' process logs are under `<name>/logs`).
 
 The environment is set up in `pytest_configure`; the services read it only when a test builds
 settings from it (`from_environment()`). Tests that use the tables without an app (fixtures inserting
@@ -77,7 +79,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         asyncio.run(databases.drop(created))
     data_dir = _state.pop("data_dir", None)
     if isinstance(data_dir, Path):
-        shutil.rmtree(data_dir, ignore_errors=True)
+        if _state.pop("failed", False):  # the processes' logs are what a failure is explained by
+            print(f"\nA test failed: this run's data and process logs are kept in {data_dir}")
+        else:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _state["failed"] = session.testsfailed > 0
 
 
 @pytest.fixture(scope="session", autouse=True)
