@@ -48,6 +48,10 @@ waiting connection's loss work as before (a lost one leaves its line). This is h
 no ASGI server offers it: uvicorn, granian and hypercorn have only global limits (connections,
 concurrency, backlog). In front of the server, nginx's `limit_conn` / `limit_req` per address do
 the same job earlier and cheaper (README, reverse proxy); this keeps the gateway fair without it.
+The address is the TCP peer's, known before anything is parsed: behind a proxy (and in the services,
+whose one client is the gateway) every request shares the proxy's address, and the budget is then
+only a cap on reads per turn, which costs nothing measurable (bench/FINDINGS.md, scenario 9); the
+proxy's own per-address limits are what separate clients there.
 """
 
 from __future__ import annotations
