@@ -2,7 +2,8 @@
 that binds each IPv4 socket to `BIND_SOURCE` before it connects) with the system's C compiler.
 
 Scenario 9 runs its flood from `FLOOD_ADDRESS` and the other clients from 127.0.0.1, so the
-gateway sees two clients, as it would in production; wrk itself has no option for it.
+gateway sees two clients, as it would in production; scenario 7's login clients each connect from
+an address of their own; wrk itself has no option for it.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def build(workdir: Path) -> Path:
 
 
 def env(shim: Path, address: str) -> dict[str, str]:
-    """The environment for a child process whose IPv4 connections come from `address`."""
+    """The environment for a child process whose IPv4 connections come from `address` (or from each
+    address of a comma-separated list in turn, one per connection)."""
     preload = " ".join(p for p in (str(shim), os.environ.get("LD_PRELOAD", "")) if p)
     return {**os.environ, "LD_PRELOAD": preload, "BIND_SOURCE": address}

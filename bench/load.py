@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from bench import cpu, wrk
@@ -24,6 +24,7 @@ class Target:
     base_url: str
     # Built anew for every wrk run: a direct call's internal credential expires within seconds.
     requests: Callable[[], Sequence[wrk.Request]]
+    env: Mapping[str, str] | None = None  # wrk's environment (bench/bind_source.py: other addresses)
 
 
 async def measure(ctx: Context, target: Target, connections: int, *, seconds: float | None = None) -> Run:
@@ -37,6 +38,7 @@ async def measure(ctx: Context, target: Target, connections: int, *, seconds: fl
         connections=connections,
         seconds=seconds or ctx.options.duration,
         workdir=ctx.workdir,
+        env=target.env,
     )
     if not run.overlapped:
         watched |= await ctx.system.watched()  # PostgreSQL backends that connected during the run

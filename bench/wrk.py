@@ -116,8 +116,9 @@ async def run(
     seconds: float,
     threads: int = 1,
     workdir: Path,
+    env: Mapping[str, str] | None = None,
 ) -> Run:
-    """Run wrk for `seconds` (whole seconds, at least one)."""
+    """Run wrk for `seconds` (whole seconds, at least one), in `env` if given."""
     threads = max(1, min(threads, connections))
     name = re.sub(r"[^A-Za-z0-9.,_-]+", "_", label)
     path = workdir / f"wrk-{name}.lua"
@@ -130,7 +131,13 @@ async def run(
     cpu_before, began = _children_cpu(), time.perf_counter()
     try:
         proc = await asyncio.create_subprocess_exec(
-            *cmd, "-s", str(path), base_url, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+            *cmd,
+            "-s",
+            str(path),
+            base_url,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=None if env is None else dict(env),
         )
         out, _ = await proc.communicate()
     finally:

@@ -3,10 +3,12 @@
 The hashing threads are a small dedicated pool: each hash holds `argon2_memory_kib` of memory, so
 the pool size bounds memory under a login storm, and hashing never blocks the event loop.
 
-The hashing threads run at a lower CPU priority (`AUTH_HASH_NICE`, default 10, Linux): when the
-cores are contended, the threads that answer requests that hash nothing (session checks,
-`/users/me`) are scheduled first, and hashing takes what is left; on an idle machine a hash takes
-as long as ever. A flood of password work therefore slows password work, not everyone (issue 14).
+The hashing threads run at the lowest CPU priority (Linux): `SCHED_IDLE` by default
+(`AUTH_HASH_IDLE`), so a thread that answers requests that hash nothing (session checks,
+`/users/me`) takes the core from a hash the moment it wakes, and hashing gets what is left; with
+`AUTH_HASH_IDLE=false`, or where `SCHED_IDLE` is refused, they run at nice `AUTH_HASH_NICE` (10),
+which only shares the core in their favour over a time slice. On an idle machine a hash takes as
+long as ever. A flood of password work therefore slows password work, not everyone (issue 14).
 
 The queue in front of the threads is bounded too: with `AUTH_HASH_QUEUE` hashes already running or
 waiting in this app, another one is refused at once with 503 + Retry-After instead of joining
@@ -43,8 +45,15 @@ HASHES = Counter("canvasverse_auth_password_hashes_total", "Password hashes and 
 HASH_BUSY = "Password checks are at capacity; try again shortly"
 
 
-def _lower_priority(nice: int) -> None:
-    """Thread initializer: raise this thread's nice value (Linux schedules threads one by one)."""
+def _lower_priority(nice: int, idle: bool) -> None:
+    """Thread initializer: this thread to SCHED_IDLE, or else its nice value raised (Linux schedules
+    threads one by one; pid 0 is the calling thread)."""
+    if idle and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            return
+        except OSError:  # not permitted here: fall back to the nice value
+            pass
     if nice <= 0 or not hasattr(os, "setpriority"):
         return
     tid = threading.get_native_id()
@@ -76,7 +85,7 @@ class Passwords:
             max_workers=config.hash_threads or max(1, (os.cpu_count() or 2) // 2),
             thread_name_prefix="argon2",
             initializer=_lower_priority,
-            initargs=(config.hash_nice,),
+            initargs=(config.hash_nice, config.hash_idle),
         )
         self.queued = 0  # hashes running or waiting in the pool
 

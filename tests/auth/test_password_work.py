@@ -4,6 +4,7 @@ a cap on password work in flight, signups counted per client; 429 + Retry-After,
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import threading
 import time
@@ -115,12 +116,28 @@ def _pooled_thread() -> int:
     return threading.get_native_id()
 
 
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
+async def test_hashing_threads_run_under_sched_idle_by_default() -> None:
+    """A thread that answers a request preempts a hash the moment it wakes; only the pool's threads."""
+    work = passwords.Passwords(auth_settings(hash_threads=2))
+    try:
+        loop = asyncio.get_running_loop()
+        started = (loop.run_in_executor(work._pool, _pooled_thread) for _ in range(4))
+        tids = set(await asyncio.gather(*started))
+        assert len(tids) == 2, tids
+        assert {os.sched_getscheduler(tid) for tid in tids} == {os.SCHED_IDLE}
+        assert await work.verify(await work.hash(PASSWORD), PASSWORD)  # and they hash
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the event loop's thread is left as it was
+    finally:
+        work._pool.shutdown()
+
+
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread priorities in Linux /proc")
 @pytest.mark.parametrize("nice", [0, 7])
 async def test_hashing_threads_run_at_the_configured_nice_value(nice: int) -> None:
-    """Under contention the threads that answer requests are scheduled before the hashing ones."""
+    """With SCHED_IDLE off, the threads that answer requests are scheduled before the hashing ones."""
     here = _nice_of(threading.get_native_id())
-    work = passwords.Passwords(auth_settings(hash_nice=nice, hash_threads=2))
+    work = passwords.Passwords(auth_settings(hash_nice=nice, hash_threads=2, hash_idle=False))
     try:
         loop = asyncio.get_running_loop()
         started = (loop.run_in_executor(work._pool, _pooled_thread) for _ in range(4))
