@@ -3,12 +3,13 @@
 The hashing threads are a small dedicated pool: each hash holds `argon2_memory_kib` of memory, so
 the pool size bounds memory under a login storm, and hashing never blocks the event loop.
 
-The hashing threads run at the lowest CPU priority (Linux): `SCHED_IDLE` by default
-(`AUTH_HASH_IDLE`), so a thread that answers requests that hash nothing (session checks,
-`/users/me`) takes the core from a hash the moment it wakes, and hashing gets what is left; with
-`AUTH_HASH_IDLE=false`, or where `SCHED_IDLE` is refused, they run at nice `AUTH_HASH_NICE` (10),
-which only shares the core in their favour over a time slice. On an idle machine a hash takes as
-long as ever. A flood of password work therefore slows password work, not everyone (issue 14).
+The hashing threads run at a lower CPU priority (Linux): nice `AUTH_HASH_NICE` (10), so when the
+cores are contended the threads that answer requests that hash nothing (session checks,
+`/users/me`) are scheduled first and hashing still gets about a tenth of a core. On an idle machine a
+hash takes as long as ever. A flood of password work therefore slows password work, not everyone
+(issue 14). `AUTH_HASH_IDLE=true` puts them under `SCHED_IDLE` instead: a request then preempts a
+hash the moment it wakes, but a machine kept busy by anything else starves hashing (a hash 23 ms
+idle, 0.3 s at nice 10 and 39 s under `SCHED_IDLE` beside two busy loops), so it is opt-in.
 
 The queue in front of the threads is bounded too: with `AUTH_HASH_QUEUE` hashes already running or
 waiting in this app, another one is refused at once with 503 + Retry-After instead of joining

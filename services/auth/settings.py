@@ -39,8 +39,8 @@ class AuthSettings(CommonSettings, kw_only=True):
     # per client per window (more: 429).
     hash_threads: int = 0  # threads hashing passwords per process; 0: half the cores (at least 1)
     hash_queue: int = 32
-    hash_idle: bool = True  # the hashing threads run under SCHED_IDLE (Linux): preempted by any request
-    hash_nice: int = 10  # their nice value when not SCHED_IDLE (0-19, Linux): lower priority than requests
+    hash_nice: int = 10  # the hashing threads' nice value (0-19, Linux): lower priority than requests
+    hash_idle: bool = False  # SCHED_IDLE instead (Linux): preempted by any request, starved on a busy machine
     client_password_in_flight: int = 8
     signup_client_limit: int = 1000
     signup_window: timedelta = timedelta(hours=1)

@@ -40,8 +40,10 @@ def own_gateway(system: System, data_dir: Path) -> Iterator[System]:
         process.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def system(data_dir: Path) -> Iterator[System]:
+    """Stopped when tests/e2e ends: its outbox relay and mailer must not run on into the suites that
+    drive their own (tests/auth's relay tests saw it take their events and dead-letter their mail)."""
     running = system_of(data_dir / "logs" / "e2e")
     try:
         for process in running.processes:
