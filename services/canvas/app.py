@@ -44,6 +44,7 @@ async def lifespan(config: CanvasSettings, engine: Engine[Any], app: Litestar) -
                 yield
             finally:
                 await container.background.stop()
+                await container.cache.aclose()
                 await http.close()
                 await redis.aclose()
 

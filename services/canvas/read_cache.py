@@ -42,6 +42,7 @@ from services.canvas.view_counter import (
 )
 from shared.errors import Unavailable
 from shared.redis import REDIS_UNAVAILABLE
+from shared.resp import LeanRedis, LeanScript
 
 GEN_PREFIX = "canvas-doc-gen:"
 log = structlog.get_logger()
@@ -51,7 +52,7 @@ GEN_TTL = 86_400  # seconds; far longer than any read between its miss and its f
 # KEYS: doc, open, pending, gen. ARGV: new batch id, batch prefix, canvas id, caller uid ('' = anonymous).
 # Returns {0, gen} on a miss, {1} when the caller may not see the canvas, {2, doc, views, etag} on a
 # hit. A doc without an ETag (cached by a version before ETags) is dropped and is a miss.
-_HIT = """
+_HIT = LeanScript("""
 local doc = redis.call('HMGET', KEYS[1], 'doc', 'owner', 'public', 'etag')
 if doc[1] and not doc[4] then
   redis.call('DEL', KEYS[1])
@@ -70,7 +71,7 @@ if not open then
 end
 redis.call('HINCRBY', ARGV[2] .. open, ARGV[3], 1)
 return {2, doc[1], redis.call('HINCRBY', KEYS[1], 'views', 1), doc[4]}
-"""
+""")
 
 # KEYS: doc, gen, open, pending. ARGV: gen at the miss, ttl, doc, owner, public, stored views,
 # batch prefix, canvas id, etag, then (batch id, '1' applied / '0' not) pairs. Returns 1 if filled.
@@ -118,14 +119,18 @@ HIDDEN = object()  # the doc is cached, and the caller may not see it
 
 
 class ReadCache:
-    """The read path over the view counter: a cached read counts through the same batches."""
+    """The read path over the view counter: a cached read counts through the same batches.
+
+    The hit script, run by every cached read, goes through a lean client on the same Redis
+    (`shared/resp.py`: a quarter of redis-py's CPU per call); `aclose()` closes it.
+    """
 
     def __init__(self, views: ViewCounter, *, ttl: int, max_bytes: int) -> None:
         self.views = views
         self.redis = redis = views.redis
         self.ttl = ttl
         self.max_bytes = max_bytes
-        self._hit = redis.register_script(_HIT)
+        self._lean = LeanRedis.like(redis)
         self._fill = redis.register_script(_FILL)
 
     @classmethod
@@ -143,9 +148,10 @@ class ReadCache:
         otherwise."""
         key = str(canvas_id)
         try:
-            reply = await self._hit(
-                keys=[DOC_PREFIX + key, OPEN_KEY, PENDING_KEY, GEN_PREFIX + key],
-                args=[uuid.uuid4().hex, BATCH_PREFIX, key, str(uid) if uid else ""],
+            reply = await self._lean.evalsha(
+                _HIT,
+                [DOC_PREFIX + key, OPEN_KEY, PENDING_KEY, GEN_PREFIX + key],
+                [uuid.uuid4().hex, BATCH_PREFIX, key, str(uid) if uid else ""],
             )
         except REDIS_UNAVAILABLE as exc:
             raise Unavailable("the view counter (Redis) is unavailable") from exc
@@ -186,6 +192,9 @@ class ReadCache:
             return False  # only a cache: the read itself was served
         FILLS.labels("filled" if filled else "refused").inc()
         return bool(filled)
+
+    async def aclose(self) -> None:
+        await self._lean.aclose()
 
     async def forget(self, canvas_ids: Iterable[uuid.UUID | str]) -> None:
         """After a change or deletion commits: bump each generation, then drop the doc.

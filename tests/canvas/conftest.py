@@ -45,13 +45,15 @@ def views(app: Litestar, client: AsyncClient) -> ViewCounter:
 
 
 @pytest.fixture
-def cache(redis: Redis) -> ReadCache:
+async def cache(redis: Redis) -> AsyncIterator[ReadCache]:
     """A read cache on the test Redis, configured as the service's."""
     from services.canvas.read_cache import ReadCache
     from services.canvas.view_counter import ViewCounter
     from tests.canvas.support import canvas_settings
 
-    return ReadCache.configured(ViewCounter(redis), canvas_settings())
+    cache = ReadCache.configured(ViewCounter(redis), canvas_settings())
+    yield cache
+    await cache.aclose()
 
 
 @pytest.fixture

@@ -1,0 +1,224 @@
+"""A lean Redis client for the one call every cached canvas read makes (hand-written, on hiredis).
+
+redis-py spends ~100 µs of CPU on one EVALSHA (command packing in Python, a connection taken from
+and returned to the pool, retry and timeout wrappers, one send and one receive per command): about
+half of the canvas service's CPU per cached read. This client does the same call in a fraction of
+that (bench/FINDINGS.md, "2026-12-06: the read cache's Redis call"), so the read cache uses it for
+its hot script and redis-py stays for everything else:
+
+- one connection per client, shared by every caller: commands are pipelined, and what the callers
+  of one event-loop turn send leaves in one write;
+- commands packed by `hiredis.pack_command` and replies parsed by `hiredis.Reader` (C); replies
+  come back in order, so each resolves the oldest waiting future;
+- a command waiting longer than `socket_timeout` fails with redis-py's `TimeoutError` and the
+  connection is dropped (its replies can no longer be matched); a broken or refused connection fails
+  what waits on it with redis-py's `ConnectionError`. Both are in `shared.redis.REDIS_UNAVAILABLE`.
+  Nothing is retried: a command in flight may have run (a counted view);
+- the next call after a loss connects again (one connection attempt shared by concurrent callers),
+  with the address, database, credentials and timeouts of the redis-py client it was made `like`;
+- a script is sent by EVALSHA, and by EVAL (which loads it) when Redis answers NOSCRIPT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import deque
+from typing import Any, cast
+
+import hiredis
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import InvalidResponse, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+Reply = Any  # bytes, int, a list of replies, None, or a ResponseError instance for an error reply
+
+
+class LeanScript:
+    """A Lua script and its SHA1, as EVALSHA names it."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source.encode()
+        self.sha = hashlib.sha1(self.source, usedforsecurity=False).hexdigest().encode()
+
+
+class _Connection(asyncio.Protocol):
+    """One pipelined connection: futures wait in send order; the oldest has a deadline."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._timeout = timeout
+        self._reader = hiredis.Reader(protocolError=InvalidResponse, replyError=ResponseError)
+        self._waiting: deque[tuple[float, asyncio.Future[Reply]]] = deque()
+        self._out: list[bytes] = []
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._transport: asyncio.Transport | None = None
+        self.lost: Exception | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def send(self, packed: bytes) -> asyncio.Future[Reply]:
+        if self.lost is not None:
+            raise self.lost
+        future: asyncio.Future[Reply] = self._loop.create_future()
+        if not self._out:
+            self._loop.call_soon(self._flush)
+        self._out.append(packed)
+        if self._timeout is not None:
+            self._waiting.append((self._loop.time() + self._timeout, future))
+            if self._watchdog is None:
+                self._watchdog = self._loop.call_later(self._timeout, self._check_deadline)
+        else:
+            self._waiting.append((0.0, future))
+        return future
+
+    def _flush(self) -> None:
+        if self._transport is not None and self.lost is None:
+            self._transport.write(b"".join(self._out))
+        self._out.clear()
+
+    def data_received(self, data: bytes) -> None:
+        self._reader.feed(data)
+        try:
+            while (reply := self._reader.gets()) is not False:
+                future = self._waiting.popleft()[1]
+                if future.done():  # its caller was cancelled
+                    continue
+                if isinstance(reply, ResponseError):
+                    future.set_exception(reply)
+                else:
+                    future.set_result(reply)
+        except (InvalidResponse, IndexError) as exc:  # a reply nobody asked for, or unparsable
+            self._abort(RedisConnectionError(f"Redis protocol error: {exc}"))
+
+    def _check_deadline(self) -> None:
+        self._watchdog = None
+        if not self._waiting:
+            return
+        deadline = self._waiting[0][0]
+        late = deadline - self._loop.time()
+        if late <= 0:
+            self._abort(RedisTimeoutError("Timeout reading from Redis"))
+        else:
+            self._watchdog = self._loop.call_later(late, self._check_deadline)
+
+    def _abort(self, error: Exception) -> None:
+        self._fail(error)
+        if self._transport is not None:
+            self._transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(RedisConnectionError(f"Connection to Redis lost: {exc or 'closed by the server'}"))
+
+    def _fail(self, error: Exception) -> None:
+        if self.lost is None:
+            self.lost = error
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        while self._waiting:
+            future = self._waiting.popleft()[1]
+            if not future.done():
+                future.set_exception(error)
+
+    def close(self) -> None:
+        self._fail(RedisConnectionError("Connection to Redis closed"))
+        if self._transport is not None:
+            self._transport.close()
+
+
+class LeanRedis:
+    """Pipelined commands over one lazily (re)connected connection; see the module doc."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "localhost",
+        port: int = 6379,
+        db: int = 0,
+        username: str | None = None,
+        password: str | None = None,
+        socket_timeout: float | None = None,
+        connect_timeout: float | None = None,
+    ) -> None:
+        self._address = (host, port)
+        self._handshake = [
+            *([(b"AUTH", *((username,) if username else ()), password)] if password else []),
+            *([(b"SELECT", db)] if db else []),
+        ]
+        self._socket_timeout = socket_timeout
+        self._connect_timeout = connect_timeout
+        self._connection: _Connection | None = None
+        self._connecting: asyncio.Task[_Connection] | None = None
+
+    @classmethod
+    def like(cls, redis: Redis) -> LeanRedis:
+        """Same server, database, credentials and timeouts as this redis-py client (TCP only)."""
+        kwargs = redis.connection_pool.connection_kwargs
+        return cls(
+            host=kwargs.get("host", "localhost"),
+            port=int(kwargs.get("port", 6379)),
+            db=int(kwargs.get("db", 0) or 0),
+            username=kwargs.get("username"),
+            password=kwargs.get("password"),
+            socket_timeout=kwargs.get("socket_timeout"),
+            connect_timeout=kwargs.get("socket_connect_timeout"),
+        )
+
+    async def _connect(self) -> _Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(self._connect_timeout):
+                _, connection = await loop.create_connection(
+                    lambda: _Connection(self._socket_timeout), *self._address
+                )
+        except TimeoutError as exc:
+            raise RedisTimeoutError(f"Timeout connecting to Redis at {self._address}") from exc
+        except OSError as exc:
+            raise RedisConnectionError(f"Error connecting to Redis at {self._address}: {exc}") from exc
+        try:
+            for command in self._handshake:
+                await connection.send(hiredis.pack_command(command))
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    async def _connected(self) -> _Connection:
+        if self._connecting is None:
+            self._connecting = asyncio.ensure_future(self._connect())
+        connecting = self._connecting
+        try:
+            self._connection = await asyncio.shield(connecting)
+        finally:
+            if self._connecting is connecting and connecting.done():
+                self._connecting = None
+        return self._connection
+
+    async def execute(self, *args: str | bytes | int | float) -> Reply:
+        """Send one command and wait for its reply (an error reply raises `ResponseError`)."""
+        connection = self._connection
+        if connection is None or connection.lost is not None:
+            connection = await self._connected()
+        return await connection.send(hiredis.pack_command(args))  # type: ignore[arg-type]  # its stub types a 1-tuple
+
+    async def evalsha(
+        self, script: LeanScript, keys: list[str], args: list[str | bytes | int | float]
+    ) -> Reply:
+        """Run `script` by its SHA1, or by its source when this Redis has not loaded it (NOSCRIPT)."""
+        try:
+            return await self.execute(b"EVALSHA", script.sha, len(keys), *keys, *args)
+        except ResponseError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+            return await self.execute(b"EVAL", script.source, len(keys), *keys, *args)
+
+    async def aclose(self) -> None:
+        if self._connecting is not None:
+            self._connecting.cancel()
+            self._connecting = None
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None

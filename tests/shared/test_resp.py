@@ -1,0 +1,131 @@
+"""shared.resp: the lean client against a real redis-server of its own (pipelining, scripts, faults)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from devtools.redis_server import RedisServer
+from shared.redis import REDIS_UNAVAILABLE, REQUEST_PATH, redis_client
+from shared.resp import LeanRedis, LeanScript
+
+ECHO_KEYS_AND_ARGS = LeanScript("return {KEYS[1], ARGV[1], redis.call('INCR', KEYS[1])}")
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis", appendonly=False).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def plain(own_redis: RedisServer) -> AsyncIterator[Redis]:
+    async with redis_client(own_redis.url, REQUEST_PATH) as client:
+        yield client
+
+
+@pytest.fixture
+async def lean(plain: Redis) -> AsyncIterator[LeanRedis]:
+    client = LeanRedis.like(plain)
+    yield client
+    await client.aclose()
+
+
+async def test_concurrent_callers_each_get_their_own_reply(lean: LeanRedis) -> None:
+    """500 commands in flight on the one connection: every caller gets the reply to its command."""
+    replies = await asyncio.gather(*(lean.execute(b"ECHO", f"value-{i}") for i in range(500)))
+    assert replies == [f"value-{i}".encode() for i in range(500)]
+    counts = await asyncio.gather(*(lean.execute(b"INCR", "counter") for _ in range(200)))
+    assert sorted(counts) == list(range(1, 201))
+
+
+async def test_a_script_runs_by_its_sha_and_is_loaded_again_after_a_flush(
+    lean: LeanRedis, plain: Redis
+) -> None:
+    assert await lean.evalsha(ECHO_KEYS_AND_ARGS, ["k"], ["a"]) == [b"k", b"a", 1]
+    assert await plain.script_exists(ECHO_KEYS_AND_ARGS.sha.decode()) == [True]
+    await plain.script_flush()
+    assert await lean.evalsha(ECHO_KEYS_AND_ARGS, ["k"], [b"b"]) == [b"k", b"b", 2]
+    assert await plain.script_exists(ECHO_KEYS_AND_ARGS.sha.decode()) == [True]
+
+
+async def test_an_error_reply_raises_and_the_connection_stays_usable(lean: LeanRedis) -> None:
+    await lean.execute(b"SET", "text", "abc")
+    results = await asyncio.gather(
+        lean.execute(b"INCR", "text"), lean.execute(b"ECHO", "after"), return_exceptions=True
+    )
+    assert isinstance(results[0], ResponseError)
+    assert results[1] == b"after"
+
+
+async def test_a_cancelled_caller_does_not_shift_the_others_replies(lean: LeanRedis) -> None:
+    calls = [asyncio.ensure_future(lean.execute(b"ECHO", str(i))) for i in range(20)]
+    await asyncio.sleep(0)  # all sent
+    calls[5].cancel()
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert isinstance(results[5], asyncio.CancelledError)
+    assert [r for i, r in enumerate(results) if i != 5] == [str(i).encode() for i in range(20) if i != 5]
+
+
+async def test_a_stopped_redis_is_unavailable_and_the_next_call_after_its_start_succeeds(
+    own_redis: RedisServer, lean: LeanRedis
+) -> None:
+    assert await lean.execute(b"PING") == b"PONG"
+    own_redis.stop()
+    with pytest.raises(RedisConnectionError):
+        await lean.execute(b"PING")
+    with pytest.raises(REDIS_UNAVAILABLE):  # refused: it stays down
+        await lean.execute(b"PING")
+    own_redis.start()
+    assert await lean.execute(b"PING") == b"PONG"
+
+
+async def test_a_restart_between_calls_costs_no_error(own_redis: RedisServer, lean: LeanRedis) -> None:
+    """The closed connection is noticed when Redis closes it, so the next call connects again."""
+    assert await lean.execute(b"PING") == b"PONG"
+    own_redis.restart()
+    await asyncio.sleep(0.1)  # the server's close reaches this loop
+    assert await lean.execute(b"PING") == b"PONG"
+
+
+async def test_a_stalled_redis_times_out_every_waiting_call_then_recovers(own_redis: RedisServer) -> None:
+    async with Redis.from_url(own_redis.url) as admin:
+        lean = LeanRedis(port=own_redis.port, socket_timeout=0.3)
+        try:
+            assert await lean.execute(b"PING") == b"PONG"
+            await admin.execute_command("CLIENT", "PAUSE", 1500, "ALL")
+            results = await asyncio.gather(*(lean.execute(b"PING") for _ in range(5)), return_exceptions=True)
+            assert all(isinstance(r, RedisTimeoutError) for r in results), results
+            assert all(isinstance(r, REDIS_UNAVAILABLE) for r in results)
+            await admin.execute_command("CLIENT", "UNPAUSE")
+            assert await lean.execute(b"PING") == b"PONG"  # on a new connection
+        finally:
+            await lean.aclose()
+
+
+async def test_like_takes_the_database_and_password_of_the_redis_py_client(own_redis: RedisServer) -> None:
+    async with Redis.from_url(own_redis.url) as admin:
+        await admin.config_set("requirepass", "s3cret")
+        try:
+            async with Redis.from_url(f"redis://:s3cret@127.0.0.1:{own_redis.port}/3") as other:
+                lean = LeanRedis.like(other)
+                try:
+                    await lean.execute(b"SET", "where", "db3")
+                    assert await other.get("where") == b"db3"
+                finally:
+                    await lean.aclose()
+            wrong = LeanRedis(port=own_redis.port, password="wrong")
+            with pytest.raises(REDIS_UNAVAILABLE):
+                await wrong.execute(b"PING")
+            await wrong.aclose()
+        finally:
+            await admin.execute_command("AUTH", "s3cret")
+            await admin.config_set("requirepass", "")
