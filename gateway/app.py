@@ -66,7 +66,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
     async def clients(app: Litestar) -> AsyncIterator[None]:
         for upstream in proxy.clients:
             await upstream.start()
-        proxy.validator = SessionValidator(redis, guard, proxy.upstreams["auth"], settings.secret)
+        proxy.validator = validator = SessionValidator(redis, guard, proxy.upstreams["auth"], settings.secret)
         counts = RateCountStore(redis, guard, DURATION_VALUES[settings.rate_limit_unit])
         app.stores.register(STORE_NAME, counts, allow_override=True)
         app.state.redis = redis
@@ -81,6 +81,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
                 await sync
             for upstream in proxy.clients:
                 await upstream.close()
+            await validator.aclose()
             await redis.aclose()
 
     middleware = []

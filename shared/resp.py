@@ -13,7 +13,8 @@ its hot script and redis-py stays for everything else:
 - a command waiting longer than `socket_timeout` fails with redis-py's `TimeoutError` and the
   connection is dropped (its replies can no longer be matched); a broken or refused connection fails
   what waits on it with redis-py's `ConnectionError`. Both are in `shared.redis.REDIS_UNAVAILABLE`.
-  Nothing is retried: a command in flight may have run (a counted view);
+  Nothing is retried unless the caller says the command may run twice (`retry=True`, a read): a
+  command in flight may have run (a counted view);
 - the next call after a loss connects again (one connection attempt shared by concurrent callers),
   with the address, database, credentials and timeouts of the redis-py client it was made `like`;
 - a script is sent by EVALSHA, and by EVAL (which loads it) when Redis answers NOSCRIPT.
@@ -197,12 +198,25 @@ class LeanRedis:
                 self._connecting = None
         return self._connection
 
-    async def execute(self, *args: str | bytes | int | float) -> Reply:
-        """Send one command and wait for its reply (an error reply raises `ResponseError`)."""
+    async def execute(self, *args: str | bytes | int | float, retry: bool = False) -> Reply:
+        """Send one command and wait for its reply (an error reply raises `ResponseError`).
+
+        `retry`: for a command that may safely run twice (a read), a broken connection is retried
+        once at once on a new one, as redis-py's request-path policy does (a connection may have been
+        closed by Redis just before the command was written)."""
+        packed = hiredis.pack_command(args)  # type: ignore[arg-type]  # its stub types a 1-tuple
+        try:
+            return await self._send(packed)
+        except RedisConnectionError:
+            if not retry:
+                raise
+            return await self._send(packed)
+
+    async def _send(self, packed: bytes) -> Reply:
         connection = self._connection
         if connection is None or connection.lost is not None:
             connection = await self._connected()
-        return await connection.send(hiredis.pack_command(args))  # type: ignore[arg-type]  # its stub types a 1-tuple
+        return await connection.send(packed)
 
     async def evalsha(
         self, script: LeanScript, keys: list[str], args: list[str | bytes | int | float]
