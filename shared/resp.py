@@ -188,15 +188,25 @@ class LeanRedis:
         return connection
 
     async def _connected(self) -> _Connection:
-        if self._connecting is None:
-            self._connecting = asyncio.ensure_future(self._connect())
         connecting = self._connecting
+        if connecting is None:
+            self._connecting = connecting = asyncio.ensure_future(self._connect())
+            connecting.add_done_callback(self._connect_done)
         try:
-            self._connection = await asyncio.shield(connecting)
-        finally:
-            if self._connecting is connecting and connecting.done():
-                self._connecting = None
-        return self._connection
+            return await asyncio.shield(connecting)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if connecting.cancelled() and not (task and task.cancelling()):  # aclose(), not our caller
+                raise RedisConnectionError("Connection to Redis closed") from None
+            raise
+
+    def _connect_done(self, task: asyncio.Task[_Connection]) -> None:
+        """Runs whether or not anyone still waits: the connection is taken, a failure forgotten."""
+        if self._connecting is not task:
+            return  # aclose() took it
+        self._connecting = None
+        if not task.cancelled() and task.exception() is None:
+            self._connection = task.result()
 
     async def execute(self, *args: str | bytes | int | float, retry: bool = False) -> Reply:
         """Send one command and wait for its reply (an error reply raises `ResponseError`).
@@ -230,9 +240,11 @@ class LeanRedis:
             return await self.execute(b"EVAL", script.source, len(keys), *keys, *args)
 
     async def aclose(self) -> None:
-        if self._connecting is not None:
-            self._connecting.cancel()
-            self._connecting = None
+        connecting, self._connecting = self._connecting, None
+        if connecting is not None:
+            connecting.cancel()  # a no-op when it is done but its callback has not run yet
+            if connecting.done() and not connecting.cancelled() and connecting.exception() is None:
+                connecting.result().close()
         if self._connection is not None:
             self._connection.close()
             self._connection = None

@@ -129,3 +129,33 @@ async def test_like_takes_the_database_and_password_of_the_redis_py_client(own_r
         finally:
             await admin.execute_command("AUTH", "s3cret")
             await admin.config_set("requirepass", "")
+
+
+async def test_closing_during_a_connect_fails_its_waiters_with_a_redis_error(own_redis: RedisServer) -> None:
+    """Shutdown while a caller waits for the connection: a Redis error (503), not a CancelledError."""
+    async with Redis.from_url(own_redis.url) as admin:
+        lean = LeanRedis(port=own_redis.port, db=1, socket_timeout=5.0)  # SELECT waits on the pause
+        await admin.execute_command("CLIENT", "PAUSE", 2000, "ALL")
+        try:
+            waiting = asyncio.ensure_future(lean.execute(b"PING"))
+            await asyncio.sleep(0.1)
+            await lean.aclose()
+            (result,) = await asyncio.gather(waiting, return_exceptions=True)
+            assert isinstance(result, REDIS_UNAVAILABLE), repr(result)
+        finally:
+            await admin.execute_command("CLIENT", "UNPAUSE")
+
+
+async def test_a_connect_that_failed_with_nobody_waiting_is_tried_again(own_redis: RedisServer) -> None:
+    """Every caller gave up during the connect, which then failed: the next caller connects anew."""
+    async with Redis.from_url(own_redis.url) as admin:
+        lean = LeanRedis(port=own_redis.port, db=1, socket_timeout=0.2)
+        try:
+            await admin.execute_command("CLIENT", "PAUSE", 1000, "ALL")
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(lean.execute(b"PING"), 0.05)
+            await asyncio.sleep(0.4)  # the SELECT of that connect times out, with nobody waiting
+            await admin.execute_command("CLIENT", "UNPAUSE")
+            assert await lean.execute(b"PING") == b"PONG"
+        finally:
+            await lean.aclose()
