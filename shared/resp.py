@@ -16,19 +16,24 @@ its hot script and redis-py stays for everything else:
   Nothing is retried unless the caller says the command may run twice (`retry=True`, a read): a
   command in flight may have run (a counted view);
 - the next call after a loss connects again (one connection attempt shared by concurrent callers),
-  with the address, database, credentials and timeouts of the redis-py client it was made `like`;
+  with the address (TCP, TLS or a Unix socket), database, credentials and timeouts of the redis-py
+  client it was made `like`;
 - a script is sent by EVALSHA, and by EVAL (which loads it) when Redis answers NOSCRIPT.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
+import ssl
 from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import hiredis
 from redis.asyncio import Redis
+from redis.asyncio.connection import SSLConnection, UnixDomainSocketConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import InvalidResponse, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -130,6 +135,33 @@ class _Connection(asyncio.Protocol):
             self._transport.close()
 
 
+async def _open_tcp(
+    factory: Callable[[], _Connection], host: str, port: int, tls: ssl.SSLContext | None
+) -> _Connection:
+    _, connection = await asyncio.get_running_loop().create_connection(factory, host, port, ssl=tls)
+    return connection
+
+
+async def _open_unix(factory: Callable[[], _Connection], path: str) -> _Connection:
+    _, connection = await asyncio.get_running_loop().create_unix_connection(factory, path)
+    return connection
+
+
+_CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+
+
+def _tls_context(kwargs: dict[str, Any]) -> ssl.SSLContext:
+    """The TLS settings of a redis-py `rediss://` client (its `ssl_*` options) as an SSLContext."""
+    context = ssl.create_default_context(cafile=kwargs.get("ssl_ca_certs"), capath=kwargs.get("ssl_ca_path"))
+    required = kwargs.get("ssl_cert_reqs", "required")
+    mode = _CERT_REQS[required] if isinstance(required, str) else ssl.VerifyMode(required)
+    context.check_hostname = bool(kwargs.get("ssl_check_hostname", True)) and mode != ssl.CERT_NONE
+    context.verify_mode = mode
+    if kwargs.get("ssl_certfile"):
+        context.load_cert_chain(kwargs["ssl_certfile"], kwargs.get("ssl_keyfile"), kwargs.get("ssl_password"))
+    return context
+
+
 class LeanRedis:
     """Pipelined commands over one lazily (re)connected connection; see the module doc."""
 
@@ -138,29 +170,40 @@ class LeanRedis:
         *,
         host: str = "localhost",
         port: int = 6379,
+        path: str | None = None,
+        tls: ssl.SSLContext | None = None,
         db: int = 0,
         username: str | None = None,
         password: str | None = None,
         socket_timeout: float | None = None,
         connect_timeout: float | None = None,
     ) -> None:
-        self._address = (host, port)
+        self._address = path or f"{host}:{port}"
+        factory = functools.partial(_Connection, socket_timeout)
+        self._open: Callable[[], Awaitable[_Connection]] = (
+            functools.partial(_open_unix, factory, path)
+            if path
+            else functools.partial(_open_tcp, factory, host, port, tls)
+        )
         self._handshake = [
             *([(b"AUTH", *((username,) if username else ()), password)] if password else []),
             *([(b"SELECT", db)] if db else []),
         ]
-        self._socket_timeout = socket_timeout
         self._connect_timeout = connect_timeout
         self._connection: _Connection | None = None
         self._connecting: asyncio.Task[_Connection] | None = None
 
     @classmethod
     def like(cls, redis: Redis) -> LeanRedis:
-        """Same server, database, credentials and timeouts as this redis-py client (TCP only)."""
-        kwargs = redis.connection_pool.connection_kwargs
+        """Same server (TCP, TLS or a Unix socket), database, credentials and timeouts as this
+        redis-py client."""
+        pool = redis.connection_pool
+        kwargs, kind = pool.connection_kwargs, pool.connection_class
         return cls(
             host=kwargs.get("host", "localhost"),
             port=int(kwargs.get("port", 6379)),
+            path=kwargs.get("path") if issubclass(kind, UnixDomainSocketConnection) else None,
+            tls=_tls_context(kwargs) if issubclass(kind, SSLConnection) else None,
             db=int(kwargs.get("db", 0) or 0),
             username=kwargs.get("username"),
             password=kwargs.get("password"),
@@ -169,15 +212,12 @@ class LeanRedis:
         )
 
     async def _connect(self) -> _Connection:
-        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self._connect_timeout):
-                _, connection = await loop.create_connection(
-                    lambda: _Connection(self._socket_timeout), *self._address
-                )
+                connection = await self._open()
         except TimeoutError as exc:
             raise RedisTimeoutError(f"Timeout connecting to Redis at {self._address}") from exc
-        except OSError as exc:
+        except OSError as exc:  # ssl.SSLError included
             raise RedisConnectionError(f"Error connecting to Redis at {self._address}: {exc}") from exc
         try:
             for command in self._handshake:

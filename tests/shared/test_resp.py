@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -12,7 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from devtools.redis_server import RedisServer
+from devtools.redis_server import RedisServer, free_port, redis_binary
 from shared.redis import REDIS_UNAVAILABLE, REQUEST_PATH, redis_client
 from shared.resp import LeanRedis, LeanScript
 
@@ -159,3 +164,85 @@ async def test_a_connect_that_failed_with_nobody_waiting_is_tried_again(own_redi
             assert await lean.execute(b"PING") == b"PONG"
         finally:
             await lean.aclose()
+
+
+@pytest.fixture
+def unix_redis(tmp_path: Path) -> Iterator[Path]:
+    """A redis-server listening on a Unix socket only."""
+    socket_path = tmp_path / "redis.sock"
+    args = [
+        redis_binary(),
+        "--port",
+        "0",
+        "--unixsocket",
+        str(socket_path),
+        "--save",
+        "",
+        "--dir",
+        str(tmp_path),
+    ]
+    server = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            if socket_path.exists():
+                break
+            time.sleep(0.05)
+        yield socket_path
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+async def test_like_follows_a_unix_socket_url(unix_redis: Path) -> None:
+    async with Redis.from_url(f"unix://{unix_redis}?db=2") as plain:
+        lean = LeanRedis.like(plain)
+        try:
+            await lean.execute(b"SET", "via", "unix")
+            assert await plain.get("via") == b"unix"
+        finally:
+            await lean.aclose()
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """A redis-server speaking TLS only, with a self-signed certificate for localhost."""
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is needed to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    port = free_port()
+    args = [redis_binary(), "--port", "0", "--tls-port", str(port), "--tls-cert-file", str(cert),
+            "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no",
+            "--save", "", "--dir", str(tmp_path)]  # fmt: skip
+    server = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(100):  # until it accepts connections (a plain PING gets no answer on TLS)
+            if server.poll() is not None:
+                pytest.skip("this redis-server has no TLS support")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1.0):
+                break
+            time.sleep(0.05)
+        yield port, cert
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+async def test_like_follows_a_tls_url_and_checks_the_certificate(tls_redis: tuple[int, Path]) -> None:
+    port, cert = tls_redis
+    async with Redis.from_url(f"rediss://localhost:{port}/1?ssl_ca_certs={cert}") as plain:
+        lean = LeanRedis.like(plain)
+        try:
+            await lean.execute(b"SET", "via", "tls")
+            assert await plain.get("via") == b"tls"
+        finally:
+            await lean.aclose()
+    async with Redis.from_url(f"rediss://localhost:{port}/1") as untrusted:  # the system's CAs only
+        lean = LeanRedis.like(untrusted)
+        with pytest.raises(REDIS_UNAVAILABLE):
+            await lean.execute(b"PING")
+        await lean.aclose()
