@@ -246,6 +246,19 @@ def stop_all(
             print("  stopped redis", flush=True)
 
 
+def restart_redis(redis: RedisServer) -> bool:
+    """Redis died under the running system: start it again from its append-only file on the same
+    port (the services reconnect by themselves; until then their answers that need it are 503)."""
+    print(f"redis exited unexpectedly; its log ({redis.log_path}):\n{redis.tail(5)}", flush=True)
+    try:
+        redis.start()
+    except (RedisFailed, TimeoutError) as exc:
+        print(f"redis did not start again ({exc}); stopping the others", flush=True)
+        return False
+    print("redis restarted from its append-only file", flush=True)
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     load_dotenv(run_env=False)  # run.env is this command's output, not its input
     args = parse_args(argv)
@@ -279,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     status = 0
     while not stop.wait(1):
+        if redis and not redis.running and not restart_redis(redis):
+            status = 1
+            break
         dead = [p for p in processes if not p.running]
         if dead:
             for proc in dead:
