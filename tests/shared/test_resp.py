@@ -116,17 +116,23 @@ async def test_a_stalled_redis_times_out_every_waiting_call_then_recovers(own_re
             await lean.aclose()
 
 
+async def _lean_like_writes_where_it_reads(plain: Redis) -> None:
+    """A LeanRedis made `like` this client writes a key this client then reads (same server, db)."""
+    lean = LeanRedis.like(plain)
+    value = f"written-{id(lean)}"
+    try:
+        await lean.execute(b"SET", "where", value)
+        assert await plain.get("where") == value.encode()
+    finally:
+        await lean.aclose()
+
+
 async def test_like_takes_the_database_and_password_of_the_redis_py_client(own_redis: RedisServer) -> None:
     async with Redis.from_url(own_redis.url) as admin:
         await admin.config_set("requirepass", "s3cret")
         try:
             async with Redis.from_url(f"redis://:s3cret@127.0.0.1:{own_redis.port}/3") as other:
-                lean = LeanRedis.like(other)
-                try:
-                    await lean.execute(b"SET", "where", "db3")
-                    assert await other.get("where") == b"db3"
-                finally:
-                    await lean.aclose()
+                await _lean_like_writes_where_it_reads(other)
             wrong = LeanRedis(port=own_redis.port, password="wrong")
             with pytest.raises(REDIS_UNAVAILABLE):
                 await wrong.execute(b"PING")
@@ -195,12 +201,7 @@ def unix_redis(tmp_path: Path) -> Iterator[Path]:
 
 async def test_like_follows_a_unix_socket_url(unix_redis: Path) -> None:
     async with Redis.from_url(f"unix://{unix_redis}?db=2") as plain:
-        lean = LeanRedis.like(plain)
-        try:
-            await lean.execute(b"SET", "via", "unix")
-            assert await plain.get("via") == b"unix"
-        finally:
-            await lean.aclose()
+        await _lean_like_writes_where_it_reads(plain)
 
 
 @pytest.fixture
@@ -235,12 +236,7 @@ def tls_redis(tmp_path: Path) -> Iterator[tuple[int, Path]]:
 async def test_like_follows_a_tls_url_and_checks_the_certificate(tls_redis: tuple[int, Path]) -> None:
     port, cert = tls_redis
     async with Redis.from_url(f"rediss://localhost:{port}/1?ssl_ca_certs={cert}") as plain:
-        lean = LeanRedis.like(plain)
-        try:
-            await lean.execute(b"SET", "via", "tls")
-            assert await plain.get("via") == b"tls"
-        finally:
-            await lean.aclose()
+        await _lean_like_writes_where_it_reads(plain)
     async with Redis.from_url(f"rediss://localhost:{port}/1") as untrusted:  # the system's CAs only
         lean = LeanRedis.like(untrusted)
         with pytest.raises(REDIS_UNAVAILABLE):
