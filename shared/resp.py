@@ -1,10 +1,11 @@
-"""A lean Redis client for the one call every cached canvas read makes (hand-written, on hiredis).
+"""A lean Redis client for the two calls every request makes (hand-written, on hiredis): the canvas
+read cache's hit script and the gateway's session lookup.
 
-redis-py spends ~100 µs of CPU on one EVALSHA (command packing in Python, a connection taken from
-and returned to the pool, retry and timeout wrappers, one send and one receive per command): about
-half of the canvas service's CPU per cached read. This client does the same call in a fraction of
-that (bench/FINDINGS.md, "2026-12-06: the read cache's Redis call"), so the read cache uses it for
-its hot script and redis-py stays for everything else:
+redis-py spends ~100 µs of CPU on one command (packing in Python, a connection taken from and
+returned to the pool, retry and timeout wrappers, one send and one receive per command): about half
+of the canvas service's CPU per cached read. This client does the same call in a fraction of that
+(bench/FINDINGS.md, "2026-12-06: the Redis calls on the request path without redis-py"); redis-py
+stays for everything else:
 
 - one connection per client, shared by every caller: commands are pipelined, and what the callers
   of one event-loop turn send leaves in one write;

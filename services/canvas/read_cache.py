@@ -122,7 +122,7 @@ class ReadCache:
     """The read path over the view counter: a cached read counts through the same batches.
 
     The hit script, run by every cached read, goes through a lean client on the same Redis
-    (`shared/resp.py`: a quarter of redis-py's CPU per call); `aclose()` closes it.
+    (`shared/resp.py`: a fraction of redis-py's CPU per call); `aclose()` closes it.
     """
 
     def __init__(self, views: ViewCounter, *, ttl: int, max_bytes: int) -> None:
