@@ -15,13 +15,13 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
 import msgspec
 import structlog
 from litestar.types import HTTPScope, Receive, Send
 from prometheus_client import Counter, Histogram
 
 from gateway.client_ip import client_ip
+from gateway.http1 import Response
 from gateway.routes import SAFE_METHODS, Access, Endpoint, RouteTable
 from gateway.sessions import Session, SessionValidator
 from gateway.settings import GatewaySettings
@@ -75,7 +75,6 @@ _DROPPED = frozenset(
 )
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})  # bounded metric labels
 _BUFFERED_MAX = 256 * 1024  # answers up to this size are read whole; larger ones stream through
-_CHUNK = 64 * 1024
 _SAFE_PATH = "/:@!$&'()*+,;=-._~"
 _SAFE_QUERY = _SAFE_PATH + "?%"
 
@@ -226,7 +225,7 @@ class Proxy:
         self,
         send: Send,
         upstream: Upstream,
-        resp: aiohttp.ClientResponse,
+        resp: Response,
         *,
         endpoint: Endpoint,
         cookie_token: str | None,
@@ -263,7 +262,7 @@ class Proxy:
             await send({"type": "http.response.body", "body": body, "more_body": False})
             return status
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        async for chunk in resp.content.iter_chunked(_CHUNK):
+        async for chunk in resp.iter_chunks():
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return status

@@ -1,27 +1,26 @@
 """One long-lived HTTP client per upstream service, with a circuit breaker.
 
-aiohttp's ClientSession (keep-alive pool, explicit connect and read timeouts) costs a fraction of
-httpx's CPU per proxied request (issue 4). Failures map to the statuses of docs/architecture.md, decision 7:
+The client is gateway/http1.py's keep-alive pool (it replaced aiohttp's ClientSession, which cost
+a third of the gateway's Python time per proxied request: bench/FINDINGS.md, issue 18). Failures map
+to the statuses of docs/architecture.md, decision 7:
 refused → 502, timed out → 504, marked down after `failures` consecutive failures → 503 with
 Retry-After for `cooldown` seconds at most: while it is marked down, a probe asks its `/health`
 every PROBE_INTERVAL and closes the breaker as soon as one answers. The gateway never re-sends a
-request (see `start`): a GET that counts a view is not idempotent.
+request (gateway/http1.py): a GET that counts a view is not idempotent.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import math
 import time
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
 import structlog
 from prometheus_client import Counter
-from yarl import URL
 
+from gateway.http1 import Broken, ConnectFailed, Pool, Response, TimedOut
 from shared.errors import BadGateway, GatewayTimeout, Unavailable
 
 log = structlog.get_logger()
@@ -33,21 +32,8 @@ FAILURES = Counter(
 )
 
 KEEPALIVE = 4.0  # seconds an idle upstream connection is kept
-DNS_TTL = 10  # seconds a resolved upstream address is reused
 PROBE_INTERVAL = 0.25  # seconds between health probes of an upstream marked down
-PROBE_TIMEOUT = aiohttp.ClientTimeout(total=1.0)
-# Failures to get an answer (an HTTP error status is an answer). Timeouts are checked first: some
-# aiohttp timeouts are also connection errors.
-_TIMEOUT = (asyncio.TimeoutError, aiohttp.ServerTimeoutError)
-_BROKEN = (aiohttp.ClientError, OSError)
-# Sent on every upstream call in place of aiohttp's defaults. Given as session headers rather than
-# `skip_auto_headers`, which sends every request through aiohttp's slow header merging.
-_SESSION_HEADERS = {"User-Agent": "canvas-verse-gateway", "Accept-Encoding": "identity"}
-
-
-@functools.lru_cache(maxsize=4096)
-def _url(base_url: str, path_qs: str) -> URL:
-    return URL(base_url + path_qs, encoded=True)  # parsing costs more than the cache lookup on hot paths
+PROBE_TIMEOUT = 1.0  # seconds a health probe may take, connect included
 
 
 class Upstream:
@@ -65,9 +51,10 @@ class Upstream:
     ) -> None:
         self.name = name
         self.base_url = base_url.rstrip("/")
-        # `sock_connect` times the TCP connect alone; waiting for a pooled connection is `pool_wait`
-        # (issue 14: a 2 s connect timeout that included the pool wait turned a backlog into 504s).
-        self.timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=read_timeout)
+        # `connect_timeout` times the TCP connect alone; waiting for a place is `pool_wait` (issue
+        # 14: a 2 s connect timeout that included the pool wait turned a backlog into 504s).
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
         self.pool_size = pool_size
         self.pool_wait = pool_wait
         # Requests waiting for their answer's head; at most pool_size at once, the rest wait up to
@@ -77,46 +64,33 @@ class Upstream:
         self.cooldown = cooldown
         self.failures = 0
         self.down_until = 0.0
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: Pool | None = None
         self._probe: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         # Idle connections are dropped before the service's own keep-alive timeout (uvicorn: 5 s) can
-        # close them under a request that would then fail (a POST is not retried).
-        # A short DNS cache: replicas added with `docker compose --scale` get new connections soon.
+        # close them under a request that would then fail (no request is re-sent: http1.py).
         # Twice the places: a connection still streaming an answer's body has given its place back.
-        connector = aiohttp.TCPConnector(
-            limit=2 * self.pool_size, keepalive_timeout=KEEPALIVE, ttl_dns_cache=DNS_TTL
+        self._pool = Pool(
+            self.base_url,
+            limit=2 * self.pool_size,
+            keepalive=KEEPALIVE,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
         )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=self.timeout,
-            auto_decompress=False,
-            headers=_SESSION_HEADERS,
-            cookie_jar=aiohttp.DummyCookieJar(),
-        )
-        # aiohttp re-sends an idempotent request (GET, PUT, DELETE) once when its pooled keep-alive
-        # connection breaks before the answer. The worker that died may already have done the work (a
-        # GET of a canvas counts a view), so the client would get one 200 for two counted reads. No
-        # re-send here: the client gets a 502 and decides. aiohttp has no public switch for this one
-        # (3.x); tests/gateway/test_parts.py checks it still holds on the pinned version.
-        self._session._retry_connection = False
 
     async def close(self) -> None:
         if self._probe is not None:
             self._probe.cancel()
             self._probe = None
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        assert self._session is not None, f"upstream {self.name} is not started"
-        return self._session
-
-    def url(self, path_qs: str) -> URL:
-        return _url(self.base_url, path_qs)
+    def pool(self) -> Pool:
+        assert self._pool is not None, f"upstream {self.name} is not started"
+        return self._pool
 
     def check_available(self) -> None:
         """Raise 503 while the upstream is marked down."""
@@ -127,7 +101,7 @@ class Upstream:
 
     async def request(
         self, method: str, path_qs: str, *, headers: Mapping[str, str], body: bytes | None = None
-    ) -> aiohttp.ClientResponse:
+    ) -> Response:
         """Send the request and return the response with its headers read (body not yet read).
 
         The caller must release the response. Raises problem details 502/503/504 on failure.
@@ -135,12 +109,10 @@ class Upstream:
         self.check_available()
         await self._take_place()
         try:
-            resp = await self.session.request(
-                method, self.url(path_qs), headers=headers, data=body, allow_redirects=False
-            )
-        except _TIMEOUT as exc:
+            resp = await self.pool.request(method, path_qs, headers, body)
+        except TimedOut as exc:
             raise self._failure(exc, 504, "did not answer in time") from exc
-        except _BROKEN as exc:
+        except (ConnectFailed, Broken) as exc:
             raise self._failure(exc, 502, "could not be reached") from exc
         finally:
             self._places.release()
@@ -172,20 +144,24 @@ class Upstream:
         finally:
             resp.release()
 
-    async def read(self, resp: aiohttp.ClientResponse) -> bytes:
+    async def read(self, resp: Response) -> bytes:
         """The whole body; a read that times out or breaks counts as a failure (504/502)."""
         try:
             return await resp.read()
-        except _TIMEOUT as exc:
+        except TimedOut as exc:
             raise self._failure(exc, 504, "did not answer in time") from exc
-        except _BROKEN as exc:
+        except Broken as exc:
             raise self._failure(exc, 502, "broke off its answer") from exc
 
     async def ready(self) -> None:
         """Raise unless the upstream's /ready answers 200 (for the gateway's own /ready)."""
-        async with self.session.get(self.url("/ready")) as resp:
-            if resp.status != 200:
-                raise RuntimeError(f"{self.name} not ready: {resp.status}")
+        resp = await self.pool.request("GET", "/ready", {})
+        try:
+            await resp.read()
+        finally:
+            resp.release()
+        if resp.status != 200:
+            raise RuntimeError(f"{self.name} not ready: {resp.status}")
 
     def _failure(self, exc: BaseException, status: int, what: str) -> Exception:
         self.failed(exc)
@@ -200,22 +176,24 @@ class Upstream:
             if not self.down_until or time.monotonic() >= self.down_until:
                 log.error("upstream_marked_down", upstream=self.name, seconds=self.cooldown)
             self.down_until = time.monotonic() + self.cooldown
-            if self._session is not None and (self._probe is None or self._probe.done()):
+            if self._pool is not None and (self._probe is None or self._probe.done()):
                 self._probe = asyncio.create_task(self._probe_until_up(), name=f"probe-{self.name}")
 
     async def _probe_until_up(self) -> None:
         """While marked down: ask `/health` every PROBE_INTERVAL; the first answer closes the breaker."""
-        while self.down_until and self._session is not None:
+        while self.down_until and self._pool is not None:
             await asyncio.sleep(PROBE_INTERVAL)
             try:
-                async with self.session.get(self.url("/health"), timeout=PROBE_TIMEOUT) as resp:
-                    if resp.status == 200:
-                        log.info("upstream_up_again", upstream=self.name)
-                        self.failures = 0
-                        self.down_until = 0.0
-                        return
-            except (*_TIMEOUT, *_BROKEN):
+                async with asyncio.timeout(PROBE_TIMEOUT):
+                    resp = await self.pool.request("GET", "/health", {})
+                    resp.release()
+            except (TimeoutError, ConnectFailed, TimedOut, Broken):
                 continue
+            if resp.status == 200:
+                log.info("upstream_up_again", upstream=self.name)
+                self.failures = 0
+                self.down_until = 0.0
+                return
 
     def succeeded(self) -> None:
         if self.failures:
