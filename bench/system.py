@@ -26,12 +26,16 @@ SERVICES = {
 CREDENTIAL_LEAD = 4.0
 START_ORDER = ("auth", "relay", "canvas", "gateway")
 UNLIMITED_RATE = "1000000000"  # the rate limiter still runs on every request; no client trips it
+# docker-compose.yml's AUTH_WORKERS / CANVAS_WORKERS / GATEWAY_WORKERS defaults: the scenarios whose
+# goal is set "with the deployed worker counts" (4, 14) run with these (tests/bench checks the file).
+DEPLOYED_WORKERS = 2
 
 
 class System:
     def __init__(self, db: str, data_dir: Path, log_dir: Path, *, workers: int = 1) -> None:
         self.db = db
         self.workers = workers
+        self.worker_counts: dict[str, int] = {}  # a process's own count, where not `workers`
         self.data_dir = data_dir
         self.log_dir = log_dir
         self.databases = Databases(db, data_dir / "db")
@@ -69,7 +73,7 @@ class System:
         if name == "relay":
             return Process(name, [sys.executable, "-m", "services.auth.relay"], self.env, log)
         port = self.ports[name]
-        command = uvicorn_cmd(SERVICES[name], port, workers=self.workers)
+        command = uvicorn_cmd(SERVICES[name], port, workers=self.worker_counts.get(name, self.workers))
         return Process(name, command, self.env, log, f"{self.url(name)}/health")
 
     async def start(self) -> None:
@@ -89,10 +93,16 @@ class System:
         if proc.health_url:
             await asyncio.to_thread(proc.wait_healthy, 60, proc.health_url.replace("/health", "/ready"))
 
-    async def restart(self, names: tuple[str, ...] = START_ORDER) -> None:
+    async def restart(self, names: tuple[str, ...] = START_ORDER, *, workers: int | None = None) -> None:
         """Fresh processes (same databases and Redis), e.g. to measure memory from a cold start; stopped
-        in reverse start order, started in start order (the gateway is ready only once both services are)."""
+        in reverse start order, started in start order (the gateway is ready only once both services are).
+        `workers`: these processes' uvicorn worker count from now on (None: the system's own)."""
         chosen = [name for name in START_ORDER if name in names]
+        for name in chosen:
+            if workers is None or workers == self.workers:
+                self.worker_counts.pop(name, None)
+            else:
+                self.worker_counts[name] = workers
         for name in reversed(chosen):
             await asyncio.to_thread(self.processes[name].stop, 20)
         for name in chosen:

@@ -23,14 +23,14 @@ from bench.context import Context
 from bench.load import Target, judge_ratio, measure, median_run
 from bench.report import Outcome, Run, rps
 from bench.scenarios.base import Scenario, check_errors
-from bench.system import START_ORDER, System
+from bench.system import DEPLOYED_WORKERS, START_ORDER, System
 from devtools.processes import HTTP_PROTOCOL, ROOT, Process
 from devtools.redis_server import RedisServer
 
 OLD_COMMIT = "e078198"
 CONNECTIONS = 64
 GOAL_RATIO = 2.0
-WORKERS = 2  # docker-compose.yml's AUTH_WORKERS / CANVAS_WORKERS / GATEWAY_WORKERS defaults
+WORKERS = DEPLOYED_WORKERS  # docker-compose.yml's AUTH_WORKERS / CANVAS_WORKERS / GATEWAY_WORKERS defaults
 EXACT_READS = 2_000  # reads through each gateway, every one awaited, for the exact-count check
 
 

@@ -11,6 +11,7 @@ from bench.context import Context
 from bench.load import Target, judge_ratio, side_by_side
 from bench.report import Outcome, rps
 from bench.scenarios.base import Scenario, check_errors
+from bench.system import DEPLOYED_WORKERS
 from devtools.processes import Process, uvicorn_cmd
 from devtools.redis_server import free_port
 
@@ -25,7 +26,7 @@ def _reference(ctx: Context) -> Process:
     log = ctx.system.log_dir / "refapp.log"
     return Process(
         "refapp",
-        uvicorn_cmd("bench.refapp:app", port, workers=ctx.options.workers),
+        uvicorn_cmd("bench.refapp:app", port, workers=DEPLOYED_WORKERS),
         env,
         log,
         f"http://127.0.0.1:{port}/health",
@@ -75,7 +76,18 @@ async def _exact_count(ctx: Context, out: Outcome) -> bool:
 
 
 async def run(ctx: Context, out: Outcome) -> None:
+    """Both sides with docker-compose's worker count (issue 18: the goal is set "with the deployed
+    worker counts"), whatever `--workers` the rest of the run uses; the canvas service is restarted
+    with it for this scenario and back afterwards."""
     ref_canvas = await ctx.api.create_canvas(ctx.fixtures.reader, public=True, title="Reference canvas")
+    await ctx.system.restart(("canvas",), workers=DEPLOYED_WORKERS)
+    try:
+        await _measure(ctx, out, ref_canvas)
+    finally:
+        await ctx.system.restart(("canvas",))
+
+
+async def _measure(ctx: Context, out: Outcome, ref_canvas: str) -> None:
     reference = _reference(ctx)
     await asyncio.to_thread(reference.start, 60)
     assert reference.proc is not None
@@ -139,7 +151,10 @@ autocommit aiosqlite connection), reading a second public canvas. Ratio: ours re
 req/s. For scale, the same reference app's empty `/health` route is measured alongside: the most any
 Litestar handler on uvicorn serves here. Then the exact-count check: a fixed number of reads by the
 aiohttp generator (every request awaited, which wrk cannot do at its deadline), the count before and
-after in the answers, and the stored `views` once the flusher has run.
+after in the answers, and the stored `views` once the flusher has run. Both sides run with
+docker-compose's worker count ({DEPLOYED_WORKERS} uvicorn workers: the canvas service is restarted with
+it for this scenario), whatever `--workers` the rest of the run uses: issue 18 sets the goal "with the
+deployed worker counts".
 """,
     profiled=("canvas",),
 )
