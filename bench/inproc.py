@@ -2,8 +2,9 @@
 
 python -m bench.inproc canvas            # the canvas service's cached read
 python -m bench.inproc gateway auth      # the gateway's proxied read, the auth service's validation
+python -m bench.inproc auth --db postgres  # the same on PostgreSQL (127.0.0.1:5432, as `make bench`)
 
-Starts the real system (`bench/system.py`, SQLite), makes a reader and a private canvas through the
+Starts the real system (`bench/system.py`, SQLite unless `--db postgres`), makes a reader and a private canvas through the
 gateway, then builds the named app in this process from the same environment, runs its lifespan and
 calls it as ASGI with the request scenario 11 measures (`concurrency` callers, each awaiting its
 answer), timing the process's CPU (`time.process_time()`: the app, its clients, aiosqlite's thread)
@@ -143,7 +144,7 @@ async def _one(name: str, request: Callable[[], Request], args: argparse.Namespa
 
 async def run(args: argparse.Namespace) -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="cv-inproc-"))
-    system = System("sqlite", data_dir, data_dir / "logs")
+    system = System(args.db, data_dir, data_dir / "logs")
     try:
         await system.start()
         async with aiohttp.ClientSession() as http:
@@ -170,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--requests", type=int, default=3000, help="requests per round")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--concurrency", type=int, default=16, help="callers at once")
+    parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     uvloop.run(run(parser.parse_args(argv)))
 
 

@@ -276,11 +276,22 @@ def make_engine(url: str) -> Engine[Any]:
     raise ValueError(f"unsupported database URL scheme: {parsed.scheme!r}")
 
 
+async def _keep_session(connection: Any) -> None:
+    """The pool's reset on release, beyond what asyncpg always does (roll back an open transaction).
+
+    asyncpg's default sends `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` on
+    every release: one more round trip, and ~9 % of the auth service's CPU per session validation on
+    PostgreSQL (issue 18, bench/FINDINGS.md). Nothing in this project takes advisory locks, listens,
+    keeps a cursor past its transaction or sets a session variable, so there is nothing to undo;
+    tests/shared/test_db_postgres.py checks that a released connection runs no reset query and that an
+    open transaction is still rolled back."""
+
+
 async def open_engine(engine: Engine[Any], pool_size: int = 10) -> None:
     if isinstance(engine, SQLiteEngine):
         await engine.start()
     elif isinstance(engine, PostgresEngine):
-        await engine.start_connection_pool(min_size=1, max_size=pool_size)
+        await engine.start_connection_pool(min_size=1, max_size=pool_size, reset=_keep_session)
 
 
 async def close_engine(engine: Engine[Any]) -> None:
