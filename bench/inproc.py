@@ -4,13 +4,14 @@ python -m bench.inproc canvas            # the canvas service's cached read
 python -m bench.inproc gateway auth      # the gateway's proxied read, the auth service's validation
 python -m bench.inproc auth --db postgres  # the same on PostgreSQL (127.0.0.1:5432, as `make bench`)
 
-Starts the real system (`bench/system.py`, SQLite unless `--db postgres`), makes a reader and a private canvas through the
-gateway, then builds the named app in this process from the same environment, runs its lifespan and
-calls it as ASGI with the request scenario 11 measures (`concurrency` callers, each awaiting its
-answer), timing the process's CPU (`time.process_time()`: the app, its clients, aiosqlite's thread)
-per request over several rounds. The gateway's upstream calls still go to the real services' own
-processes, whose CPU is not counted. What uvicorn costs (parsing, writes) is left out: this is the
-app's part of scenario 11's figure, steadier than it on a busy machine (issue 18; bench/FINDINGS.md).
+Starts the real system (`bench/system.py`, SQLite unless `--db postgres`), makes a reader and a
+private canvas through the gateway, then builds the named app in this process from the same
+environment, runs its lifespan and calls it as ASGI with the request scenario 11 measures
+(`concurrency` callers, each awaiting its answer), timing the process's CPU (`time.process_time()`:
+the app, its clients, aiosqlite's thread) per request over several rounds. The gateway's upstream
+calls still go to the real services' own processes, whose CPU is not counted. What uvicorn costs
+(parsing, writes) is left out: this is the app's part of scenario 11's figure, steadier than it on a
+busy machine (issue 18; bench/FINDINGS.md).
 """
 
 from __future__ import annotations
