@@ -21,7 +21,9 @@ FORWARD_AUTH_PATH = os.environ.get("BENCH_FORWARD_AUTH_PATH", "/internal/forward
 
 async def _forward_auth_missing(ctx: Context) -> str | None:
     url = ctx.system.url("auth") + FORWARD_AUTH_PATH
-    async with ctx.api.http.get(url, headers=ctx.fixtures.reader.bearer) as resp:
+    # As nginx asks it (bench/nginx.py): the original request's path names the credential's audience.
+    headers = {**ctx.fixtures.reader.bearer, "X-Original-URI": f"/api/canvases/{ctx.fixtures.public_canvas}"}
+    async with ctx.api.http.get(url, headers=headers) as resp:
         if 200 <= resp.status < 300 and resp.headers.get("x-internal-auth"):  # any 2xx, as nginx
             return None
         return f"GET {FORWARD_AUTH_PATH} with a valid Bearer token answered {resp.status}"
