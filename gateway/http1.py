@@ -118,6 +118,7 @@ class Response:
         conn = self._conn
         conn.response = None
         if self._done and self._keep_alive and self._error is None and not conn.closed:
+            conn.resume()  # a caller that left its last chunks unread may have left reading paused
             conn.pool._put_back(conn)
         else:
             conn.abort()

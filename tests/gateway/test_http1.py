@@ -109,6 +109,19 @@ async def test_requests_share_one_kept_alive_connection_and_send_what_was_asked(
     assert b"Content-Length: 0" not in delete  # a DELETE without a body says nothing of one
 
 
+async def test_a_connection_left_paused_by_an_unread_answer_reads_again_when_reused() -> None:
+    """A caller can stop reading an answer that arrived whole while reading was paused for it (its
+    own client went away mid-stream): the connection goes back to the pool reading again."""
+    async with serving(keep_answering) as server, pool(server.url) as client:
+        resp = await client.request("GET", "/", {})
+        assert await resp.read() == b"ok"
+        resp._conn.pause()  # as `_feed` does at 256 KiB buffered, the last chunks left unread
+        resp.release()
+        async with asyncio.timeout(3):  # a paused connection never reads: no read timeout either
+            assert await fetch(client) == (200, b"ok")
+    assert server.connections == 1
+
+
 async def test_a_post_without_a_body_says_content_length_zero() -> None:
     async with serving(keep_answering) as server, pool(server.url) as client:
         assert await fetch(client, "POST", "/api/auth/logout") == (200, b"ok")
