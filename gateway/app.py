@@ -1,39 +1,39 @@
-"""The gateway's Litestar app: the /api proxy mount, the merged OpenAPI document, ops routes.
+"""The gateway's app: the /api front (gateway/front.py) over a Litestar app with the ops routes and
+the merged OpenAPI document.
 
 Built from the shared parts (problem details, logging, request ids, ops routes) but not with
 `create_service_app`: the gateway is the public edge, so it has no internal-credential middleware
-and adds CORS and the rate limit instead.
+and adds CORS, the edge headers, the password door and the rate limit instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from litestar import Litestar, asgi
+from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.middleware.rate_limit import DURATION_VALUES
+from litestar.types import ASGIApp
 
-from gateway.admission import PasswordDoor
 from gateway.client_ip import client_ip
 from gateway.edge import EdgeMiddleware, metrics_listener
+from gateway.front import ApiFront
 from gateway.openapi import SchemaCache, schema_router
 from gateway.proxy import Proxy
-from gateway.rate_limit import STORE_NAME, RateCountStore, rate_limit_config
+from gateway.rate_limit import RateCountStore, RateLimit
 from gateway.redis_guard import RedisGuard, make_redis
 from gateway.sessions import SessionValidator
 from gateway.settings import GatewaySettings, from_environment
 from shared.access_log import AccessLogMiddleware
-from shared.app import entry_point, wrap_outermost
+from shared.app import entry_point
 from shared.errors import EXCEPTION_HANDLERS, problem_details_plugin
 from shared.logging import configure_logging
 from shared.ops import ReadyCheck, ops_router, prometheus_config
+from shared.request_id import RequestIdMiddleware
 from shared.settings import log_startup_warnings
-
-SKIP_LITESTAR_METRICS = "skip_litestar_metrics"  # the proxy records its own, per public route
 
 
 def _cors(settings: GatewaySettings) -> CORSConfig | None:
@@ -67,8 +67,6 @@ def create_app(settings: GatewaySettings) -> Litestar:
         for upstream in proxy.clients:
             await upstream.start()
         proxy.validator = validator = SessionValidator(redis, guard, proxy.upstreams["auth"], settings.secret)
-        counts = RateCountStore(redis, guard, DURATION_VALUES[settings.rate_limit_unit])
-        app.stores.register(STORE_NAME, counts, allow_override=True)
         app.state.redis = redis
         app.state.proxy = proxy
         sync = asyncio.create_task(counts.run())
@@ -84,23 +82,19 @@ def create_app(settings: GatewaySettings) -> Litestar:
             await validator.aclose()
             await redis.aclose()
 
-    middleware = []
+    counts = RateCountStore(redis, guard, DURATION_VALUES[settings.rate_limit_unit])
+    limit = None
     if settings.rate_limit > 0:
-        limit = rate_limit_config(settings.rate_limit, settings.rate_limit_unit, settings.trusted_proxies)
-        middleware.append(limit.middleware)
-    api = asgi(
-        "/api", is_mount=True, copy_scope=False, middleware=middleware, opt={SKIP_LITESTAR_METRICS: True}
-    )(proxy.handle)
+        limit = RateLimit(counts, settings.rate_limit, settings.trusted_proxies)
     ready_checks: dict[str, ReadyCheck] = {
         "redis": redis.ping,
         "auth": proxy.upstreams["auth"].ready,
         "canvas": proxy.upstreams["canvas"].ready,
     }
-    prometheus = dataclasses.replace(prometheus_config("gateway"), exclude_opt_key=SKIP_LITESTAR_METRICS)
     app = Litestar(
-        route_handlers=[ops_router(ready_checks), schema_router(schema), api],
+        route_handlers=[ops_router(ready_checks), schema_router(schema)],
         lifespan=[clients],
-        middleware=[prometheus.middleware],
+        middleware=[prometheus_config("gateway").middleware],
         plugins=[problem_details_plugin()],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         cors_config=_cors(settings),
@@ -109,20 +103,14 @@ def create_app(settings: GatewaySettings) -> Litestar:
         request_max_body_size=settings.body_limit,
         debug=False,
     )
-    app.asgi_handler = EdgeMiddleware(app.asgi_handler, settings.metrics_allow)
-    door = PasswordDoor(
-        app.asgi_handler,
-        proxy.table,
-        settings.trusted_proxies,
-        settings.password_client_in_flight,
-        access_log=settings.access_log,
-    )
-    app.asgi_handler = door
-    app.state.fast_answer = door.fast_answer  # shared/server.py's hook: refusals with no ASGI task
-    if settings.access_log:  # inside the request-id middleware that wrap_outermost adds
-        trusted = settings.trusted_proxies
-        app.asgi_handler = AccessLogMiddleware(app.asgi_handler, lambda scope: client_ip(scope, trusted))
-    wrap_outermost(app)
+    # Outside /api: the ops routes and /schema, behind the request id, the access log and the edge.
+    trusted = settings.trusted_proxies
+    other: ASGIApp = EdgeMiddleware(app.asgi_handler, settings.metrics_allow)
+    if settings.access_log:
+        other = AccessLogMiddleware(other, lambda scope: client_ip(scope, trusted))
+    front = ApiFront(app, RequestIdMiddleware(other), proxy, limit, settings)
+    app.asgi_handler = front
+    app.state.fast_answer = front.door.fast_answer  # shared/server.py's hook: refusals with no ASGI task
     return app
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from typing import Any
 
-from litestar.connection import ASGIConnection
 from litestar.types import Scope
 
 
@@ -24,12 +23,3 @@ def client_ip(scope: Scope, trusted_proxies: Collection[str]) -> str:
         ip = next((h for h in reversed(hops) if h not in trusted_proxies), peer)
     state["client_ip"] = ip
     return ip
-
-
-def identifier_for(trusted_proxies: Collection[str]) -> Callable[[ASGIConnection[Any, Any, Any, Any]], str]:
-    """RateLimitConfig's `identifier_for_request`: limits apply per client address."""
-
-    def identify(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
-        return client_ip(connection.scope, trusted_proxies)
-
-    return identify

@@ -1,10 +1,9 @@
-"""What the public edge adds around the whole gateway app: response headers and where /metrics is served.
+"""What the public edge adds: response headers on /api answers and where /metrics is served.
 
 - Every `/api` answer carries `X-Content-Type-Options: nosniff`; answers under `/api/auth/` and
-  `/api/users/` (tokens, a user's own data) carry `Cache-Control: no-store`. A pure ASGI wrapper,
-  like the request id, because the answers come from three places (the proxy mount streaming a
-  service's answer, Litestar's problem details, CORS preflights) and Litestar's `response_headers`
-  reach only the second.
+  `/api/users/` (tokens, a user's own data) carry `Cache-Control: no-store`. Set by the /api front
+  (`gateway/front.py`) in its one `send` wrapper, so they reach every answer whoever wrote it (the
+  proxy streaming a service's answer, problem details, CORS preflights, the password door's 429).
 - `/metrics` on the public port answers 404 unless the peer is in `GATEWAY_METRICS_ALLOW`
   (addresses or networks, default none); scrapers use the separate listener on
   `GATEWAY_METRICS_HOST:GATEWAY_METRICS_PORT` (aiohttp, SO_REUSEPORT so every uvicorn worker can
@@ -19,11 +18,11 @@ from contextlib import asynccontextmanager
 
 from aiohttp import web
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.utils.path import normalize_path
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared.ops import metrics_registry
-from shared.request_id import set_headers
 
 NOSNIFF = (b"x-content-type-options", b"nosniff")
 NO_STORE = (b"cache-control", b"no-store")
@@ -32,6 +31,20 @@ _NOT_FOUND = (
     b'{"status":404,"title":"Not Found","detail":"Not Found"}',
     [(b"content-type", b"application/problem+json")],
 )
+
+
+def routing_path(scope: Scope) -> str:
+    """The path as Litestar's router matches it (after `root_path`, `//` collapsed, no trailing `/`),
+    so that no spelling of a path (`//metrics`, `/api//users/me/`) escapes a check made on it."""
+    path: str = scope["path"]
+    if root_path := scope.get("root_path"):
+        path = path.split(root_path, maxsplit=1)[-1]
+    return normalize_path(path)
+
+
+def is_private(path: str) -> bool:
+    """Whether answers on this (normalised) path carry a token or a user's data: `no-store`."""
+    return path.startswith(_PRIVATE_PREFIXES) or path in ("/api/auth", "/api/users")
 
 
 class Networks:
@@ -55,26 +68,12 @@ class EdgeMiddleware:
         if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
-        if path.startswith("/metrics") and not self._may_scrape(scope):
+        if routing_path(scope).startswith("/metrics") and not self._may_scrape(scope):
             body, headers = _NOT_FOUND
             await send({"type": "http.response.start", "status": 404, "headers": headers})
             await send({"type": "http.response.body", "body": body, "more_body": False})
             return
-        if not path.startswith("/api"):
-            await self.app(scope, receive, send)
-            return
-        private = path.startswith(_PRIVATE_PREFIXES) or path in ("/api/auth", "/api/users")
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                if private:
-                    set_headers(message, NOSNIFF, NO_STORE)
-                else:
-                    set_headers(message, NOSNIFF)
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+        await self.app(scope, receive, send)
 
     def _may_scrape(self, scope: Scope) -> bool:
         client = scope.get("client")

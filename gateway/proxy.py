@@ -1,7 +1,8 @@
-"""The /api mount: route, authenticate, forward to the owning service, answer.
+"""The /api proxy: route, authenticate, forward to the owning service, answer.
 
-Served as a Litestar ASGI mount so a proxied request skips Litestar's request parsing, while every
-error still leaves through Litestar's problem-details handler (raised before any byte is sent).
+Called by the /api front (gateway/front.py) as plain ASGI, so a proxied request skips Litestar's
+routing and request parsing, while every error still leaves through the app's problem-details
+handlers (raised before any byte is sent; the front renders it).
 Order per request: route (404/405) → body size (413) → CSRF Origin (403) → session (401/503) →
 body (415 not JSON, 400 invalid UTF-8, JSON or too deep: shared/json_body.py) →
 forward with the signed credential → answer (cookies set, re-sent or cleared).
@@ -126,7 +127,7 @@ class Proxy:
         template, upstream, status = "unmatched", "none", 500
         method = scope["method"]
         try:
-            path = _public_path(scope["path"])
+            path = scope["path"]  # normalised by the /api front (gateway/front.py)
             route = self.table.match(path)
             if route is None:
                 raise NotFound("Not Found")
@@ -274,13 +275,6 @@ class Proxy:
             log.error("session_response_unreadable")
             return None
         return session_cookie(issued.token, issued.expires_at, secure=self.secure)
-
-
-def _public_path(mount_rest: str) -> str:
-    """The full normalised path from what the /api mount left in scope["path"] (e.g. "/canvases/")."""
-    if not mount_rest.startswith("/"):  # "/apifoo" also reaches the mount
-        return ""
-    return "/api" + mount_rest.rstrip("/")
 
 
 def _path_qs(path: str, scope: HTTPScope) -> str:

@@ -1,9 +1,11 @@
-"""The general per-client rate limit: Litestar's RateLimitConfig over a Redis store.
+"""The general per-client rate limit on /api, counted in fixed windows over a Redis store.
 
 Litestar's stock RateLimitMiddleware keeps every request's timestamp in one JSON list per client
 (decoded and re-encoded on each request: ~100 kB per request at 10,000 a minute), with two Redis
-round trips behind one process-wide lock. `FixedWindowRateLimitMiddleware` keeps its configuration,
-identifier hook and headers but counts per client in fixed windows: each process counts in memory
+round trips behind one process-wide lock, and builds a `Request` per call to identify the client.
+`RateLimit` keeps its headers (`RateLimit-Policy`, `-Limit`, `-Remaining`, `-Reset`) and its store
+class (`RedisStore`), is called by the /api front (`gateway/front.py`) with the ASGI scope, and
+counts per client address in fixed windows: each process counts in memory
 and merges its counts into Redis (INCRBY) every `SYNC_INTERVAL`, learning the other processes'
 counts in return. With one gateway process the limit is exact; with several, a client can exceed it
 by what the others counted in the last interval. No Redis call on the request path; while Redis is
@@ -13,25 +15,24 @@ down each process still enforces the limit on what it saw itself.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Collection
+from typing import TYPE_CHECKING
 
 import structlog
-from litestar.middleware.rate_limit import DURATION_VALUES, RateLimitConfig, RateLimitMiddleware
 from litestar.stores.redis import RedisStore
 from redis.asyncio import Redis
 
-from gateway.client_ip import identifier_for
+from gateway.client_ip import client_ip
 from gateway.redis_guard import RedisGuard
 from shared.errors import TooManyRequests
 from shared.loops import every
 from shared.redis import REDIS_UNAVAILABLE
 
 if TYPE_CHECKING:
-    from litestar.types import Message, Receive, Scope, Send
+    from litestar.types import Scope
 
 log = structlog.get_logger()
 
-STORE_NAME = "rate_limit"
 SYNC_INTERVAL = 0.1
 
 
@@ -82,60 +83,36 @@ class RateCountStore(RedisStore):
         await every(SYNC_INTERVAL, self.sync, name="rate-limit-sync")
 
 
-class FixedWindowRateLimitMiddleware(RateLimitMiddleware):
-    def __init__(self, app: Any, config: RateLimitConfig) -> None:
-        super().__init__(app, config)
-        self.duration = DURATION_VALUES[self.unit]
-        policy = f"{self.max_requests}; w={self.duration}"
-        self.fixed_headers = [
-            (config.rate_limit_policy_header_key.lower().encode(), policy.encode()),
-            (config.rate_limit_limit_header_key.lower().encode(), str(self.max_requests).encode()),
-        ]
-        self.remaining_key = config.rate_limit_remaining_header_key.lower().encode()
-        self.reset_key = config.rate_limit_reset_header_key.lower().encode()
+class RateLimit:
+    """`limit` requests per client address per fixed window of the store's `window_seconds`, with the
+    `RateLimit-*` headers Litestar's `RateLimitConfig` names by default on every answer."""
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        app = scope["litestar_app"]
-        store = self.config.get_store_from_app(app)
-        assert isinstance(store, RateCountStore)
+    def __init__(self, store: RateCountStore, limit: int, trusted_proxies: Collection[str]) -> None:
+        self.store = store
+        self.max_requests = limit
+        self.duration = store.window_seconds
+        self.trusted_proxies = frozenset(trusted_proxies)
+        policy = f"{limit}; w={self.duration}"
+        self.fixed_headers = [
+            (b"ratelimit-policy", policy.encode()),
+            (b"ratelimit-limit", str(limit).encode()),
+        ]
+
+    def admit(self, scope: Scope) -> list[tuple[bytes, bytes]]:
+        """Count this request; its answer's headers, or `TooManyRequests` (429) over the limit."""
         now = int(time.time())
         window = now // self.duration
         reset = (window + 1) * self.duration - now
-        count = store.hit(self.get_identifier_for_request(app.request_class(scope)), window)
-        headers = self._headers(count, reset)
+        count = self.store.hit(client_ip(scope, self.trusted_proxies), window)
+        headers = [
+            *self.fixed_headers,
+            (b"ratelimit-remaining", str(max(0, self.max_requests - count)).encode()),
+            (b"ratelimit-reset", str(reset).encode()),
+        ]
         if count > self.max_requests:
             raise TooManyRequests(
                 "Too many requests from this client",
                 reset,
                 headers={k.decode(): v.decode() for k, v in headers},
             )
-        if headers:
-            send = self._with_headers(send, headers)
-        await self.app(scope, receive, send)
-
-    def _headers(self, count: int, reset: int) -> list[tuple[bytes, bytes]]:
-        if not self.config.set_rate_limit_headers:
-            return []
-        return [
-            *self.fixed_headers,
-            (self.remaining_key, str(max(0, self.max_requests - count)).encode()),
-            (self.reset_key, str(reset).encode()),
-        ]
-
-    @staticmethod
-    def _with_headers(send: Send, headers: list[tuple[bytes, bytes]]) -> Send:
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *headers]
-            await send(message)
-
-        return send_with_headers
-
-
-def rate_limit_config(limit: int, unit: Any, trusted_proxies: list[str]) -> RateLimitConfig:
-    return RateLimitConfig(
-        rate_limit=(unit, limit),
-        identifier_for_request=identifier_for(frozenset(trusted_proxies)),
-        middleware_class=FixedWindowRateLimitMiddleware,
-        store=STORE_NAME,
-    )
+        return headers
