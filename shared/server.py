@@ -239,24 +239,64 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True
         self._head_bytes = 0
         self._header_bytes = 0
-        self._deadline: asyncio.TimerHandle | None = None
+        self._deadline_at = 0.0  # loop time the connection is closed at (0: none)
+        self._idle = False  # the deadline is the keep-alive one (waiting for the next request)
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self._refused = False  # answered 431: the rest of what the client sent is ignored
         self._linger_left = _LINGER_BYTES
 
-    # Deadlines
+    # Deadlines: the head's, the body's, the idle keep-alive's and the 431 linger's, one at a time.
+    # One timer per connection, not one per deadline: setting a later deadline only moves
+    # `_deadline_at`, and the timer, when it fires early, re-arms itself for it. uvicorn (and this
+    # class before) made and cancelled three timers per request (head, body, keep-alive); at ~1.5 µs
+    # per pair that was 5-8 % of an empty route's CPU (bench/FINDINGS.md).
     def _arm(self, seconds: float) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(seconds, self._expired)
+        self._idle = False
+        at = self._deadline_at = self.loop.time() + seconds
+        if self._timer is None or at < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self.loop.call_at(at, self._check_deadline)
+            self._timer_at = at
 
     def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._deadline_at = 0.0
+        self._idle = False
 
-    def _expired(self) -> None:
-        self._deadline = None
+    def _check_deadline(self) -> None:
+        self._timer = None
+        at = self._deadline_at
+        if not at:
+            return
+        if self.loop.time() < at:
+            self._timer = self.loop.call_at(at, self._check_deadline)
+            self._timer_at = at
+            return
+        self._deadline_at = 0.0
         if not self.transport.is_closing():
             self.transport.close()
+
+    def _unset_keepalive_if_required(self) -> None:
+        """uvicorn calls this when the connection is busy again (data arrived, an answer is done):
+        the idle keep-alive deadline ends (uvicorn's own keep-alive timer is never made here)."""
+        if self._idle:
+            self._disarm()
+
+    def on_response_complete(self) -> None:
+        """uvicorn 0.54's, with the keep-alive deadline set as this class's deadline instead of a
+        timer of its own per answer."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._unset_keepalive_if_required()
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        elif not self._deadline_at:  # (a request already arriving has its head deadline)
+            self._arm(self.timeout_keep_alive)
+            self._idle = True
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -268,6 +308,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._held:
             self._held.clear()
             if self._fair is not None:
@@ -329,7 +372,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._in_head = True
         self._header_bytes = 0
-        if self._deadline is None:  # a later request on a kept-alive connection
+        if not self._deadline_at:  # a later request on a kept-alive connection
             self._arm(HEAD_TIMEOUT)
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -372,6 +415,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             super().on_body(body)
 
     def on_message_complete(self) -> None:
-        if not self._refused:  # after a 431, the deadline is the linger's
-            self._disarm()
-            super().on_message_complete()
+        if self._refused:  # after a 431, the deadline is the linger's
+            return
+        self._disarm()
+        super().on_message_complete()
+        cycle = self.cycle
+        answered = cycle is not None and cycle.response_complete
+        # Answered before its body had all arrived (a refusal, an early error): idle from now.
+        if answered and not self.pipeline and not self.transport.is_closing():
+            self._arm(self.timeout_keep_alive)
+            self._idle = True

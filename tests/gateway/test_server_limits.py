@@ -191,3 +191,56 @@ async def test_after_a_431_the_server_drops_what_follows_then_closes(limited: Pr
                 await asyncio.sleep(0.05)
     finally:
         writer.close()
+
+
+async def _read_answer(reader: asyncio.StreamReader) -> bytes:
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GIVE_UP)
+    lines = head.split(b"\r\n")
+    length = next(int(line.split(b":")[1]) for line in lines if line.lower().startswith(b"content-length:"))
+    await reader.readexactly(length)
+    return head
+
+
+async def test_a_busy_keep_alive_connection_stays_open_and_closes_once_idle(limited: Process) -> None:
+    """One timer per connection carries its deadlines (shared/server.py): a timer set for an earlier
+    idle spell must not close the connection while it is busy again, and must still close it idle."""
+    reader, writer = await asyncio.open_connection(*address(limited))
+    try:
+        for _ in range(3):  # each gap is 0.6 keep-alive: the first idle spell's timer fires mid-way
+            writer.write(b"GET /api/canvases HTTP/1.1\r\nHost: t\r\n\r\n")
+            await writer.drain()
+            assert (await _read_answer(reader)).startswith(b"HTTP/1.1 200 ")
+            await asyncio.sleep(KEEP_ALIVE * 0.6)
+        writer.write(b"GET /api/canvases HTTP/1.1\r\nHost: t\r\n\r\n")
+        await writer.drain()
+        assert (await _read_answer(reader)).startswith(b"HTTP/1.1 200 ")
+        started = time.monotonic()
+        assert await asyncio.wait_for(reader.read(), KEEP_ALIVE + GIVE_UP) == b""
+        assert time.monotonic() - started >= KEEP_ALIVE * 0.9
+    finally:
+        writer.close()
+
+
+async def test_a_connection_answered_before_its_body_arrived_is_closed_once_idle(
+    start_gateway: Callable[..., Process],
+) -> None:
+    """413 from the Content-Length alone, then the client sends the body and goes quiet: the
+    connection is idle from then on, and closed after the keep-alive like any other (uvicorn's
+    keep-alive timer was cancelled by the body's bytes, which left such a connection open for ever)."""
+    gateway = start_gateway(body_limit=16)
+    reader, writer = await asyncio.open_connection(*address(gateway))
+    try:
+        body = b'{"title": "' + b"x" * 40 + b'"}'
+        writer.write(
+            b"POST /api/canvases HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)
+        )
+        await writer.drain()
+        assert (await _read_answer(reader)).startswith(b"HTTP/1.1 413 ")
+        writer.write(body)
+        await writer.drain()
+        started = time.monotonic()
+        assert await asyncio.wait_for(reader.read(), KEEP_ALIVE + GIVE_UP) == b""
+        assert time.monotonic() - started >= KEEP_ALIVE * 0.9
+    finally:
+        writer.close()
