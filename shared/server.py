@@ -18,6 +18,9 @@ from the environment (defaults in brackets):
   it) until its head is complete; then the connection is closed.
 - `HTTP_BODY_TIMEOUT` [30]: seconds from a complete head until the whole body has arrived.
 
+These deadlines and uvicorn's keep-alive one share one timer per connection (`_arm`): uvicorn made
+and cancelled a timer per answer for the keep-alive alone, and this class two more per request.
+
 A refused head (431) is closed the way nginx's `lingering_close` does it: the answer is written, the
 sending side shut, and what the client still sends is read and dropped (at most `_LINGER_BYTES`, for
 at most `_LINGER_SECONDS`) before the socket is closed. Closing at once with the client's bytes
