@@ -148,9 +148,9 @@ class ApiFront:
         """What Litestar's exception middleware does for an HTTP error: the app's handler for this
         exception type builds the response (problem details; `shared.errors`)."""
         handler = get_exception_handler(self.app.exception_handlers, exc)
-        request = self.app.request_class(scope=scope, receive=receive, send=send)
         if handler is None:  # no handler for `Exception` (shared.errors has one): re-raise as Litestar would
             raise exc
+        request = self.app.request_class(scope=scope, receive=receive, send=send)
         response = handler(request, exc)
         await response.to_asgi_response(app=None, request=request, type_encoders=self.app.type_encoders)(
             scope, receive, send
