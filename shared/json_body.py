@@ -26,6 +26,7 @@ from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, HTTPRequestEvent, Receive, ReceiveMessage, Scope, Send
 from litestar.typing import FieldDefinition
+from litestar.utils.scope.state import ScopeState
 
 from shared.errors import BadRequest, Invalid, PayloadTooLarge, UnsupportedMediaType
 from shared.validation import readable
@@ -128,6 +129,10 @@ class JsonBodyMiddleware(ASGIMiddleware):
             check_type(content_type)  # refused before a byte of the body is read
         body = await read_body(receive, self.body_limit)
         check(body, content_type)
+        # Litestar's Request.body() answers from the scope's state when a body is there, as when a
+        # middleware read it through a Request: the handler's body then costs no second stream, no
+        # header parsing (Content-Length) and no copy (issue 18: ~8 % of a session validation).
+        ScopeState.from_scope(scope).body = body
         replayed = False
 
         async def replay() -> ReceiveMessage:

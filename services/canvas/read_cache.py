@@ -39,6 +39,7 @@ from services.canvas.view_counter import (
     PENDING_KEY,
     Snapshot,
     ViewCounter,
+    new_batch_id,
 )
 from shared.errors import Unavailable
 from shared.redis import REDIS_UNAVAILABLE
@@ -151,7 +152,7 @@ class ReadCache:
             reply = await self._lean.evalsha(
                 _HIT,
                 [DOC_PREFIX + key, OPEN_KEY, PENDING_KEY, GEN_PREFIX + key],
-                [uuid.uuid4().hex, BATCH_PREFIX, key, str(uid) if uid else ""],
+                [new_batch_id(), BATCH_PREFIX, key, str(uid) if uid else ""],
             )
         except REDIS_UNAVAILABLE as exc:
             raise Unavailable("the view counter (Redis) is unavailable") from exc
