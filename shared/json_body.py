@@ -8,8 +8,9 @@ UnicodeDecodeError for invalid UTF-8 inside a string and RecursionError for very
 which nothing downstream should ever have to handle.
 
 `check` is what the gateway's proxy calls on the body it has read; `JsonBodyMiddleware` does the
-same for a Litestar service, reading the body once (within the app's body limit) and replaying it
-to the handler. An empty body is not checked: routes like logout take none.
+same for a Litestar service, reading the body once (within the app's body limit) and leaving it
+where Litestar's `Request.body()` finds it (the scope's state), so the handler does not read it
+again. An empty body is not checked: routes like logout take none.
 
 Then every route of every service decodes its body the same strict way: `dto=StrictBody[T],
 return_dto=None` with `data: JSONBody[T]` (Litestar alone converts bodies leniently).
