@@ -245,7 +245,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._deadline_at = 0.0  # loop time the connection is closed at (0: none)
         self._idle = False  # the deadline is the keep-alive one (waiting for the next request)
         self._timer: asyncio.TimerHandle | None = None
-        self._timer_at = 0.0
         self._refused = False  # answered 431: the rest of what the client sent is ignored
         self._linger_left = _LINGER_BYTES
 
@@ -257,11 +256,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def _arm(self, seconds: float) -> None:
         self._idle = False
         at = self._deadline_at = self.loop.time() + seconds
-        if self._timer is None or at < self._timer_at:
+        if self._timer is None or at < self._timer.when():
             if self._timer is not None:
                 self._timer.cancel()
             self._timer = self.loop.call_at(at, self._check_deadline)
-            self._timer_at = at
 
     def _disarm(self) -> None:
         self._deadline_at = 0.0
@@ -274,7 +272,6 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         if self.loop.time() < at:
             self._timer = self.loop.call_at(at, self._check_deadline)
-            self._timer_at = at
             return
         self._deadline_at = 0.0
         if not self.transport.is_closing():
