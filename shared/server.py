@@ -36,6 +36,17 @@ itself when served by anything else (its ASGI path does).
 It also joins the writes of one event-loop turn into one socket write (`_CoalescingWriter`): uvicorn
 writes an answer's head and body separately.
 
+A graceful stop (SIGTERM) closes no connection under a request (`shutdown`). uvicorn closes every
+idle keep-alive connection at once; a client that has just written a request on one (the gateway,
+taking it from its pool) then gets no answer and cannot tell whether the request was processed, so
+it must not send it again (a read counts a view): 2 reads in ~17,000 got 502 when a canvas replica
+was stopped under load. Here a stopping server keeps serving the connections it has: each next
+answer says `Connection: close` and closes its connection, and an idle one is closed at its
+keep-alive deadline (`--timeout-keep-alive`, 5 s), which the gateway's pool never reaches (it drops
+connections idle for 4 s, gateway/upstreams.py). New connections are refused from the first moment
+(uvicorn closes the listening socket), so a client connecting anew goes to another replica. A stop
+therefore takes up to the keep-alive timeout longer when idle connections are open.
+
 Fair reading between client addresses (issue 14, scenario 9): the event loop serves, in each turn,
 every connection that has bytes ready, so one client with 250 connections gets 250 requests handled
 in a turn before another client's one, and every turn grows long for everyone. Here each client
@@ -247,6 +258,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._refused = False  # answered 431: the rest of what the client sent is ignored
         self._linger_left = _LINGER_BYTES
+        self._stopping = False  # the server is stopping: every answer from now on closes its connection
 
     # Deadlines: the head's, the body's, the idle keep-alive's and the 431 linger's, one at a time.
     # One timer per connection, not one per deadline: setting a later deadline only moves
@@ -350,6 +362,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._in_head and self._head_bytes > MAX_HEADER_BYTES + _REQUEST_LINE_ALLOWANCE:
             self._too_large()
 
+    def shutdown(self) -> None:
+        """Called by uvicorn when the server stops gracefully (see the module docstring): the request
+        in progress and any that follow on this connection are answered with `Connection: close`; an
+        idle connection is left to its deadline instead of being closed under a request in flight."""
+        self._stopping = True
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            cycle.keep_alive = False
+
     def send_400_response(self, msg: str) -> None:
         if not self._refused and not self.transport.is_closing():
             super().send_400_response(msg)
@@ -391,6 +412,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        if self._stopping:
+            cycle.keep_alive = False
         hook: FastAnswerHook | None = getattr(getattr(self.app, "state", None), "fast_answer", None)
         answer = hook(cycle.scope) if hook is not None else None  # type: ignore[arg-type]
         if answer is None:
