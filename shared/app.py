@@ -9,19 +9,20 @@ from typing import Any
 
 from litestar import Litestar
 from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.types import ControllerRouterHandler
 from piccolo.conf.apps import AppConfig
 from piccolo.engine.base import Engine
 
 from shared import caller, dependencies
-from shared.auth_middleware import AnyRequest, internal_auth_middleware
+from shared.auth_middleware import AnyRequest, CredentialCheck
 from shared.db import migrations_check, ping
 from shared.errors import EXCEPTION_HANDLERS, problem_details_plugin
-from shared.json_body import JsonBodyMiddleware
 from shared.logging import configure_logging
 from shared.ops import ReadyCheck, ops_router, prometheus_config
 from shared.request_id import RequestIdMiddleware
+from shared.route_middleware import ServiceRouteMiddleware
 from shared.settings import CommonSettings, log_startup_warnings
 from shared.version import VERSION
 
@@ -74,10 +75,13 @@ def create_service_app(
     app = Litestar(
         route_handlers=[ops_router(checks), *route_handlers],
         lifespan=list(lifespan),
-        middleware=[
-            prometheus.middleware,
-            internal_auth_middleware(settings.secret, audiences or {name}),
-            JsonBodyMiddleware(request_max_body_size),
+        middleware=[  # metrics, the internal credential and the JSON body, in one layer
+            DefineMiddleware(
+                ServiceRouteMiddleware,
+                config=prometheus,
+                credentials=CredentialCheck(settings.secret, audiences or {name}),
+                body_limit=request_max_body_size,
+            )
         ],
         dependencies={**caller.DEPENDENCIES, **(dependencies or {})},
         plugins=[problem_details_plugin()],

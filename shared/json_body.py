@@ -7,10 +7,11 @@ before the handler runs, so before any password is hashed, and never become a 50
 UnicodeDecodeError for invalid UTF-8 inside a string and RecursionError for very deep nesting,
 which nothing downstream should ever have to handle.
 
-`check` is what the gateway's proxy calls on the body it has read; `JsonBodyMiddleware` does the
-same for a Litestar service, reading the body once (within the app's body limit) and leaving it
-where Litestar's `Request.body()` finds it (the scope's state), so the handler does not read it
-again. An empty body is not checked: routes like logout take none.
+`check` is what the gateway's proxy calls on the body it has read; `checked_receive` does the
+same for every route of a service (its one route middleware, shared/route_middleware.py), reading
+the body once (within the app's body limit) and leaving it where Litestar's `Request.body()` finds
+it (the scope's state), so the handler does not read it again. An empty body is not checked: routes
+like logout take none.
 
 Then every route of every service decodes its body the same strict way: `dto=StrictBody[T],
 return_dto=None` with `data: JSONBody[T]` (Litestar alone converts bodies leniently).
@@ -23,9 +24,7 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 from litestar.dto import DTOConfig, MsgspecDTO
-from litestar.enums import ScopeType
-from litestar.middleware import ASGIMiddleware
-from litestar.types import ASGIApp, HTTPRequestEvent, Receive, ReceiveMessage, Scope, Send
+from litestar.types import HTTPRequestEvent, Receive, ReceiveMessage, Scope
 from litestar.typing import FieldDefinition
 from litestar.utils.scope.state import ScopeState
 
@@ -112,39 +111,30 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             return b"".join(chunks)
 
 
-class JsonBodyMiddleware(ASGIMiddleware):
-    """Checks every request body before the route handler sees it (see the module docstring)."""
+async def checked_receive(scope: Scope, receive: Receive, limit: int) -> Receive:
+    """For a service route (shared/route_middleware.py): the request's body read (413 beyond `limit`)
+    and checked before the handler runs, and a `receive` that gives it again. The body is also left
+    in the scope's state, where Litestar's `Request.body()` answers from, as when a middleware read it
+    through a Request: the handler's body then costs no second stream, no header parsing
+    (Content-Length) and no copy (issue 18: ~8 % of a session validation)."""
+    content_type = _header(scope, b"content-type")
+    length = _header(scope, b"content-length")
+    if length is not None and length.strip() not in (b"", b"0"):
+        check_type(content_type)  # refused before a byte of the body is read
+    body = await read_body(receive, limit)
+    check(body, content_type)
+    ScopeState.from_scope(scope).body = body
+    replayed = False
 
-    scopes = (ScopeType.HTTP,)
+    async def replay() -> ReceiveMessage:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        whole: HTTPRequestEvent = {"type": "http.request", "body": body, "more_body": False}
+        return whole
 
-    def __init__(self, body_limit: int) -> None:
-        self.body_limit = body_limit
-
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        if scope.get("method") not in BODY_METHODS:
-            await next_app(scope, receive, send)
-            return
-        content_type = _header(scope, b"content-type")
-        length = _header(scope, b"content-length")
-        if length is not None and length.strip() not in (b"", b"0"):
-            check_type(content_type)  # refused before a byte of the body is read
-        body = await read_body(receive, self.body_limit)
-        check(body, content_type)
-        # Litestar's Request.body() answers from the scope's state when a body is there, as when a
-        # middleware read it through a Request: the handler's body then costs no second stream, no
-        # header parsing (Content-Length) and no copy (issue 18: ~8 % of a session validation).
-        ScopeState.from_scope(scope).body = body
-        replayed = False
-
-        async def replay() -> ReceiveMessage:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            whole: HTTPRequestEvent = {"type": "http.request", "body": body, "more_body": False}
-            return whole
-
-        await next_app(scope, replay, send)
+    return replay
 
 
 T = TypeVar("T", bound=msgspec.Struct)
@@ -163,7 +153,7 @@ class StrictBody(MsgspecDTO[T], Generic[T]):
         except msgspec.ValidationError as exc:
             message, _, path = str(exc).partition(" - at `")
             raise Invalid(_field(path, message), readable(message)) from exc
-        except msgspec.DecodeError as exc:  # JsonBodyMiddleware checked the JSON already
+        except msgspec.DecodeError as exc:  # checked_receive checked the JSON already
             raise BadRequest(f"invalid JSON body: {exc}") from exc
 
     @classmethod
