@@ -11,6 +11,7 @@ credential that may only call the public `/api` routes (what the gateway's proxy
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import time
@@ -49,8 +50,18 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(InternalCredential)
 
 
+@functools.lru_cache(maxsize=8)
+def _keyed(secret: bytes) -> hmac.HMAC:
+    """HMAC-SHA256 with `secret` already keyed in: each MAC starts from a copy of it (hmac's `copy`),
+    which skips hashing the key's two pads again: ~0.5 µs of the ~3 µs a MAC took with `hmac.new`,
+    on every signed call, once at the gateway and once at the service (issue 18)."""
+    return hmac.new(secret, digestmod=hashlib.sha256)
+
+
 def _mac(secret: bytes, payload: str) -> str:
-    return b64url(hmac.new(secret, payload.encode(), hashlib.sha256).digest())
+    mac = _keyed(secret).copy()
+    mac.update(payload.encode())
+    return b64url(mac.digest())
 
 
 def sign(
