@@ -35,5 +35,5 @@ COPY --from=builder --chown=app:app /app /app
 WORKDIR /app
 USER app
 EXPOSE 8000 8001 8002
-CMD ["uvicorn", "gateway.app:app", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", "--http", "shared.server:LimitedHttpToolsProtocol", "--limit-concurrency", "1000", "--no-proxy-headers", \
+CMD ["python", "-m", "shared.serve", "gateway.app:app", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", "--http", "shared.server:LimitedHttpToolsProtocol", "--limit-concurrency", "1000", "--no-proxy-headers", \
      "--log-config", "deploy/uvicorn-logging.json"]

@@ -21,11 +21,12 @@ KEEP_ALIVE = 5  # seconds an idle keep-alive connection is kept
 
 
 def uvicorn_cmd(app: str, port: int, *, workers: int = 1) -> list[str]:
-    """The command that serves an ASGI app, as in the container images."""
+    """The command that serves an ASGI app, as in the container images: uvicorn's command line through
+    `shared.serve` (its supervisor stops listening as soon as it stops)."""
     return [
         sys.executable,
         "-m",
-        "uvicorn",
+        "shared.serve",
         app,
         "--host",
         "127.0.0.1",

@@ -1,6 +1,7 @@
 """uvicorn's httptools protocol with the limits every public-facing HTTP server needs.
 
-Served with `uvicorn --http shared.server:LimitedHttpToolsProtocol` (devtools.processes.uvicorn_cmd,
+Served with `python -m shared.serve --http shared.server:LimitedHttpToolsProtocol` (uvicorn's command
+line; devtools.processes.uvicorn_cmd,
 docker-compose.yml). uvicorn's own settings cover two limits and are used for them:
 `--timeout-keep-alive` (an idle keep-alive connection is closed after it; 5 s here) and
 `--limit-concurrency` (beyond it new requests get 503 at once). It has no setting for the rest
@@ -44,7 +45,8 @@ was stopped under load. Here a stopping server keeps serving the connections it 
 answer says `Connection: close` and closes its connection, and an idle one is closed at its
 keep-alive deadline (`--timeout-keep-alive`, 5 s), which the gateway's pool never reaches (it drops
 connections idle for 4 s, gateway/upstreams.py). New connections are refused from the first moment
-(uvicorn closes the listening socket), so a client connecting anew goes to another replica. A stop
+(uvicorn closes the listening socket; with several workers, shared/serve.py makes its supervisor close
+its copy too), so a client connecting anew goes to another replica. A stop
 therefore takes up to the keep-alive timeout longer when idle connections are open.
 
 Fair reading between client addresses (issue 14, scenario 9): the event loop serves, in each turn,

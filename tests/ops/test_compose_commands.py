@@ -44,8 +44,7 @@ def _compose_env(ports: dict[str, int]) -> dict[str, str]:
 
 def _command(service: str, port: int | None) -> list[str]:
     command = [interpolate(part, {}) for part in load()["services"][service]["command"]]
-    if command[0] == "uvicorn":
-        command = ["python", "-m", *command]
+    if command[:3] == ["python", "-m", "shared.serve"]:  # a web process: uvicorn's command line
         command[command.index("--port") + 1] = str(port)
         command[command.index("--host") + 1] = "127.0.0.1"
         command[command.index("--workers") + 1] = "1"

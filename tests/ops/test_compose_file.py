@@ -20,10 +20,13 @@ def compose() -> dict:
     return load()
 
 
+SERVE = ["python", "-m", "shared.serve"]  # uvicorn's command line (shared/serve.py)
+
+
 def _module_of(command: list[str]) -> str:
-    if command[0] == "uvicorn":
-        return command[1].split(":")[0]
     assert command[:2] == ["python", "-m"], command
+    if command[:3] == SERVE:
+        return command[3].split(":")[0]
     return command[2]
 
 
@@ -36,8 +39,8 @@ def test_commands_start_real_modules(compose: dict, name: str) -> None:
     command = compose["services"][name]["command"]
     module = _module_of(command)
     assert importlib.util.find_spec(module) is not None, f"{name} runs {module}, which does not exist"
-    if command[0] == "uvicorn":
-        attr = command[1].split(":")[1]
+    if command[:3] == SERVE:
+        attr = command[3].split(":")[1]
         assert hasattr(importlib.import_module(module), attr)
 
 

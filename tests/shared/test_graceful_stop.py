@@ -14,6 +14,7 @@ prints after it has asked every connection to shut down), never for a time.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from collections.abc import Iterator
@@ -111,3 +112,25 @@ async def test_a_request_half_written_when_the_stop_begins_is_answered(server: P
     assert await asyncio.wait_for(reader.read(), GIVE_UP) == b""
     writer.close()
     assert await stopped_gracefully(server)
+
+
+async def test_a_stopping_supervisor_refuses_new_connections_at_once(data_dir: Path) -> None:
+    """With several workers, the listening socket stops listening as soon as the stop begins: a new
+    connection is refused (the gateway then connects to another replica), not accepted by the
+    kernel into a backlog no worker reads any more and reset seconds later (shared/serve.py)."""
+    server = web_process("stopping-workers", STUB_APP, {}, data_dir / "logs", workers=2).start()
+    try:
+        port = port_of(server)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(HEALTH)
+        await answer(reader)  # an idle keep-alive connection: its worker drains until its deadline
+        assert server.proc is not None
+        os.kill(server.proc.pid, signal.SIGTERM)  # the supervisor only, as `docker stop` does
+        await until_logged(server, "Waiting for connections to close")
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection("127.0.0.1", port)
+        assert await asyncio.wait_for(reader.read(), GIVE_UP) == b""
+        writer.close()
+        assert server.proc.wait(GIVE_UP) in (0, -signal.SIGTERM)
+    finally:
+        server.stop()
