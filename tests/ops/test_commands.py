@@ -1,4 +1,5 @@
-"""Every command the READMEs show follows one convention (argparse): `--help` prints usage and exits 0
+"""Every command the READMEs show follows one convention (argparse's; `shared.serve` is uvicorn's
+click command line, which prints "Usage:" capitalised): `--help` prints usage and exits 0
 with no side effect, an unknown argument is a usage error (exit 2). Bad settings stop a process with
 one line per variable and exit 2, never a traceback."""
 
@@ -65,7 +66,7 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
 def test_help_prints_usage_and_does_nothing_else(command: tuple[str, ...], tmp_path: Path) -> None:
     result = _run([*command, "--help"], _isolated_env(tmp_path))
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("usage: ")
+    assert result.stdout.lower().startswith("usage: ")
     assert result.stderr == ""
     assert list(tmp_path.iterdir()) == []  # no database, no log, no data folder
 
@@ -74,7 +75,7 @@ def test_help_prints_usage_and_does_nothing_else(command: tuple[str, ...], tmp_p
 def test_an_unknown_argument_is_a_usage_error(command: tuple[str, ...], tmp_path: Path) -> None:
     result = _run([*command, "--no-such-option"], _isolated_env(tmp_path))
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "usage: " in result.stderr
+    assert "usage: " in result.stderr.lower()
     assert "error: " in result.stderr  # "unrecognized arguments", or the subcommand it lacks
     assert list(tmp_path.iterdir()) == []
 
