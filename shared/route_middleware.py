@@ -23,11 +23,9 @@ A refusal is raised, as before, and rendered by Litestar's exception handler (pr
 from __future__ import annotations
 
 import dataclasses
-import time
 
-from litestar.enums import ScopeType
 from litestar.plugins.prometheus import PrometheusConfig
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Receive, Scope, Send
 
 from shared.auth_middleware import CredentialCheck
 from shared.json_body import BODY_METHODS, checked_receive
@@ -45,39 +43,14 @@ class ServiceRouteMiddleware(CachedLabelsPrometheusMiddleware):
         self.body_limit = body_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope["path_template"]
-        if path in self.unmetered:  # /health, /metrics: open, bodiless
+        if scope["path_template"] in self.unmetered:  # /health, /metrics: open, bodiless
             await self.app(scope, receive, send)
             return
-        method: str = scope["method"] if scope["type"] == ScopeType.HTTP else scope["type"]
-        started = time.perf_counter()
-        span: list[int | float] = [0, 0.0]  # status, duration (to the last body message, as Litestar's)
+        await self.measured(self._checked, scope, receive, send)
 
-        async def wrapped_send(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                span[0] = message["status"]
-            elif message["type"] == "http.response.body":
-                span[1] = time.perf_counter() - started
-            await send(message)
-
-        gauge = self._gauge(method, path)
-        gauge.inc()
-        try:
-            if not self.credentials.is_open(scope):
-                scope["user"] = scope["auth"] = self.credentials(scope)
-            if method in BODY_METHODS:
-                receive = await checked_receive(scope, receive, self.body_limit)
-            await self.app(scope, receive, wrapped_send)
-        except Exception as exc:
-            if not span[0]:  # refused or failed before an answer began: rendered outside this layer
-                status = getattr(exc, "status_code", None)  # shared.errors' and Litestar's exceptions
-                span[0] = status if isinstance(status, int) else 500
-                span[1] = time.perf_counter() - started
-            raise
-        finally:
-            gauge.dec()
-            count, duration, errors = self._finished(method, path, int(span[0]) or 200)
-            if errors is not None:
-                errors.inc()
-            count.inc()
-            duration.observe(span[1])
+    async def _checked(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.credentials.is_open(scope):
+            scope["user"] = scope["auth"] = self.credentials(scope)
+        if scope.get("method") in BODY_METHODS:
+            receive = await checked_receive(scope, receive, self.body_limit)
+        await self.app(scope, receive, send)

@@ -3,7 +3,8 @@ step by step, on one Compose project, driven through the published port.
 
 One Compose project for the module (built and started once: that takes minutes), its steps in file
 order: build and `up -d`, a client flow, the cascade, `--scale canvas=3 --scale auth=2`, `restart
-redis`, `restart postgres`, `kill` of a canvas replica under reads, `down` + `up` with the data kept,
+redis`, `restart postgres`, `kill` of a canvas replica under reads, `stop` of a canvas and an auth
+replica under traffic, `down` + `up` with the data kept,
 a backup and its restore, JSON logs, and `down -v` at the end (the fixture's teardown, which also
 runs when a step fails). No step relies on what an earlier step left behind: each creates its own
 accounts and canvases, and each one that needs replicas asks for them (`scaled`) and waits until
@@ -248,6 +249,55 @@ def test_killing_a_canvas_replica_under_reads_loses_no_write_and_no_view(system:
     scaled(system)
     assert system.health(victim) == "healthy"
     assert views(system, hot) == counted + 1
+
+
+def test_stopping_replicas_under_traffic_fails_no_request(system: Compose) -> None:
+    """`docker stop` (SIGTERM, as `compose stop`, a scale-down or a rolling update sends it) of a canvas
+    replica and an auth replica while reads, writes and `/api/users/me` run: not one request fails,
+    every read is counted once. A stopping replica answers on the connections the gateway holds and
+    refuses new ones at once (shared/server.py, shared/serve.py); before, its idle connections were
+    closed under requests just written on them and new ones were swallowed: 502s."""
+    canvas_victim = scaled(system)[0]
+    auth_victim = system.containers("auth")[0]
+    _, token = signup(system)
+    hot = create(system, token, title="stopped under traffic")["id"]
+    seen: Counter[str] = Counter()
+    written: list[str] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def loop(kind: str, call: Any) -> None:
+        while not stop.is_set():
+            status, body = call()
+            with lock:
+                seen[f"{kind} {status}"] += 1
+                if kind == "write" and status == 201:
+                    written.append(body["id"])
+
+    calls = {
+        "read": lambda: http(system, "GET", f"/api/canvases/{hot}"),
+        "me": lambda: http(system, "GET", "/api/users/me", token=token),
+        "write": lambda: http(system, "POST", "/api/canvases", {**CANVAS, "title": "rolled"}, token),
+    }
+    kinds = ["read"] * 4 + ["me"] * 2 + ["write"]
+    threads = [threading.Thread(target=loop, args=(kind, calls[kind])) for kind in kinds]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for("traffic before the stops", lambda: seen["read 200"] >= 40, timeout=60, every=0.2)
+        system.docker("stop", canvas_victim)  # returns once it has exited (graceful: within 30 s)
+        system.docker("stop", auth_victim)
+        stopped_at = seen["read 200"]
+        wait_for("reads after the stops", lambda: seen["read 200"] >= stopped_at + 80, timeout=90, every=0.2)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(30)
+    assert set(seen) == {"read 200", "me 200", "write 201"}, seen
+    assert views(system, hot) == seen["read 200"]
+    assert all(http(system, "GET", f"/api/canvases/{c}", token=token)[0] == 200 for c in written)
+    scaled(system)  # both come back, healthy
+    assert system.health(canvas_victim) == system.health(auth_victim) == "healthy"
 
 
 def test_down_and_up_keep_the_data(system: Compose) -> None:
