@@ -138,6 +138,9 @@ async def test_a_canvas_worker_stopped_gracefully_under_reads_fails_no_request(
     supervisor = compose.canvas.proc.pid  # type: ignore[union-attr]
     try:
         for _ in range(3):
+            # Both workers serving (a worker killed by an earlier test is replaced only when uvicorn's
+            # supervisor notices, seconds later): the stop below is of one of two, never of the last.
+            await eventually(partial(_both_serving, compose, supervisor), within=SETTLES_WITHIN)
             seen = statuses[200]
             await eventually(partial(_at_least, statuses, seen + 200), within=SETTLES_WITHIN)
             victim = workers_of(supervisor)[0]
@@ -157,6 +160,19 @@ async def test_a_canvas_worker_stopped_gracefully_under_reads_fails_no_request(
 async def _replaced(supervisor: int, worker: int) -> bool:
     workers = workers_of(supervisor)
     return worker not in workers and len(workers) == 2
+
+
+async def _both_serving(stack: Stack, supervisor: int) -> bool:
+    """Two workers, and every worker the canvas process started has finished its start-up (uvicorn
+    logs "Started server process [pid]" before it, "Application startup complete." after it)."""
+    log = stack.canvas.log_path.read_text(errors="replace")
+    workers = workers_of(supervisor)
+    started = log.count("Started server process [")
+    return (
+        len(workers) == 2
+        and all(f"Started server process [{pid}]" in log for pid in workers)
+        and log.count("Application startup complete.") >= started
+    )
 
 
 async def _at_least(statuses: Counter[int], n: int) -> bool:
