@@ -15,6 +15,7 @@ import signal
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 
@@ -94,11 +95,10 @@ async def flushed(stack: Stack, canvas_id: str) -> None:
     await eventually(steady, within=SETTLES_WITHIN, interval=0.1)
 
 
-async def test_views_stay_exact_when_a_canvas_worker_is_killed_under_concurrent_reads(
-    http: Client, compose: Stack
-) -> None:
-    """30 readers, one canvas worker SIGKILLed: every read answered 200 is counted, none twice. (A
-    read the dying worker counted but could not answer is a 502 the client saw; it may count.)"""
+@asynccontextmanager
+async def reading(http: Client, compose: Stack) -> AsyncIterator[tuple[str, Counter[int]]]:
+    """30 readers of a new canvas through the gateway while the block runs: (its id, the statuses
+    they saw so far). The readers stop, and are awaited, when the block ends."""
     user = await member(http, compose)
     canvas_id = await create(user)
     assert canvas_id
@@ -106,14 +106,30 @@ async def test_views_stay_exact_when_a_canvas_worker_is_killed_under_concurrent_
     stop = asyncio.Event()
     readers = [asyncio.create_task(reads(user, canvas_id, stop, statuses)) for _ in range(30)]
     try:
-        await eventually(lambda: _at_least(statuses, 200), within=SETTLES_WITHIN)
-        victim = workers_of(compose.canvas.proc.pid)[0]  # type: ignore[union-attr]
-        os.kill(victim, signal.SIGKILL)
-        seen = statuses[200]
-        await eventually(lambda: _at_least(statuses, seen + 200), within=SETTLES_WITHIN)
+        yield canvas_id, statuses
     finally:
         stop.set()
         await asyncio.gather(*readers)
+
+
+async def a_canvas_worker(compose: Stack, statuses: Counter[int]) -> int:
+    """A canvas worker to stop, once both workers serve (a worker stopped by an earlier test is
+    replaced only when uvicorn's supervisor notices, seconds later: stopping the other one then would
+    leave none) and 200 more reads have been answered."""
+    supervisor = compose.canvas.proc.pid  # type: ignore[union-attr]
+    await eventually(partial(_both_serving, compose, supervisor), within=SETTLES_WITHIN)
+    await eventually(partial(_at_least, statuses, statuses[200] + 200), within=SETTLES_WITHIN)
+    return workers_of(supervisor)[0]
+
+
+async def test_views_stay_exact_when_a_canvas_worker_is_killed_under_concurrent_reads(
+    http: Client, compose: Stack
+) -> None:
+    """30 readers, one canvas worker SIGKILLed: every read answered 200 is counted, none twice. (A
+    read the dying worker counted but could not answer is a 502 the client saw; it may count.)"""
+    async with reading(http, compose) as (canvas_id, statuses):
+        os.kill(await a_canvas_worker(compose, statuses), signal.SIGKILL)
+        await eventually(partial(_at_least, statuses, statuses[200] + 200), within=SETTLES_WITHIN)
     await flushed(compose, canvas_id)
     failed = sum(n for status, n in statuses.items() if status != 200)
     assert set(statuses) <= {200, 502, 503, 504}, statuses
@@ -129,29 +145,14 @@ async def test_a_canvas_worker_stopped_gracefully_under_reads_fails_no_request(
     connections open until each is answered with `Connection: close` or reaches its keep-alive
     deadline (shared/server.py); uvicorn closed idle ones at once, under requests the gateway had
     just written on them, which became 502s (2 in ~17,000 reads, found by hand on compose)."""
-    user = await member(http, compose)
-    canvas_id = await create(user)
-    assert canvas_id
-    statuses: Counter[int] = Counter()
-    stop = asyncio.Event()
-    readers = [asyncio.create_task(reads(user, canvas_id, stop, statuses)) for _ in range(30)]
     supervisor = compose.canvas.proc.pid  # type: ignore[union-attr]
-    try:
+    async with reading(http, compose) as (canvas_id, statuses):
         for _ in range(3):
-            # Both workers serving (a worker killed by an earlier test is replaced only when uvicorn's
-            # supervisor notices, seconds later): the stop below is of one of two, never of the last.
-            await eventually(partial(_both_serving, compose, supervisor), within=SETTLES_WITHIN)
-            seen = statuses[200]
-            await eventually(partial(_at_least, statuses, seen + 200), within=SETTLES_WITHIN)
-            victim = workers_of(supervisor)[0]
+            victim = await a_canvas_worker(compose, statuses)
             os.kill(victim, signal.SIGTERM)
             # uvicorn's supervisor starts a new worker once the stopped one has exited
             await eventually(partial(_replaced, supervisor, victim), within=SETTLES_WITHIN)
-        seen = statuses[200]
-        await eventually(lambda: _at_least(statuses, seen + 200), within=SETTLES_WITHIN)
-    finally:
-        stop.set()
-        await asyncio.gather(*readers)
+        await eventually(partial(_at_least, statuses, statuses[200] + 200), within=SETTLES_WITHIN)
     await flushed(compose, canvas_id)
     assert set(statuses) == {200}, statuses
     assert await views_in_db(compose, canvas_id) == statuses[200]
