@@ -3,7 +3,8 @@
 Piccolo's stock SQLiteEngine opens a new connection (and thread) for every query. `SQLiteEngine`
 here keeps two connections open for the life of the process: one for reads outside transactions
 (WAL lets it read while another connection writes) and one for writes and transactions, serialised
-by an asyncio lock. A busy timeout covers writers in other processes.
+by an asyncio lock. A busy timeout covers writers in other processes. A third connection serves
+`RowByKey`, the services' one-row lookups, on the event loop's own thread (see there).
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ class SQLiteEngine(_PiccoloSQLiteEngine):
         super().__init__(path=path, timeout=BUSY_TIMEOUT_MS / 1000, **kwargs)
         self._reader: aiosqlite.Connection | None = None
         self._writer: aiosqlite.Connection | None = None
+        self._inline: sqlite3.Connection | None = None
         self._open_lock: asyncio.Lock | None = None
         self.write_lock = asyncio.Lock()
 
@@ -134,30 +136,31 @@ class SQLiteEngine(_PiccoloSQLiteEngine):
     async def start(self) -> None:
         await self.reader()
         await self.writer()
+        # Never waits for a lock (busy timeout 0) and never writes: see `read_inline`.
+        inline = sqlite3.connect(**{**self.connection_kwargs, "timeout": 0}, check_same_thread=False)
+        inline.row_factory = dict_factory
+        inline.execute("PRAGMA query_only = 1")
+        self._inline = inline
 
     async def close(self) -> None:
         for conn in (self._reader, self._writer):
             if conn is not None:
                 await conn.close()
-        self._reader = self._writer = None
+        if self._inline is not None:
+            self._inline.close()
+        self._reader = self._writer = self._inline = None
 
-    async def _run_in_new_connection(
-        self,
-        query: str,
-        args: list[Any] | None = None,
-        query_type: str = "generic",
-        table: Any = None,
-    ) -> list[dict[str, Any]]:
-        args = args or []
-        if query.lstrip()[:7].upper().startswith(_READ_PREFIXES):
+    async def read_inline(self, query: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+        """The rows of a short read (one row by its key), run on the calling thread: no hop to a
+        connection's thread and back, which costs ~30-60 µs of CPU against ~5 µs for the lookup
+        itself (bench/FINDINGS.md). Only for statements that touch a handful of rows: the event
+        loop runs nothing else meanwhile. In WAL mode a reader waits for no writer; SQLite's busy
+        result, which needs another connection in exclusive locking mode or recovering the file
+        after a crash before this one opened, is an outage like any other (503, `database_unavailable`)."""
+        if self._inline is None:  # not started (the Piccolo CLI): the reader's thread
             conn = await self.reader()
-            # One call on the connection's thread: a statement left open between `execute` and
-            # `fetchall` while other queries run would pin one old read snapshot for all of them.
             return [dict(row) for row in await conn.execute_fetchall(query, args)]
-        async with self.write_lock:
-            conn = await self.writer()
-            async with conn.execute(query, args) as cursor:
-                return [dict(row) for row in await cursor.fetchall()]
+        return self._inline.execute(query, args).fetchall()
 
     def transaction(
         self,
@@ -212,6 +215,35 @@ class PostgresEngine(_PiccoloPostgresEngine):
 
     def transaction(self, allow_nested: bool = True) -> PostgresTransaction:
         return _SafePostgresTransaction(engine=self, allow_nested=allow_nested)
+
+
+class RowByKey:
+    """`SELECT <columns> FROM <table> WHERE <key> = <value>`: one row by a unique key, or None.
+
+    The services' hottest reads (a session's validation, a canvas read its cache missed) run this
+    statement, built once for each engine, straight on the engine's connections: Piccolo's query
+    builder costs more CPU than the lookup (bench/FINDINGS.md). On SQLite it runs on the event loop's
+    thread (`SQLiteEngine.read_inline`), on PostgreSQL on a pooled connection; inside a transaction,
+    in that transaction, through Piccolo, so it sees what the transaction wrote.
+    """
+
+    def __init__(self, table: type[Table], key: Any, columns: Sequence[Any] | None = None) -> None:
+        names = ", ".join(column._meta.db_column_name for column in columns or table._meta.columns)
+        head = f"SELECT {names} FROM {table._meta.tablename} WHERE {key._meta.db_column_name} = "  # noqa: S608 - names from the table
+        self.table = table
+        self._sqlite, self._postgres, self._piccolo = head + "?", head + "$1", head + "{}"
+
+    async def __call__(self, value: Any) -> dict[str, Any] | None:
+        engine = self.table._meta.db
+        if engine.current_transaction.get() is None:
+            if isinstance(engine, SQLiteEngine):
+                rows = await engine.read_inline(self._sqlite, (value,))
+                return rows[0] if rows else None
+            if isinstance(engine, PostgresEngine) and engine.pool is not None:
+                row = await engine.pool.fetchrow(self._postgres, value)
+                return dict(row) if row is not None else None
+        found = await self.table.raw(self._piccolo, value).run()
+        return found[0] if found else None
 
 
 # The database did not answer or dropped the connection: a transient outage (503), not a bug (500).

@@ -1,0 +1,80 @@
+"""shared/db.py's RowByKey, the services' one-row lookups, on the engine of this pass of `make test`:
+the same row Piccolo reads, and inside a transaction the transaction's own writes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from piccolo.columns import UUID, Array, Boolean, Text, Timestamptz, Varchar
+from piccolo.table import Table
+
+from shared.db import RowByKey, close_engine, make_engine, open_engine
+from tests.support.databases import drop, fresh_databases
+
+
+class Thing(Table):
+    key = Varchar(length=64, unique=True)
+    owner = UUID()
+    created_at = Timestamptz()
+    tags = Array(Varchar())
+    shown = Boolean(default=False)
+    note = Text(null=True, default=None)
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[Any]:
+    urls, names = await fresh_databases(tmp_path, sqlite_prefix="", postgres_prefix="cv_rowkey")
+    engine = make_engine(next(iter(urls.values())))
+    await open_engine(engine, pool_size=2)
+    previous = Thing._meta._db
+    Thing._meta.db = engine
+    try:
+        await Thing.create_table().run()
+        yield engine
+    finally:
+        Thing._meta._db = previous
+        await close_engine(engine)
+        await drop(names)
+
+
+def a_thing(key: str) -> Thing:
+    return Thing(
+        key=key,
+        owner=uuid.uuid4(),
+        created_at=datetime(2026, 12, 7, 3, 4, 5, 678901, tzinfo=UTC),
+        tags=["a", "b"],
+        shown=True,
+    )
+
+
+async def test_it_reads_the_row_piccolo_reads_and_none_for_an_unknown_key(engine: Any) -> None:
+    await Thing.insert(a_thing("one"), a_thing("two")).run()
+    by_key = RowByKey(Thing, Thing.key)
+    row = await by_key("one")
+    piccolo = await Thing.select().where(Thing.key == "one").first().run()
+    assert row == piccolo
+    assert isinstance(row["owner"], uuid.UUID) or str(row["owner"]) == str(piccolo["owner"])
+    assert row["created_at"] == datetime(2026, 12, 7, 3, 4, 5, 678901, tzinfo=UTC)
+    assert row["tags"] == ["a", "b"]
+    assert row["shown"] is True
+    assert row["note"] is None
+    assert await by_key("three") is None
+    some = await RowByKey(Thing, Thing.key, [Thing.key, Thing.tags])("two")
+    assert some == {"key": "two", "tags": ["a", "b"]}
+
+
+async def test_inside_a_transaction_it_reads_what_the_transaction_wrote(engine: Any) -> None:
+    by_key = RowByKey(Thing, Thing.key)
+    async with engine.transaction():
+        await Thing.insert(a_thing("mine")).run()
+        assert (await by_key("mine") or {}).get("key") == "mine"
+        # A task with a context of its own is outside the transaction: it does not see the row yet.
+        assert await asyncio.create_task(by_key("mine"), context=contextvars.Context()) is None
+    assert (await by_key("mine") or {}).get("key") == "mine"
