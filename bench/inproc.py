@@ -3,6 +3,7 @@
 python -m bench.inproc canvas            # the canvas service's cached read
 python -m bench.inproc gateway auth      # the gateway's proxied read, the auth service's validation
 python -m bench.inproc auth --db postgres  # the same on PostgreSQL (127.0.0.1:5432, as `make bench`)
+python -m bench.inproc me                # the auth service's `GET /api/users/me` (scenario 9's others)
 
 Starts the real system (`bench/system.py`, SQLite unless `--db postgres`), makes a reader and a
 private canvas through the gateway, then builds the named app in this process from the same
@@ -36,7 +37,12 @@ from bench.api import Api
 from bench.system import System
 
 Request = tuple[str, str, bytes, list[tuple[bytes, bytes]]]  # method, path, body, headers
-MODULES = {"gateway": "gateway.app", "canvas": "services.canvas.app", "auth": "services.auth.app"}
+MODULES = {
+    "gateway": "gateway.app",
+    "canvas": "services.canvas.app",
+    "auth": "services.auth.app",
+    "me": "services.auth.app",  # the auth service's `GET /api/users/me`, as the gateway proxies it
+}
 REQUEST_ID = b"bench-0123456789abcdef"
 
 
@@ -57,7 +63,11 @@ def _requests(system: System, token: str, user_id: str, session_id: str, canvas:
         headers += [(b"content-length", str(len(body)).encode()), (b"x-internal-auth", credential)]
         return "POST", "/internal/sessions/validate", body, headers
 
-    return {"gateway": gateway, "canvas": canvas_read, "auth": validation}
+    def me() -> Request:
+        credential = system.credential(user_id, session_id, audience="auth").encode()
+        return "GET", "/api/users/me", b"", [(b"x-request-id", REQUEST_ID), (b"x-internal-auth", credential)]
+
+    return {"gateway": gateway, "canvas": canvas_read, "auth": validation, "me": me}
 
 
 async def _call(app: Any, request: Request) -> int:

@@ -17,6 +17,7 @@ from services.auth.sessions import SessionService
 from services.auth.settings import AuthSettings
 from services.auth.tables import User
 from services.auth.throttle import CURRENT_PASSWORD, LoginThrottle
+from shared.db import RowByKey
 from shared.errors import Conflict, Forbidden, Unauthorized
 from shared.events import UserDeleted
 from shared.timeutil import utcnow
@@ -33,13 +34,15 @@ def _is_unique_violation(exc: Exception) -> bool:
     )
 
 
+_by_id = RowByKey(User, User.id)  # every `GET /api/users/me` (issue 18)
+
+
 async def get(user_id: str) -> dict[str, Any] | None:
     try:
         key = uuid.UUID(user_id)
     except ValueError:
         return None
-    row: dict[str, Any] | None = await User.select().where(User.id == key).first().run()
-    return row
+    return await _by_id(key)
 
 
 async def current(user_id: str) -> dict[str, Any]:
