@@ -50,9 +50,9 @@ async def answer(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
     return head, await asyncio.wait_for(reader.readexactly(length), GIVE_UP)
 
 
-async def until_logged(process: Process, text: str) -> None:
+async def until_logged(process: Process, text: str, times: int = 1) -> None:
     deadline = time.monotonic() + GIVE_UP
-    while text not in process.tail(200):
+    while process.tail(200).count(text) < times:
         assert time.monotonic() < deadline, f"{text!r} not logged:\n{process.tail()}"
         assert process.running, f"{process.name} exited:\n{process.tail()}"
         await asyncio.sleep(0.05)
@@ -121,12 +121,18 @@ async def test_a_stopping_supervisor_refuses_new_connections_at_once(data_dir: P
     server = web_process("stopping-workers", STUB_APP, {}, data_dir / "logs", workers=2).start()
     try:
         port = port_of(server)
+        # Both workers listening: one still starting would keep the socket open after the stop began
+        # (CI once sent the SIGTERM before the second worker had started).
+        await until_logged(server, "Application startup complete.", times=2)
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(HEALTH)
         await answer(reader)  # an idle keep-alive connection: its worker drains until its deadline
         assert server.proc is not None
         os.kill(server.proc.pid, signal.SIGTERM)  # the supervisor only, as `docker stop` does
+        # Each worker has closed its listening socket: the one with the idle connection waits for it,
+        # the other (no connections) goes on to its application's shutdown.
         await until_logged(server, "Waiting for connections to close")
+        await until_logged(server, "Waiting for application shutdown.")
         with pytest.raises(ConnectionRefusedError):
             await asyncio.open_connection("127.0.0.1", port)
         assert await asyncio.wait_for(reader.read(), GIVE_UP) == b""
