@@ -223,8 +223,9 @@ class RowByKey:
     The services' hottest reads (a session's validation, a canvas read its cache missed) run this
     statement, built once for each engine, straight on the engine's connections: Piccolo's query
     builder costs more CPU than the lookup (bench/FINDINGS.md). On SQLite it runs on the event loop's
-    thread (`SQLiteEngine.read_inline`), on PostgreSQL on a pooled connection; inside a transaction,
-    in that transaction, through Piccolo, so it sees what the transaction wrote.
+    thread (`SQLiteEngine.read_inline`), on PostgreSQL on a pooled connection (sent a second time
+    when the first connection turns out dropped by the server); inside a transaction, in that
+    transaction, through Piccolo, so it sees what the transaction wrote.
     """
 
     def __init__(self, table: type[Table], key: Any, columns: Sequence[Any] | None = None) -> None:
@@ -240,7 +241,15 @@ class RowByKey:
                 rows = await engine.read_inline(self._sqlite, (value,))
                 return rows[0] if rows else None
             if isinstance(engine, PostgresEngine) and engine.pool is not None:
-                row = await engine.pool.fetchrow(self._postgres, value)
+                try:
+                    row = await engine.pool.fetchrow(self._postgres, value)
+                except Exception as exc:
+                    if not database_unavailable(exc):
+                        raise
+                    # A pooled connection the server dropped while it sat idle (a restart,
+                    # `pg_terminate_backend`) shows only when used; the pool has replaced it. The
+                    # statement only reads, so it is sent once more: a second failure is an outage.
+                    row = await engine.pool.fetchrow(self._postgres, value)
                 return dict(row) if row is not None else None
         found = await self.table.raw(self._piccolo, value).run()
         return found[0] if found else None

@@ -11,12 +11,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from piccolo.columns import UUID, Array, Boolean, Text, Timestamptz, Varchar
 from piccolo.table import Table
 
-from shared.db import RowByKey, close_engine, make_engine, open_engine
-from tests.support.databases import drop, fresh_databases
+from shared.db import PostgresEngine, RowByKey, close_engine, make_engine, open_engine
+from tests.support.databases import TEST_POSTGRES_URL, drop, fresh_databases
 
 
 class Thing(Table):
@@ -78,3 +79,26 @@ async def test_inside_a_transaction_it_reads_what_the_transaction_wrote(engine: 
         # A task with a context of its own is outside the transaction: it does not see the row yet.
         assert await asyncio.create_task(by_key("mine"), context=contextvars.Context()) is None
     assert (await by_key("mine") or {}).get("key") == "mine"
+
+
+async def test_on_postgresql_a_read_on_connections_the_server_dropped_is_answered(engine: Any) -> None:
+    """`pg_terminate_backend` (or a restart) of the pool's idle connections: the next lookup gets
+    its row, not an error (the pool replaces a dropped connection; the read is sent again once)."""
+    if not isinstance(engine, PostgresEngine):
+        pytest.skip("PostgreSQL's connections")
+    await Thing.insert(a_thing("kept")).run()
+    by_key = RowByKey(Thing, Thing.key)
+    await asyncio.gather(by_key("kept"), by_key("kept"))  # both pooled connections opened
+    admin = await asyncpg.connect(TEST_POSTGRES_URL)
+    try:
+        database = engine.config["dsn"].rsplit("/", 1)[1]
+        killed = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = $1 AND pid <> pg_backend_pid()",
+            database,
+        )
+    finally:
+        await admin.close()
+    assert killed >= 1
+    for _ in range(3):
+        assert (await by_key("kept") or {}).get("key") == "kept"
