@@ -162,6 +162,24 @@ class SQLiteEngine(_PiccoloSQLiteEngine):
             return [dict(row) for row in await conn.execute_fetchall(query, args)]
         return self._inline.execute(query, args).fetchall()
 
+    async def _run_in_new_connection(
+        self,
+        query: str,
+        args: list[Any] | None = None,
+        query_type: str = "generic",
+        table: Any = None,
+    ) -> list[dict[str, Any]]:
+        args = args or []
+        if query.lstrip()[:7].upper().startswith(_READ_PREFIXES):
+            conn = await self.reader()
+            # One call on the connection's thread: a statement left open between `execute` and
+            # `fetchall` while other queries run would pin one old read snapshot for all of them.
+            return [dict(row) for row in await conn.execute_fetchall(query, args)]
+        async with self.write_lock:
+            conn = await self.writer()
+            async with conn.execute(query, args) as cursor:
+                return [dict(row) for row in await cursor.fetchall()]
+
     def transaction(
         self,
         transaction_type: TransactionType = TransactionType.immediate,

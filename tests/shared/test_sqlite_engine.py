@@ -62,3 +62,20 @@ async def test_failed_transaction_rolls_back_and_releases_lock(engine: SQLiteEng
     await counter.insert(counter(name="c", value=1)).run()
     assert not engine.write_lock.locked()
     assert await counter.count().run() == 1
+
+
+async def test_queries_run_on_the_engines_persistent_connections(engine: SQLiteEngine) -> None:
+    """Reads outside a transaction on the reader connection, writes on the writer connection: never a
+    new connection per query, as Piccolo's stock engine opens (scenario 3 measured it at 0.08x of the
+    bare driver). A temporary table lives only on the connection that created it, so a query that
+    finds one ran on that connection."""
+    counter = make_table(engine)
+    await counter.create_table().run()
+    await (await engine.reader()).execute("CREATE TEMP TABLE read_marker (x INTEGER)")
+    await (await engine.writer()).execute("CREATE TEMP TABLE write_marker (x INTEGER)")
+    rows = await counter.raw("SELECT count(*) AS n FROM temp.read_marker").run()
+    assert rows == [{"n": 0}]
+    await counter.raw("INSERT INTO temp.write_marker (x) VALUES (1)").run()
+    async with engine.transaction():
+        rows = await counter.raw("SELECT count(*) AS n FROM temp.write_marker").run()
+    assert rows == [{"n": 1}]
