@@ -24,7 +24,7 @@ import logging
 
 import structlog
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import Counter
 
 from gateway.client_ip import client_ip
@@ -116,10 +116,26 @@ class PasswordDoor:
             await send({"type": "http.response.body", "body": _BODY, "more_body": False})
             return
         self.in_flight[client] = busy + 1
+        done = False
+
+        def release() -> None:
+            nonlocal done
+            if not done:
+                done = True
+                if self.in_flight[client] <= 1:
+                    del self.in_flight[client]
+                else:
+                    self.in_flight[client] -= 1
+
+        async def send_releasing(message: Message) -> None:
+            # The slot is free before the answer's last bytes leave: a client that sends its next
+            # request as soon as it has the answer must find it free (it did not always when the
+            # slot was freed after the handler returned, which may await more after its answer).
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                release()
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_releasing)
         finally:
-            if self.in_flight[client] <= 1:
-                del self.in_flight[client]
-            else:
-                self.in_flight[client] -= 1
+            release()

@@ -13,9 +13,11 @@ import pytest
 from litestar import Litestar, delete, get, post
 from litestar.openapi import OpenAPIConfig
 from litestar.params import FromPath, JSONBody
+from litestar.types import Receive, Scope, Send
 from redis.asyncio import Redis
 
 from devtools.redis_server import RedisServer
+from gateway.admission import PasswordDoor
 from gateway.client_ip import client_ip
 from gateway.openapi import merge
 from gateway.rate_limit import RateCountStore
@@ -306,3 +308,48 @@ async def test_a_stalled_redis_times_out_the_lookup_and_trips_the_guard(hanging_
     assert not validator.guard.available
     await validator.auth.close()
     await stalled.aclose()
+
+
+async def test_the_password_door_frees_a_clients_slot_before_the_answer_leaves() -> None:
+    """A client at its cap of password requests in flight that sends the next one as soon as it has
+    an answer must be let in, even while the handler still has work after answering (CI once saw
+    a client with exactly `cap` workers refused 429)."""
+    after_answer, answered = asyncio.Event(), asyncio.Event()
+    reached: list[str] = []
+
+    async def service(scope: Scope, receive: Receive, send: Send) -> None:
+        reached.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}", "more_body": False})
+        if scope["path"] == "/api/auth/login":
+            await after_answer.wait()  # work after the answer (a log line, a connection released)
+
+    door = PasswordDoor(service, RouteTable(), [], 1, access_log=False)
+    statuses: list[int] = []
+
+    def request(path: str) -> dict[str, Any]:
+        return {
+            "type": "http",
+            "method": "POST",
+            "path": path,
+            "headers": [],
+            "client": ("192.0.2.7", 1),
+            "state": {},
+        }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+            answered.set()
+
+    first = asyncio.create_task(door(request("/api/auth/login"), receive, send))
+    await answered.wait()
+    await door(request("/api/auth/signup"), receive, send)  # the first is still finishing
+    after_answer.set()
+    await first
+    assert statuses == [200, 200]
+    assert reached == ["/api/auth/login", "/api/auth/signup"]
+    assert door.in_flight == {}
