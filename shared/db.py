@@ -241,9 +241,9 @@ class RowByKey:
     The services' hottest reads (a session's validation, a canvas read its cache missed) run this
     statement, built once for each engine, straight on the engine's connections: Piccolo's query
     builder costs more CPU than the lookup (bench/FINDINGS.md). On SQLite it runs on the event loop's
-    thread (`SQLiteEngine.read_inline`), on PostgreSQL on a pooled connection (sent a second time
-    when the first connection turns out dropped by the server); inside a transaction, in that
-    transaction, through Piccolo, so it sees what the transaction wrote.
+    thread (`SQLiteEngine.read_inline`), on PostgreSQL on a pooled connection (sent again when the
+    connection turns out dropped by the server, at most once per pooled connection); inside a
+    transaction, in that transaction, through Piccolo, so it sees what the transaction wrote.
     """
 
     def __init__(self, table: type[Table], key: Any, columns: Sequence[Any] | None = None) -> None:
@@ -259,15 +259,18 @@ class RowByKey:
                 rows = await engine.read_inline(self._sqlite, (value,))
                 return rows[0] if rows else None
             if isinstance(engine, PostgresEngine) and engine.pool is not None:
-                try:
-                    row = await engine.pool.fetchrow(self._postgres, value)
-                except Exception as exc:
-                    if not database_unavailable(exc):
-                        raise
-                    # A pooled connection the server dropped while it sat idle (a restart,
-                    # `pg_terminate_backend`) shows only when used; the pool has replaced it. The
-                    # statement only reads, so it is sent once more: a second failure is an outage.
-                    row = await engine.pool.fetchrow(self._postgres, value)
+                # A pooled connection the server dropped while it sat idle (a restart,
+                # `pg_terminate_backend`) shows only when used, and the pool then replaces it. The
+                # statement only reads, so it is sent again, at most once per pooled connection.
+                for _ in range(engine.pool.get_max_size()):
+                    try:
+                        row = await engine.pool.fetchrow(self._postgres, value)
+                    except Exception as exc:
+                        if not dropped_while_idle(exc):
+                            raise
+                    else:
+                        return dict(row) if row is not None else None
+                row = await engine.pool.fetchrow(self._postgres, value)
                 return dict(row) if row is not None else None
         found = await self.table.raw(self._piccolo, value).run()
         return found[0] if found else None
@@ -297,6 +300,13 @@ _SQLITE_TRANSIENT = frozenset(
 # that never comes, and until it notices the closed socket, a query handed that connection fails
 # with an InternalClientError instead of a connection error. It is the same outage: 503.
 _DROPPED_BY_SERVER = re.compile(r"another operation \(2\) is in progress")
+
+
+def dropped_while_idle(exc: BaseException) -> bool:
+    """Whether a query failed because its pooled connection had been dropped by the server."""
+    return isinstance(exc, asyncpg.ConnectionDoesNotExistError) or (
+        isinstance(exc, asyncpg.InternalClientError) and _DROPPED_BY_SERVER.search(str(exc)) is not None
+    )
 
 
 def database_unavailable(exc: BaseException) -> bool:
