@@ -43,7 +43,7 @@ from gateway.proxy import Proxy
 from gateway.rate_limit import RateLimit
 from gateway.settings import GatewaySettings
 from shared.access_log import LOGGER, ROUTE_KEY
-from shared.request_id import HEADER, set_headers, valid_request_id
+from shared.request_id import HEADER, request_id_of, set_headers
 
 _HEADER = HEADER.encode()
 
@@ -87,8 +87,7 @@ class ApiFront:
             return
         scope["path"] = path
         state = scope["state"]
-        raw = next((v for k, v in scope["headers"] if k == _HEADER), b"")
-        rid = valid_request_id(raw.decode("latin-1"))
+        rid = request_id_of(scope)
         state["request_id"] = rid
         structlog.contextvars.bind_contextvars(request_id=rid)
         started = time.perf_counter()

@@ -47,8 +47,11 @@ class CredentialCheck:
     def __call__(self, scope: Scope) -> InternalCredential:
         """The verified credential of this request, read straight from the scope's headers; 401 when
         missing or invalid."""
-        raw = next((value for name, value in scope["headers"] if name == _HEADER), None)
-        value = None if raw is None else raw.decode("latin-1")
+        value = None
+        for name, raw in scope["headers"]:
+            if name == _HEADER:
+                value = raw.decode("latin-1")
+                break
         try:
             cred = internal_auth.verify(self.secret, value, audiences=self.audiences, max_age=self.max_age)
             if cred.api and not scope["path"].startswith("/api/"):

@@ -46,7 +46,8 @@ log = structlog.get_logger()
 TOKEN_BYTES = 20  # 160 bits
 USER_AGENT_MAX = 256  # characters of the User-Agent kept with a session
 _SESSION_ID = re.compile(r"[0-9a-f]{64}")
-_by_id = RowByKey(Session, Session.id)  # the gateway's validation path (issue 18)
+# The gateway's validation path (issue 18): only what a validation needs.
+_by_id = RowByKey(Session, Session.id, [Session.id, Session.user_id, Session.created_at, Session.expires_at])
 
 
 def new_token() -> str:
@@ -119,7 +120,8 @@ class SessionService:
         return token, info
 
     async def validate(self, session_id: str) -> tuple[SessionInfo, bool] | None:
-        """The live session and whether its expiry slid forward now; None when unknown or expired."""
+        """The live session and whether its expiry slid forward now; None when unknown or expired.
+        Its `user_agent` and `ip` are not read (None): a validation does not need them."""
         if not is_session_id(session_id):
             return None
         row = await _by_id(session_id)
