@@ -2,23 +2,32 @@
 
 The gateway (or `/internal/forward-auth`) signs the end user and their session into the internal
 credential (`shared.auth_middleware`). Handlers never read it themselves: a route that needs a
-signed-in caller declares `guards=[requires_caller]` (so an anonymous call is 401 before the body is
-parsed) and takes `caller: CallerDep`; a route open to anonymous callers takes
-`maybe_caller: MaybeCallerDep` (None when anonymous). `create_service_app` provides both.
+signed-in caller declares `opt=SIGNED_IN_ONLY` (a controller may declare it for all its routes) and
+takes `caller: CallerDep`; a route open to anonymous callers takes `maybe_caller: MaybeCallerDep`
+(None when anonymous). `create_service_app` provides both.
+
+`SIGNED_IN_ONLY` is checked by the service's one route middleware (shared/route_middleware.py), so an
+anonymous call is 401 before its body is decoded. Not a Litestar guard: Litestar hands every guard a
+copy of the route handler (`copy(handler)`, on each request), which was 14 % of the instructions of
+`GET /api/users/me` (issue 18, bench/FINDINGS.md).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 from litestar.di import NamedDependency, Provide
-from litestar.handlers.base import BaseRouteHandler
 
 from shared.auth_middleware import AnyRequest, Connection, caller_of
 from shared.errors import Unauthorized
+from shared.internal_auth import InternalCredential
 
 NEEDS_SESSION = "This route needs a session"
+SIGNED_IN = "signed_in"  # a route handler opt: the route needs a signed-in caller (401 otherwise)
+SIGNED_IN_ONLY: Mapping[str, bool] = MappingProxyType({SIGNED_IN: True})  # opt=SIGNED_IN_ONLY
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +41,12 @@ class Caller:
 
 def maybe_caller_of(connection: Connection) -> Caller | None:
     """None for an anonymous call; 401 for a credential naming a user without a valid id or session."""
-    cred = caller_of(connection)
+    return caller_in(caller_of(connection))
+
+
+def caller_in(cred: InternalCredential) -> Caller | None:
+    """The caller a verified credential names: None when anonymous; 401 for a user without a valid
+    id or session."""
     if cred.uid is None:
         return None
     if not cred.sid:
@@ -50,13 +64,6 @@ def signed_in_caller(connection: Connection) -> Caller:
     if found is None:
         raise Unauthorized(NEEDS_SESSION)
     return found
-
-
-async def requires_caller(connection: Connection, _: BaseRouteHandler) -> None:
-    """Guard: runs before the body is parsed, so an anonymous call is 401 whatever it sends.
-    A coroutine function: Litestar runs a plain function guard in a worker thread (its
-    `ensure_async_callable`), a thread hop per request (~30 % of `GET /api/users/me`; issue 18)."""
-    signed_in_caller(connection)
 
 
 def _provide_caller(request: AnyRequest) -> Caller:

@@ -15,7 +15,10 @@ it leaves alone, as Litestar's Prometheus middleware did):
    their status;
 2. the internal credential (`shared.auth_middleware.CredentialCheck`), unless the route is open: 401;
 3. on a method that carries a body, the body, read once and checked
-   (`shared.json_body.checked_receive`): 415, 400 or 413.
+   (`shared.json_body.checked_receive`): 415, 400 or 413;
+4. on a route that declares `opt=SIGNED_IN_ONLY` (shared/caller.py), a signed-in caller: 401 for an
+   anonymous call, before its body is decoded. (A Litestar guard did this before; Litestar copies
+   the route handler for each guard on each request.)
 
 A refusal is raised, as before, and rendered by Litestar's exception handler (problem details).
 """
@@ -28,6 +31,8 @@ from litestar.plugins.prometheus import PrometheusConfig
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from shared.auth_middleware import CredentialCheck
+from shared.caller import NEEDS_SESSION, SIGNED_IN, caller_in
+from shared.errors import Unauthorized
 from shared.json_body import BODY_METHODS, checked_receive
 from shared.ops import CachedLabelsPrometheusMiddleware
 
@@ -49,8 +54,11 @@ class ServiceRouteMiddleware(CachedLabelsPrometheusMiddleware):
         await self.measured(self._checked, scope, receive, send)
 
     async def _checked(self, scope: Scope, receive: Receive, send: Send) -> None:
+        cred = None
         if not self.credentials.is_open(scope):
-            scope["user"] = scope["auth"] = self.credentials(scope)
+            cred = scope["user"] = scope["auth"] = self.credentials(scope)
         if scope.get("method") in BODY_METHODS:
             receive = await checked_receive(scope, receive, self.body_limit)
+        if cred is not None and scope["route_handler"].opt.get(SIGNED_IN) and caller_in(cred) is None:
+            raise Unauthorized(NEEDS_SESSION)
         await self.app(scope, receive, send)

@@ -38,7 +38,7 @@ from services.auth.throttle import LoginThrottle
 from shared import internal_auth
 from shared.app import from_container
 from shared.auth_middleware import EXCLUDE_FROM_AUTH, AnyRequest, caller_of
-from shared.caller import CallerDep, requires_caller
+from shared.caller import SIGNED_IN_ONLY, CallerDep
 from shared.errors import INVALID, NO_SESSION, Forbidden, NotFound, Unauthorized
 from shared.errors import problem_responses as errors
 from shared.json_body import StrictBody
@@ -155,13 +155,13 @@ class AuthController(Controller):
         )
         return await _signed_in(user, sessions, request)
 
-    @post("/logout", status_code=204, guards=[requires_caller], responses=errors(NO_SESSION))
+    @post("/logout", status_code=204, opt=SIGNED_IN_ONLY, responses=errors(NO_SESSION))
     async def logout(self, caller: CallerDep, sessions: Sessions) -> Response[None]:
         """End the current session everywhere at once."""
         await sessions.revoke(caller.user_id, caller.session_id)
         return Response(None, status_code=204, headers=SESSION_ENDED)
 
-    @get("/sessions", guards=[requires_caller], responses=errors(NO_SESSION))
+    @get("/sessions", opt=SIGNED_IN_ONLY, responses=errors(NO_SESSION))
     async def list_sessions(self, caller: CallerDep, sessions: Sessions) -> SessionList:
         """The caller's live sessions, newest first."""
         items = await sessions.list_for(caller.user_id)
@@ -170,7 +170,7 @@ class AuthController(Controller):
     @delete(
         "/sessions/{session_id:str}",
         status_code=204,
-        guards=[requires_caller],
+        opt=SIGNED_IN_ONLY,
         responses=errors({**NO_SESSION, 404: "Not one of the caller's sessions"}),
     )
     async def revoke_session(
@@ -182,7 +182,7 @@ class AuthController(Controller):
         headers = SESSION_ENDED if session_id == caller.session_id else {}
         return Response(None, status_code=204, headers=headers)
 
-    @delete("/sessions", status_code=204, guards=[requires_caller], responses=errors(NO_SESSION))
+    @delete("/sessions", status_code=204, opt=SIGNED_IN_ONLY, responses=errors(NO_SESSION))
     async def revoke_other_sessions(self, caller: CallerDep, sessions: Sessions) -> None:
         """Revoke every session of the caller but the current one."""
         await sessions.revoke_all(caller.user_id, keep=caller.session_id)
@@ -230,7 +230,7 @@ class AuthController(Controller):
 class UsersController(Controller):
     path = "/api/users/me"
     tags = ["users"]
-    guards = [requires_caller]
+    opt = SIGNED_IN_ONLY
 
     @get(responses=errors(NO_SESSION))
     async def me(self, caller: CallerDep) -> UserOut:

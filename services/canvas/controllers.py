@@ -29,7 +29,7 @@ from services.canvas.schemas import (
 from services.canvas.view_counter import ViewCounter
 from shared.app import from_container
 from shared.auth_middleware import AnyRequest
-from shared.caller import Caller, CallerDep, MaybeCallerDep, requires_caller
+from shared.caller import SIGNED_IN_ONLY, Caller, CallerDep, MaybeCallerDep
 from shared.errors import INVALID, NO_SESSION, Invalid
 from shared.errors import problem_responses as errors
 from shared.json_body import StrictBody
@@ -114,7 +114,7 @@ class CanvasController(Controller):
         "/",
         dto=StrictBody[CanvasCreate],
         return_dto=None,
-        guards=[requires_caller],
+        opt=SIGNED_IN_ONLY,
         response_headers=ETAG,
         responses=errors({**NO_SESSION, 403: "The caller's account has been deleted", **INVALID}),
     )
@@ -155,7 +155,7 @@ class CanvasController(Controller):
         "/{canvas_id:uuid}",
         dto=StrictBody[CanvasUpdate],
         return_dto=None,
-        guards=[requires_caller],
+        opt=SIGNED_IN_ONLY,
         response_headers=ETAG,
         responses=errors({**NO_SESSION, **NOT_OWNER, **NOT_FOUND, **PRECONDITION, **INVALID}),
     )
@@ -175,7 +175,7 @@ class CanvasController(Controller):
 
     @delete(
         "/{canvas_id:uuid}",
-        guards=[requires_caller],
+        opt=SIGNED_IN_ONLY,
         responses=errors({**NO_SESSION, **NOT_OWNER, **NOT_FOUND, **PRECONDITION}),
     )
     async def delete_canvas(
@@ -194,7 +194,7 @@ class CanvasController(Controller):
 class MyCanvasController(Controller):
     path = "/api/users/me/canvases"
     tags = ["canvases"]
-    guards = [requires_caller]
+    opt = SIGNED_IN_ONLY
 
     @get("/", responses=errors({**NO_SESSION, **BAD_QUERY, **VIEWS_DOWN}))
     async def list_mine(
