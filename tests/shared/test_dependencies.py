@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
-from litestar import Litestar, get
+from litestar import Litestar, Request, get
 from litestar._kwargs.kwargs_model import KwargsModel
 from litestar.di import Provide
 from litestar.testing import AsyncTestClient
@@ -31,6 +32,22 @@ def _broken() -> int:
     raise ValueError("provider failed")
 
 
+def _path_of(request: Request[Any, Any, Any]) -> str:  # takes only the request: called with it
+    return request.url.path
+
+
+def _path_and_first(request: Request[Any, Any, Any], first: str) -> str:  # and another: Litestar's way
+    return f"{first} {request.url.path}"
+
+
+calls: list[str] = []
+
+
+def _counted(request: Request[Any, Any, Any]) -> int:  # cached (use_cache): Litestar's way, called once
+    calls.append(request.url.path)
+    return len(calls)
+
+
 def _generator() -> Iterator[str]:
     yield "generated"
     cleaned.append("generated")
@@ -51,14 +68,22 @@ def generator(third: int, generated: str) -> dict[str, object]:
     return {"third": third, "generated": generated}
 
 
+@get("/request", sync_to_thread=False)
+def by_request(where: str, path_and_first: str, counted: int) -> dict[str, object]:
+    return {"where": where, "path_and_first": path_and_first, "counted": counted}
+
+
 APP = Litestar(
-    route_handlers=[plain, broken, generator],
+    route_handlers=[plain, broken, generator, by_request],
     dependencies={
         "first": Provide(_first, sync_to_thread=False),
         "second": Provide(_second, sync_to_thread=False),
         "third": Provide(_third, sync_to_thread=False),
         "broken": Provide(_broken, sync_to_thread=False),
         "generated": Provide(_generator, sync_to_thread=False),
+        "where": Provide(_path_of, sync_to_thread=False),
+        "path_and_first": Provide(_path_and_first, sync_to_thread=False),
+        "counted": Provide(_counted, sync_to_thread=False, use_cache=True),
     },
 )
 
@@ -81,3 +106,13 @@ async def test_a_generator_provider_keeps_litestars_own_path_and_its_cleanup() -
         resp = await client.get("/generator")
     assert resp.json() == {"third": 3, "generated": "generated"}
     assert cleaned == ["generated"]
+
+
+async def test_a_provider_taking_only_the_request_gets_it() -> None:
+    calls.clear()
+    async with AsyncTestClient(APP) as client:
+        first = (await client.get("/request")).json()
+        second = (await client.get("/request")).json()
+    assert first == {"where": "/request", "path_and_first": "first /request", "counted": 1}
+    assert second == first  # the cached provider's value, kept by Litestar
+    assert calls == ["/request"]
