@@ -4,6 +4,7 @@ python -m bench.inproc canvas            # the canvas service's cached read
 python -m bench.inproc gateway auth      # the gateway's proxied read, the auth service's validation
 python -m bench.inproc auth --db postgres  # the same on PostgreSQL (127.0.0.1:5432, as `make bench`)
 python -m bench.inproc me                # the auth service's `GET /api/users/me` (scenario 9's others)
+python -m bench.inproc auth --instructions  # instructions per request, under valgrind (see below)
 
 Starts the real system (`bench/system.py`, SQLite unless `--db postgres`), makes a reader and a
 private canvas through the gateway, then builds the named app in this process from the same
@@ -13,6 +14,15 @@ the app, its clients, aiosqlite's thread) per request over several rounds. The g
 calls still go to the real services' own processes, whose CPU is not counted. What uvicorn costs
 (parsing, writes) is left out: this is the app's part of scenario 11's figure, steadier than it on a
 busy machine (issue 18; bench/FINDINGS.md).
+
+`--instructions` counts instead the instructions the process executes per request, with valgrind's
+callgrind (Debian's `valgrind` package; not a Python package, so not installed by `make install`):
+the same program run twice under it, with `--requests` and twice as many requests in one round, and
+the difference divided by `--requests` (startup, the warm-up and the system's own processes cancel
+out; PYTHONHASHSEED is fixed). A count does not move with the machine's load or speed: two runs of
+the same commit agree within ~1 %, where CPU time moved 5-10 % between runs on a shared machine,
+so a change of a few percent can be judged by one run of each side. It is a count, not a time: a
+syscall or a cache miss costs more than an addition.
 """
 
 from __future__ import annotations
@@ -22,8 +32,11 @@ import asyncio
 import importlib
 import json
 import os
+import re
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -176,6 +189,33 @@ async def run(args: argparse.Namespace) -> None:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+def instructions(app: str, args: argparse.Namespace) -> int:
+    """Instructions per request of `app` (`--instructions`, above): callgrind's total of a run of
+    2N requests less that of a run of N, over N; the two runs side by side."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind (Debian: apt-get install valgrind)")
+
+    def start(requests: int) -> subprocess.Popen[str]:
+        command = [sys.executable, "-m", "bench.inproc", app, "--db", args.db, "--rounds", "1"]
+        command += ["--requests", str(requests), "--concurrency", str(args.concurrency)]
+        return subprocess.Popen(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *command],
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    totals = []
+    for run in [start(args.requests), start(2 * args.requests)]:
+        _, err = run.communicate()
+        found = re.search(r"Collected : (\d+)", err)
+        if run.returncode != 0 or found is None:
+            raise SystemExit(f"valgrind run failed ({run.returncode}):\n{err[-2000:]}")
+        totals.append(int(found.group(1)))
+    return (totals[1] - totals[0]) // int(args.requests)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.inproc", description=__doc__.splitlines()[0])
     parser.add_argument("apps", nargs="+", choices=sorted(MODULES))
@@ -183,7 +223,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--concurrency", type=int, default=16, help="callers at once")
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
-    uvloop.run(run(parser.parse_args(argv)))
+    parser.add_argument(
+        "--instructions", action="store_true", help="instructions per request, under valgrind (slow)"
+    )
+    args = parser.parse_args(argv)
+    if args.instructions:
+        if "--requests" not in (argv if argv is not None else sys.argv):
+            args.requests = 800
+        for name in args.apps:
+            print(f"{name}: {instructions(name, args):,} instructions per request in-process", flush=True)
+        return
+    uvloop.run(run(args))
 
 
 if __name__ == "__main__":
