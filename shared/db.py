@@ -4,13 +4,15 @@ Piccolo's stock SQLiteEngine opens a new connection (and thread) for every query
 here keeps two connections open for the life of the process: one for reads outside transactions
 (WAL lets it read while another connection writes) and one for writes and transactions, serialised
 by an asyncio lock. A busy timeout covers writers in other processes. A third connection serves
-`RowByKey`, the services' one-row lookups, on the event loop's own thread (see there).
+`RowByKey`, the services' one-row lookups, on the event loop's own thread; on PostgreSQL it sends the
+lookups of one loop turn as one statement (see there).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -22,6 +24,7 @@ from urllib.parse import urlparse
 import aiosqlite
 import asyncpg
 import structlog
+from aiodataloader import DataLoader
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine as _PiccoloPostgresEngine
 from piccolo.engine.postgres import PostgresTransaction
@@ -241,16 +244,27 @@ class RowByKey:
     The services' hottest reads (a session's validation, a canvas read its cache missed) run this
     statement, built once for each engine, straight on the engine's connections: Piccolo's query
     builder costs more CPU than the lookup (bench/FINDINGS.md). On SQLite it runs on the event loop's
-    thread (`SQLiteEngine.read_inline`), on PostgreSQL on a pooled connection (sent again when the
-    connection turns out dropped by the server, at most once per pooled connection); inside a
-    transaction, in that transaction, through Piccolo, so it sees what the transaction wrote.
+    thread (`SQLiteEngine.read_inline`). On PostgreSQL the lookups asked for in one turn of the event
+    loop go to the server as one statement, `WHERE <key> = ANY($1)`, on one pooled connection
+    (aiodataloader's `DataLoader`, without its cache: every lookup reads the database): a pooled
+    query costs ~50 µs of CPU in this process whatever it reads (the pool's acquire and shielded
+    release, the round trip's wake-ups), so 16 lookups at once cost ~10 µs each instead
+    (bench/FINDINGS.md). A lookup alone pays one loop turn more. The statement is sent again when a
+    pooled connection turns out dropped by the server, at most once per pooled connection. Inside a
+    transaction the lookup runs in that transaction, through Piccolo, so it sees what it wrote.
     """
 
     def __init__(self, table: type[Table], key: Any, columns: Sequence[Any] | None = None) -> None:
-        names = ", ".join(column._meta.db_column_name for column in columns or table._meta.columns)
+        columns = list(columns or table._meta.columns)
+        if not any(column is key for column in columns):  # `in` would use Piccolo's `==`
+            raise ValueError("the key must be one of the columns read (it matches rows to lookups)")
+        names = ", ".join(column._meta.db_column_name for column in columns)
         head = f"SELECT {names} FROM {table._meta.tablename} WHERE {key._meta.db_column_name} = "  # noqa: S608 - names from the table
         self.table = table
-        self._sqlite, self._postgres, self._piccolo = head + "?", head + "$1", head + "{}"
+        self._sqlite, self._postgres, self._piccolo = head + "?", head + "ANY($1)", head + "{}"
+        self._key = key._meta.db_column_name
+        self._loader: DataLoader[Any, Any] | None = None  # a row, None, or an error (see `_many`)
+        self._pool: asyncpg.Pool | None = None  # the pool `_loader` reads through
 
     async def __call__(self, value: Any) -> dict[str, Any] | None:
         engine = self.table._meta.db
@@ -258,22 +272,56 @@ class RowByKey:
             if isinstance(engine, SQLiteEngine):
                 rows = await engine.read_inline(self._sqlite, (value,))
                 return rows[0] if rows else None
-            if isinstance(engine, PostgresEngine) and engine.pool is not None:
-                # A pooled connection the server dropped while it sat idle (a restart,
-                # `pg_terminate_backend`) shows only when used, and the pool then replaces it. The
-                # statement only reads, so it is sent again, at most once per pooled connection.
-                for _ in range(engine.pool.get_max_size()):
-                    try:
-                        row = await engine.pool.fetchrow(self._postgres, value)
-                    except Exception as exc:
-                        if not dropped_while_idle(exc):
-                            raise
-                    else:
-                        return dict(row) if row is not None else None
-                row = await engine.pool.fetchrow(self._postgres, value)
-                return dict(row) if row is not None else None
+            pool = engine.pool if isinstance(engine, PostgresEngine) else None
+            if pool is not None:
+                if self._pool is not pool:  # the first lookup on this pool (a pool is one loop's)
+                    self._loader = DataLoader(functools.partial(self._many, pool), cache=False)
+                    self._pool = pool
+                assert self._loader is not None
+                row: dict[str, Any] | None = await self._loader.load(value)
+                return row
         found = await self.table.raw(self._piccolo, value).run()
         return found[0] if found else None
+
+    async def _many(self, pool: asyncpg.Pool, keys: list[Any]) -> list[dict[str, Any] | BaseException | None]:
+        """The row of each key, in the keys' order (aiodataloader's batch function). Should the
+        statement fail for a reason other than an outage (a key the column's type refuses), each
+        key is read alone, so that only its own lookup fails."""
+        unique = list(dict.fromkeys(keys))
+        try:
+            rows = await self._fetch(pool, unique)
+        except Exception as exc:
+            refused = isinstance(exc, asyncpg.DataError)  # an InterfaceError, but not an outage
+            if len(unique) == 1 or (database_unavailable(exc) and not refused):
+                raise
+            alone: dict[Any, Any] = {}
+            for key in unique:
+                try:
+                    alone[key] = next(iter(await self._fetch(pool, [key])), None)
+                except Exception as error:  # the lookup of this key fails with it
+                    alone[key] = error
+            return [_as_row(alone[key]) for key in keys]
+        found = {row[self._key]: row for row in rows}
+        return [_as_row(found.get(key)) for key in keys]
+
+    async def _fetch(self, pool: asyncpg.Pool, keys: list[Any]) -> list[asyncpg.Record]:
+        # A pooled connection the server dropped while it sat idle (a restart,
+        # `pg_terminate_backend`) shows only when used, and the pool then replaces it. The
+        # statement only reads, so it is sent again, at most once per pooled connection.
+        for _ in range(pool.get_max_size()):
+            try:
+                rows: list[asyncpg.Record] = await pool.fetch(self._postgres, keys)
+            except Exception as exc:
+                if not dropped_while_idle(exc):
+                    raise
+            else:
+                return rows
+        return list(await pool.fetch(self._postgres, keys))
+
+
+def _as_row(found: Any) -> Any:
+    """A row as a dict of its own (each lookup may change what it gets), or None, or an error."""
+    return dict(found) if isinstance(found, asyncpg.Record) else found
 
 
 # The database did not answer or dropped the connection: a transient outage (503), not a bug (500).

@@ -102,3 +102,44 @@ async def test_on_postgresql_a_read_on_connections_the_server_dropped_is_answere
     assert killed >= 1
     for _ in range(3):
         assert (await by_key("kept") or {}).get("key") == "kept"
+
+
+async def test_on_postgresql_the_lookups_of_one_loop_turn_are_one_statement(engine: Any) -> None:
+    """40 lookups at once, of 20 keys (each twice) and 10 unknown ones: each gets its own row (a dict
+    of its own) or None, and the server receives one or two statements, not 40 (the query loggers
+    of both pooled connections count what each sent)."""
+    if not isinstance(engine, PostgresEngine):
+        pytest.skip("PostgreSQL's pool")
+    await Thing.insert(*(a_thing(f"k{i}") for i in range(20))).run()
+    by_key = RowByKey(Thing, Thing.key)
+    sent: list[str] = []
+
+    def logged(query: Any) -> None:
+        sent.append(query.query)
+
+    first, second = await engine.pool.acquire(), await engine.pool.acquire()  # both connections open
+    for connection in (first, second):
+        connection.add_query_logger(logged)
+        await engine.pool.release(connection)
+    keys = [f"k{i % 20}" for i in range(40)] + [f"unknown{i}" for i in range(10)]
+    rows = await asyncio.gather(*(by_key(key) for key in keys))
+    for key, row in zip(keys, rows, strict=True):
+        assert (row or {}).get("key") == (None if key.startswith("unknown") else key)
+    assert rows[0] is not rows[20]  # the same key twice: two dicts
+    assert 1 <= len([query for query in sent if "ANY($1)" in query]) <= 2, sent
+
+
+async def test_on_postgresql_a_key_the_column_refuses_fails_its_own_lookup_only(engine: Any) -> None:
+    if not isinstance(engine, PostgresEngine):
+        pytest.skip("PostgreSQL's pool")
+    await Thing.insert(a_thing("good")).run()
+    by_key = RowByKey(Thing, Thing.key)
+    good, bad = await asyncio.gather(by_key("good"), by_key(12345), return_exceptions=True)
+    assert isinstance(good, dict)
+    assert good["key"] == "good"
+    assert isinstance(bad, asyncpg.DataError)
+
+
+def test_the_key_must_be_read() -> None:
+    with pytest.raises(ValueError, match="key"):
+        RowByKey(Thing, Thing.key, [Thing.tags])
