@@ -143,3 +143,43 @@ async def test_on_postgresql_a_key_the_column_refuses_fails_its_own_lookup_only(
 def test_the_key_must_be_read() -> None:
     with pytest.raises(ValueError, match="key"):
         RowByKey(Thing, Thing.key, [Thing.tags])
+
+
+async def test_on_postgresql_a_batch_whose_connection_is_killed_mid_statement_answers_every_lookup(
+    engine: Any,
+) -> None:
+    """20 lookups wait as one statement behind a table lock; the server kills that statement's
+    connection (`pg_terminate_backend`): the statement is sent again on another connection, and once
+    the lock is gone every lookup gets its row. No lookup is lost or left waiting."""
+    if not isinstance(engine, PostgresEngine):
+        pytest.skip("PostgreSQL's pool")
+    await Thing.insert(*(a_thing(f"w{i}") for i in range(20))).run()
+    by_key = RowByKey(Thing, Thing.key)
+    await by_key("w0")  # the statement prepared, the pool open
+    database = engine.config["dsn"].rsplit("/", 1)[1]
+    admin = await asyncpg.connect(TEST_POSTGRES_URL.rsplit("/", 1)[0] + "/" + database)
+    try:
+        locker = admin.transaction()
+        await locker.start()
+        await admin.execute(f"LOCK TABLE {Thing._meta.tablename} IN ACCESS EXCLUSIVE MODE")
+        lookups = asyncio.gather(*(by_key(f"w{i}") for i in range(20)))
+        waiting: list[int] = []
+        for _ in range(100):  # the batch's statement, waiting for the lock
+            waiting = [
+                row["pid"]
+                for row in await admin.fetch(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock'",
+                    database,
+                )
+            ]
+            if waiting:
+                break
+            await asyncio.sleep(0.05)
+        assert len(waiting) == 1, waiting  # one statement for the 20 lookups
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", waiting[0])
+        await asyncio.sleep(0.2)  # the statement sent again, waiting for the lock once more
+        await locker.rollback()
+        rows = await asyncio.wait_for(lookups, timeout=10)
+    finally:
+        await admin.close()
+    assert [(row or {}).get("key") for row in rows] == [f"w{i}" for i in range(20)]
