@@ -263,8 +263,8 @@ class RowByKey:
         self.table = table
         self._sqlite, self._postgres, self._piccolo = head + "?", head + "ANY($1)", head + "{}"
         self._key = key._meta.db_column_name
-        self._loader: DataLoader[Any, Any] | None = None  # a row, None, or an error (see `_many`)
-        self._pool: asyncpg.Pool | None = None  # the pool `_loader` reads through
+        # The pool the lookups are batched for and their loader (loading a row, None, or an error).
+        self._batching: tuple[asyncpg.Pool, DataLoader[Any, Any]] | None = None
 
     async def __call__(self, value: Any) -> dict[str, Any] | None:
         engine = self.table._meta.db
@@ -274,11 +274,9 @@ class RowByKey:
                 return rows[0] if rows else None
             pool = engine.pool if isinstance(engine, PostgresEngine) else None
             if pool is not None:
-                if self._pool is not pool:  # the first lookup on this pool (a pool is one loop's)
-                    self._loader = DataLoader(functools.partial(self._many, pool), cache=False)
-                    self._pool = pool
-                assert self._loader is not None
-                row: dict[str, Any] | None = await self._loader.load(value)
+                if self._batching is None or self._batching[0] is not pool:  # a pool is one loop's
+                    self._batching = (pool, DataLoader(functools.partial(self._many, pool), cache=False))
+                row: dict[str, Any] | None = await self._batching[1].load(value)
                 return row
         found = await self.table.raw(self._piccolo, value).run()
         return found[0] if found else None
@@ -291,8 +289,7 @@ class RowByKey:
         try:
             rows = await self._fetch(pool, unique)
         except Exception as exc:
-            refused = isinstance(exc, asyncpg.DataError)  # an InterfaceError, but not an outage
-            if len(unique) == 1 or (database_unavailable(exc) and not refused):
+            if len(unique) == 1 or database_unavailable(exc):
                 raise
             alone: dict[Any, Any] = {}
             for key in unique:
@@ -305,9 +302,9 @@ class RowByKey:
         return [_as_row(found.get(key)) for key in keys]
 
     async def _fetch(self, pool: asyncpg.Pool, keys: list[Any]) -> list[asyncpg.Record]:
-        # A pooled connection the server dropped while it sat idle (a restart,
-        # `pg_terminate_backend`) shows only when used, and the pool then replaces it. The
-        # statement only reads, so it is sent again, at most once per pooled connection.
+        # A pooled connection the server dropped (a restart, `pg_terminate_backend`), while it sat
+        # idle or under this statement, fails the statement, and the pool replaces it. The statement
+        # only reads, so it is sent again, at most once per pooled connection.
         for _ in range(pool.get_max_size()):
             try:
                 rows: list[asyncpg.Record] = await pool.fetch(self._postgres, keys)
@@ -326,7 +323,8 @@ def _as_row(found: Any) -> Any:
 
 # The database did not answer or dropped the connection: a transient outage (503), not a bug (500).
 # OSError covers refused and reset connections and timeouts (TimeoutError is one); a deadlock or
-# serialization victim is worth the client's retry too.
+# serialization victim is worth the client's retry too. asyncpg's DataError, an InterfaceError, is
+# not one: it is a query argument the driver could not encode (a bug, 500; `database_unavailable`).
 DB_UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.PostgresConnectionError,
@@ -363,7 +361,7 @@ def database_unavailable(exc: BaseException) -> bool:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, DB_UNAVAILABLE):
+        if isinstance(current, DB_UNAVAILABLE) and not isinstance(current, asyncpg.DataError):
             return True
         code = getattr(current, "sqlite_errorcode", None)
         if (

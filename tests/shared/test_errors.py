@@ -46,6 +46,9 @@ def test_a_connection_the_server_dropped_while_idle_is_an_outage_not_a_bug() -> 
     assert not database_unavailable(
         asyncpg.InternalClientError("pool connection inactivity timer already exists")
     )
+    # An argument the driver cannot encode is an InterfaceError too, and a bug, not an outage.
+    assert not database_unavailable(asyncpg.DataError("invalid input for query argument $1"))
+    assert database_unavailable(asyncpg.InterfaceError("cannot perform operation: connection is closed"))
 
 
 def test_a_locked_sqlite_database_is_an_outage_by_its_result_code_not_its_text(tmp_path: Path) -> None:

@@ -129,6 +129,15 @@ async def test_on_postgresql_the_lookups_of_one_loop_turn_are_one_statement(engi
     assert 1 <= len([query for query in sent if "ANY($1)" in query]) <= 2, sent
 
 
+async def test_every_lookup_reads_the_database_so_a_deleted_row_is_gone_at_once(engine: Any) -> None:
+    """A revoked session must fail its next validation: no lookup is answered from an earlier one."""
+    await Thing.insert(a_thing("gone")).run()
+    by_key = RowByKey(Thing, Thing.key)
+    assert (await by_key("gone") or {}).get("key") == "gone"
+    await Thing.delete().where(Thing.key == "gone").run()
+    assert await by_key("gone") is None
+
+
 async def test_on_postgresql_a_key_the_column_refuses_fails_its_own_lookup_only(engine: Any) -> None:
     if not isinstance(engine, PostgresEngine):
         pytest.skip("PostgreSQL's pool")
