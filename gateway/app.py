@@ -30,6 +30,7 @@ from gateway.settings import GatewaySettings, from_environment
 from shared.access_log import AccessLogMiddleware
 from shared.app import entry_point
 from shared.errors import EXCEPTION_HANDLERS, problem_details_plugin
+from shared.heap import settled_heap
 from shared.logging import configure_logging
 from shared.ops import ReadyCheck, ops_router, prometheus_config
 from shared.request_id import RequestIdMiddleware
@@ -93,7 +94,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
     }
     app = Litestar(
         route_handlers=[ops_router(ready_checks), schema_router(schema)],
-        lifespan=[clients],
+        lifespan=[clients, settled_heap],  # last: once every client is built
         middleware=[prometheus_config("gateway").middleware],
         plugins=[problem_details_plugin()],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]

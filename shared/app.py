@@ -19,6 +19,7 @@ from shared import caller, dependencies
 from shared.auth_middleware import AnyRequest, CredentialCheck
 from shared.db import migrations_check, ping
 from shared.errors import EXCEPTION_HANDLERS, problem_details_plugin
+from shared.heap import settled_heap
 from shared.logging import configure_logging
 from shared.ops import ReadyCheck, ops_router, prometheus_config
 from shared.request_id import RequestIdMiddleware
@@ -74,7 +75,7 @@ def create_service_app(
     checks |= ready_checks or {}
     app = Litestar(
         route_handlers=[ops_router(checks), *route_handlers],
-        lifespan=list(lifespan),
+        lifespan=[*lifespan, settled_heap],  # last: once every client is built
         middleware=[  # metrics, the internal credential and the JSON body, in one layer
             DefineMiddleware(
                 ServiceRouteMiddleware,
