@@ -47,8 +47,8 @@ async def test_every_app_settles_its_heap_once_started() -> None:
     from tests.canvas.support import canvas_settings
 
     for app in (canvas_app(canvas_settings()), auth_app(auth_settings()), gateway_app(gateway_settings())):
-        assert gc.get_freeze_count() == 0
+        before = gc.get_freeze_count()  # 0, unless another app runs in this process
         async with asgi.running(app):
-            assert gc.get_freeze_count() > 0
+            assert gc.get_freeze_count() > before
             assert gc.get_threshold()[0] >= YOUNG_THRESHOLD
         assert gc.get_freeze_count() == 0
