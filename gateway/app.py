@@ -67,7 +67,10 @@ def create_app(settings: GatewaySettings) -> Litestar:
     async def clients(app: Litestar) -> AsyncIterator[None]:
         for upstream in proxy.clients:
             await upstream.start()
-        proxy.validator = validator = SessionValidator(redis, guard, proxy.upstreams["auth"], settings.secret)
+        proxy.validator = validator = SessionValidator(
+            redis, guard, proxy.upstreams["auth"], settings.secret, memory_ttl=settings.session_memory_ttl
+        )
+        validator.start()
         app.state.redis = redis
         app.state.proxy = proxy
         sync = asyncio.create_task(counts.run())

@@ -35,6 +35,9 @@ class GatewaySettings(CommonSettings, kw_only=True):
     # Redis (session cache, rate limit): a slow Redis must not stall requests
     redis_timeout: float = 0.15
     redis_cooldown: float = 1.0  # seconds to bypass Redis after it failed
+    # Seconds each process keeps a session it found in the Redis cache; Redis tells it at once when
+    # the session's key changes (a revocation), so this bounds only how often it asks again. 0: off.
+    session_memory_ttl: float = 5.0
     # General per-client rate limit; 0 turns it off
     rate_limit: int = 10_000
     rate_limit_unit: Literal["second", "minute", "hour", "day"] = "minute"
@@ -65,6 +68,8 @@ class GatewaySettings(CommonSettings, kw_only=True):
             raise SettingsError("GATEWAY_PASSWORD_CLIENT_IN_FLIGHT must be at least 1")
         if self.pool_wait < 0:
             raise SettingsError("GATEWAY_POOL_WAIT must be >= 0")
+        if not 0 <= self.session_memory_ttl <= 60:
+            raise SettingsError("GATEWAY_SESSION_MEMORY_TTL must be between 0 and 60 seconds")
 
 
 def from_environment() -> GatewaySettings:

@@ -19,7 +19,9 @@ stays for everything else:
 - the next call after a loss connects again (one connection attempt shared by concurrent callers),
   with the address (TCP, TLS or a Unix socket), database, credentials and timeouts of the redis-py
   client it was made `like`;
-- a script is sent by EVALSHA, and by EVAL (which loads it) when Redis answers NOSCRIPT.
+- a script is sent by EVALSHA, and by EVAL (which loads it) when Redis answers NOSCRIPT;
+- `subscriber()` opens a connection of its own for pub/sub (the gateway's session invalidations):
+  messages go to a callback as they are read, in Redis's order.
 """
 
 from __future__ import annotations
@@ -51,11 +53,15 @@ class LeanScript:
 
 
 class _Connection(asyncio.Protocol):
-    """One pipelined connection: futures wait in send order; the oldest has a deadline."""
+    """One pipelined connection: futures wait in send order; the oldest has a deadline.
 
-    def __init__(self, timeout: float | None) -> None:
+    `on_message`: on a subscriber's connection, each pub/sub `message` (which answers no command)
+    goes to this callback, from the event loop's read callback, in the order Redis sent it."""
+
+    def __init__(self, timeout: float | None, on_message: Callable[[Reply], None] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         self._timeout = timeout
+        self._on_message = on_message
         self._reader = hiredis.Reader(protocolError=InvalidResponse, replyError=ResponseError)
         self._waiting: deque[tuple[float, asyncio.Future[Reply]]] = deque()
         self._out: list[bytes] = []
@@ -90,6 +96,9 @@ class _Connection(asyncio.Protocol):
         self._reader.feed(data)
         try:
             while (reply := self._reader.gets()) is not False:
+                if self._on_message is not None and type(reply) is list and reply[0] == b"message":
+                    self._on_message(reply)
+                    continue
                 future = self._waiting.popleft()[1]
                 if future.done():  # its caller was cancelled
                     continue
@@ -137,13 +146,13 @@ class _Connection(asyncio.Protocol):
 
 
 async def _open_tcp(
-    factory: Callable[[], _Connection], host: str, port: int, tls: ssl.SSLContext | None
+    factory: Callable[[], _Connection], *, host: str, port: int, tls: ssl.SSLContext | None
 ) -> _Connection:
     _, connection = await asyncio.get_running_loop().create_connection(factory, host, port, ssl=tls)
     return connection
 
 
-async def _open_unix(factory: Callable[[], _Connection], path: str) -> _Connection:
+async def _open_unix(factory: Callable[[], _Connection], *, path: str) -> _Connection:
     _, connection = await asyncio.get_running_loop().create_unix_connection(factory, path)
     return connection
 
@@ -163,6 +172,9 @@ def _tls_context(kwargs: dict[str, Any]) -> ssl.SSLContext:
     return context
 
 
+Connection = _Connection  # what `LeanRedis.subscriber` returns
+
+
 class LeanRedis:
     """Pipelined commands over one lazily (re)connected connection; see the module doc."""
 
@@ -180,11 +192,11 @@ class LeanRedis:
         connect_timeout: float | None = None,
     ) -> None:
         self._address = path or f"{host}:{port}"
-        factory = functools.partial(_Connection, socket_timeout)
-        self._open: Callable[[], Awaitable[_Connection]] = (
-            functools.partial(_open_unix, factory, path)
+        self._timeout = socket_timeout
+        self._open: Callable[[Callable[[], _Connection]], Awaitable[_Connection]] = (
+            functools.partial(_open_unix, path=path)
             if path
-            else functools.partial(_open_tcp, factory, host, port, tls)
+            else functools.partial(_open_tcp, host=host, port=port, tls=tls)
         )
         self._handshake = [
             *([(b"AUTH", *((username,) if username else ()), password)] if password else []),
@@ -212,10 +224,10 @@ class LeanRedis:
             connect_timeout=kwargs.get("socket_connect_timeout"),
         )
 
-    async def _connect(self) -> _Connection:
+    async def _connect(self, on_message: Callable[[Reply], None] | None = None) -> _Connection:
         try:
             async with asyncio.timeout(self._connect_timeout):
-                connection = await self._open()
+                connection = await self._open(functools.partial(_Connection, self._timeout, on_message))
         except TimeoutError as exc:
             raise RedisTimeoutError(f"Timeout connecting to Redis at {self._address}") from exc
         except OSError as exc:  # ssl.SSLError included
@@ -227,6 +239,11 @@ class LeanRedis:
             connection.close()
             raise
         return connection
+
+    async def subscriber(self, on_message: Callable[[Reply], None]) -> Connection:
+        """A connection of its own (not the shared one), for SUBSCRIBE: every pub/sub `message` goes
+        to `on_message`; `send` still answers its own commands (SUBSCRIBE, PING). The caller closes it."""
+        return await self._connect(on_message)
 
     async def _connected(self) -> _Connection:
         connecting = self._connecting

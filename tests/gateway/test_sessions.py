@@ -254,3 +254,82 @@ async def test_redis_down_falls_back_to_auth_and_fails_closed(
         await asyncio.sleep(0.1)
     else:
         pytest.fail("the session cache was not used again after Redis came back")
+
+
+async def _gets(redis: Redis) -> int:
+    """GET commands this Redis has run (the gateway's session lookups among them)."""
+    return int((await redis.info("commandstats")).get("cmdstat_get", {}).get("calls", 0))
+
+
+async def _redis_gets_for(http: Client, url: str, token: str, redis: Redis, reads: int = 5) -> int:
+    """How many GETs Redis ran while this gateway answered `reads` reads with this token (200 each)."""
+    gets = await _gets(redis)
+    for _ in range(reads):
+        assert (await http("GET", f"{url}/api/users/me", headers=bearer(token))).status == 200
+    return await _gets(redis) - gets
+
+
+async def _remembered(http: Client, url: str, token: str, redis: Redis) -> None:
+    """Wait until the gateway answers from its memory: its invalidation channel may be reopening
+    (a moment after Redis restarted, one attempt a second)."""
+    for _ in range(100):
+        if await _redis_gets_for(http, url, token, redis) <= 1:
+            return
+        await asyncio.sleep(0.05)
+    pytest.fail("the gateway did not remember the session")
+
+
+async def test_a_process_remembers_a_session_and_forgets_it_when_its_key_changes(
+    http: Client, gateway: str, upstream: Stub, redis: Redis
+) -> None:
+    """The session memory (GATEWAY_SESSION_MEMORY_TTL): hits cost no Redis round trip, and any
+    change of the key in Redis, by anyone, is seen by the very next request."""
+    token, sid = await upstream.session("remembered-user")
+    me = f"{gateway}/api/users/me"
+    await _remembered(http, gateway, token, redis)
+    assert await _redis_gets_for(http, gateway, token, redis, reads=20) <= 1  # one refill at most
+    assert (await http("GET", me, headers=bearer(token))).json()["credential"]["uid"] == "remembered-user"
+    cached = (await redis.get(cache_key(sid))) or b""
+    await redis.set(cache_key(sid), cached.replace(b"remembered-user", b"rewritten-user"), ex=60)
+    reply = await http("GET", me, headers=bearer(token))  # the very next request sees the new value
+    assert reply.json()["credential"]["uid"] == "rewritten-user"
+    calls = (await upstream.state())["validate_calls"]
+    await redis.delete(cache_key(sid))
+    assert (await http("GET", me, headers=bearer(token))).status == 200
+    assert (await upstream.state())["validate_calls"] == calls + 1  # gone from memory too: auth asked
+    await upstream.revoke(sid)
+    assert (await http("GET", me, headers=bearer(token))).status == 401
+
+
+async def test_a_revocation_reaches_every_gateway_process_before_its_answer(
+    http: Client, gateway: str, upstream: Stub, redis: Redis, start_gateway: Callable[..., Process]
+) -> None:
+    other = url_of(start_gateway())
+    token, sid = await upstream.session("two-gateways")
+    for url in (gateway, other):
+        await _remembered(http, url, token, redis)
+    await upstream.revoke(sid)
+    assert (await http("GET", f"{other}/api/users/me", headers=bearer(token))).status == 401
+    assert (await http("GET", f"{gateway}/api/users/me", headers=bearer(token))).status == 401
+
+
+async def test_a_lost_invalidation_channel_turns_the_memory_off_until_it_is_back(
+    http: Client, gateway: str, upstream: Stub, redis: Redis
+) -> None:
+    token, _ = await upstream.session("channel-user")
+    await _remembered(http, gateway, token, redis)
+    channels = [c["id"] for c in await redis.client_list(_type="pubsub")]
+    assert channels  # the gateways' invalidation channels (CLIENT TRACKING ... BCAST, to themselves)
+    for client_id in channels:
+        await redis.client_kill_filter(_id=client_id)
+    assert await _redis_gets_for(http, gateway, token, redis) >= 5  # no memory without invalidations
+    await _remembered(http, gateway, token, redis)  # the channel is opened again
+
+
+async def test_the_memory_can_be_turned_off(
+    http: Client, upstream: Stub, redis: Redis, start_gateway: Callable[..., Process]
+) -> None:
+    off = url_of(start_gateway(session_memory_ttl="0"))
+    token, _ = await upstream.session("no-memory")
+    assert (await http("GET", f"{off}/api/users/me", headers=bearer(token))).status == 200
+    assert await _redis_gets_for(http, off, token, redis) >= 5
