@@ -93,6 +93,7 @@ MEANINGS: dict[str, str] = {
     "GATEWAY_CIRCUIT_COOLDOWN": "seconds it stays marked down at most (the `Retry-After`); a successful `/health` probe ends it sooner",
     "GATEWAY_REDIS_TIMEOUT": "Redis budget per call before falling back to the auth service",
     "GATEWAY_REDIS_COOLDOWN": "seconds Redis is bypassed after it failed",
+    "GATEWAY_SESSION_MEMORY_TTL": "seconds each gateway process remembers a session it found in Redis (forgotten at once when Redis says its key changed: a revocation); 0 turns it off",
     "GATEWAY_RATE_LIMIT": "requests per client per unit; 0 turns the limit off",
     "GATEWAY_RATE_LIMIT_UNIT": "`second`, `minute`, `hour` or `day`",
     "GATEWAY_TRUSTED_PROXIES": "peers whose `X-Forwarded-For` is believed",
