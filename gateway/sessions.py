@@ -111,7 +111,7 @@ class SessionMemory:
     PING = 1.0  # seconds between pings on the channel, and between attempts to open it
     RETRY_REFUSED = 60.0  # seconds before asking again a Redis that refused tracking
 
-    def __init__(self, lean: LeanRedis, ttl: float, *, size: int = 100_000, timeout: float = 1.0) -> None:
+    def __init__(self, lean: LeanRedis, ttl: float, *, size: int = 10_000, timeout: float = 1.0) -> None:
         self.ttl = ttl
         self.size = size
         self.timeout = timeout
