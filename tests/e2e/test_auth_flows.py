@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+from pathlib import Path
+
 import pytest
 
 from tests.support.http import ALLOWED_ORIGIN, Client, bearer, cookie
-from tests.support.system import System
+from tests.support.processes import url_of
+from tests.support.system import System, gateway_process
 from tests.support.users import PASSWORD, login, new_email, signup
 
 pytestmark = pytest.mark.e2e
@@ -163,3 +168,49 @@ async def test_sessions_show_the_client_device_and_address(http: Client, system:
     assert current["ip"] == "127.0.0.1"
     # The gateway's own User-Agent never stands in for the client's.
     assert all(item["userAgent"] != "canvas-verse-gateway" for item in items)
+
+
+async def test_a_revoked_token_fails_every_request_sent_after_the_revocation_under_load(
+    http: Client, system: System, data_dir: Path
+) -> None:
+    """Each gateway process remembers sessions (GATEWAY_SESSION_MEMORY_TTL): 8 readers on two gateway
+    processes read with one token while another session of the user revokes it through one of them.
+    Every read sent after the revocation's answer arrived is 401, in both processes."""
+    second, _ = gateway_process("gateway-second", data_dir / "logs" / "e2e", system.gateway_env)
+    second.start()
+    try:
+        user = await signup(http, system.url)
+        token = (await login(http, system.url, user.email)).json()["token"]
+        gateways = [system.url, url_of(second)]
+        ledger: list[tuple[float, int]] = []
+        revoked_at = float("inf")
+        warm, done = asyncio.Event(), asyncio.Event()
+
+        async def reader(url: str) -> None:
+            while not done.is_set():
+                sent = time.monotonic()
+                reply = await http("GET", f"{url}/api/users/me", headers=bearer(token))
+                ledger.append((sent, reply.status))
+                if len(ledger) >= 200:
+                    warm.set()  # both processes remember the session by now
+                if sum(1 for t, _ in ledger[-400:] if t > revoked_at) >= 400:
+                    done.set()
+
+        readers = [asyncio.ensure_future(reader(gateways[i % 2])) for i in range(8)]
+        await warm.wait()
+        target = next(
+            s["id"]
+            for s in (await user.call("GET", "/api/auth/sessions")).json()["items"]
+            if not s["current"]
+        )
+        assert (await user.call("DELETE", f"/api/auth/sessions/{target}")).status == 204
+        revoked_at = time.monotonic()
+        await asyncio.gather(*readers)
+    finally:
+        second.stop()
+    before = [status for sent, status in ledger if sent < revoked_at]
+    after = [status for sent, status in ledger if sent > revoked_at]
+    assert set(before) <= {200, 401}
+    assert before.count(200) >= 200
+    assert len(after) >= 400
+    assert set(after) == {401}
