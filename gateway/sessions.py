@@ -22,7 +22,7 @@ gateway process before the revoking answer reaches its client: a revoked token s
 next request. The memory is used only while its channel is open (a lost channel forgets everything
 at once), only while Redis is not bypassed, and only entries read after the channel opened whose
 lookup no invalidation overtook; the channel is pinged every second, so a silently dead one is
-dropped within `redis_timeout` of the next ping.
+dropped within a second (or `redis_timeout`, if longer) of the next ping.
 """
 
 from __future__ import annotations
@@ -166,12 +166,14 @@ class SessionMemory:
             pause = self.PING
             try:
                 await self._listen()
-            except REDIS_UNAVAILABLE as exc:
-                log.info("session_memory_channel_lost", error=str(exc))
-            except ResponseError as exc:
-                if not str(exc).startswith("LOADING"):  # a Redis before 6.0, an ACL without CLIENT...
+            except ResponseError as exc:  # refused: a Redis before 6.0, an ACL without CLIENT, ...
+                if not str(exc).startswith("LOADING"):  # (not a Redis still reading its AOF)
                     log.warning("session_memory_off", error=str(exc), retry_seconds=self.RETRY_REFUSED)
                     pause = self.RETRY_REFUSED
+            except REDIS_UNAVAILABLE as exc:
+                log.info("session_memory_channel_lost", error=str(exc))
+            except Exception:  # the memory stays off until the channel is back; the loop never ends
+                log.exception("session_memory_channel_failed")
             await asyncio.sleep(pause)
 
     async def _listen(self) -> None:
@@ -212,7 +214,7 @@ class SessionValidator:
         self._replace = redis.register_script(_REPLACE_PLACEHOLDER)
         self._lean = LeanRedis.like(redis)
         timeout = redis.connection_pool.connection_kwargs.get("socket_timeout") or 1.0
-        self.memory = SessionMemory(self._lean, memory_ttl, timeout=max(timeout, 0.5))
+        self.memory = SessionMemory(self._lean, memory_ttl, timeout=max(timeout, 1.0))
         self._remembering: asyncio.Task[None] | None = None
 
     def start(self) -> None:

@@ -227,7 +227,8 @@ class LeanRedis:
     async def _connect(self, on_message: Callable[[Reply], None] | None = None) -> _Connection:
         try:
             async with asyncio.timeout(self._connect_timeout):
-                connection = await self._open(functools.partial(_Connection, self._timeout, on_message))
+                timeout = self._timeout if on_message is None else None
+                connection = await self._open(functools.partial(_Connection, timeout, on_message))
         except TimeoutError as exc:
             raise RedisTimeoutError(f"Timeout connecting to Redis at {self._address}") from exc
         except OSError as exc:  # ssl.SSLError included
@@ -242,7 +243,8 @@ class LeanRedis:
 
     async def subscriber(self, on_message: Callable[[Reply], None]) -> Connection:
         """A connection of its own (not the shared one), for SUBSCRIBE: every pub/sub `message` goes
-        to `on_message`; `send` still answers its own commands (SUBSCRIBE, PING). The caller closes it."""
+        to `on_message`; `send` still answers its own commands (SUBSCRIBE, PING), with no deadline of
+        its own (the caller times them). The caller closes it."""
         return await self._connect(on_message)
 
     async def _connected(self) -> _Connection:
