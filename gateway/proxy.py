@@ -247,8 +247,6 @@ class Proxy:
             body = await upstream.read(resp)
             cookie = self._issued_cookie(body)
         elif session_ended and status == 204:
-            if session is not None and self.validator is not None:
-                self.validator.memory.forget(session.session_id)  # Redis says so too, on its own channel
             cookie = cleared_cookie(secure=self.secure)
         elif cookie_token is not None and session is not None and session.renewed:
             cookie = session_cookie(cookie_token, session.expires_at, secure=self.secure)

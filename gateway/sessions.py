@@ -13,8 +13,8 @@ lookups of one event-loop turn leave in one write): redis-py spends ~110 µs of 
 an MGET per loop turn had only amortised. The rest (placeholder, compare-and-set) stays on redis-py.
 
 In front of Redis, each process keeps the sessions it found there for `GATEWAY_SESSION_MEMORY_TTL`
-seconds (`SessionMemory`, issue 18: a Redis round trip per request was a tenth of the gateway's CPU
-per read), and forgets one the moment Redis says its key changed: Redis's server-assisted client-side
+seconds (`SessionMemory`, issue 18: a proxied read made two Redis round trips, this lookup and the
+canvas service's; bench/FINDINGS.md), and forgets one the moment Redis says its key changed: Redis's server-assisted client-side
 caching, in broadcast mode (`CLIENT TRACKING ... BCAST PREFIX session:`), sends every write or
 deletion of a `session:` key, by anyone, to this process's invalidation channel as it executes it.
 A revocation deletes the key before the auth service answers, so the invalidation reaches every
@@ -146,9 +146,6 @@ class SessionMemory:
         if len(self._entries) >= self.size:
             del self._entries[next(iter(self._entries))]  # the oldest
         self._entries[session.session_id] = (time.monotonic() + min(self.ttl, left), session)
-
-    def forget(self, session_id: str) -> None:
-        self._entries.pop(session_id, None)
 
     def _invalidated(self, message: Reply) -> None:
         """[b"message", channel, [keys]] for written or deleted keys; [..., None] for a flush."""

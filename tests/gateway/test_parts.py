@@ -390,3 +390,37 @@ async def test_an_invalidation_that_overtakes_a_lookup_wins(redis: Redis) -> Non
             await channel
     assert not memory.live
     assert memory.get(session.session_id) is None
+
+
+async def _gets(redis: Redis) -> int:
+    return int((await redis.info("commandstats")).get("cmdstat_get", {}).get("calls", 0))
+
+
+async def test_a_redis_that_refuses_tracking_leaves_the_memory_off_and_lookups_working(
+    redis: Redis, redis_server: RedisServer
+) -> None:
+    """An ACL user without CLIENT: no channel, a warning, the loop still alive, every lookup in Redis."""
+    user, password = "no-client-" + secrets.token_hex(4), secrets.token_hex(16)
+    await redis.acl_setuser(
+        user, enabled=True, passwords=[f"+{password}"], keys=["*"], commands=["+@all", "-client"]
+    )
+    own = make_redis(redis_server.url.replace("redis://", f"redis://{user}:{password}@"), timeout=1.0)
+    validator = _validator(own)
+    memory = validator.memory
+    memory.ttl = 5.0
+    memory.RETRY_REFUSED = 0.05  # ask again quickly, to see the loop survive several refusals
+    validator.start()
+    try:
+        (sid,) = await _cached_sessions(redis, 1)
+        gets = await _gets(redis)
+        for _ in range(5):
+            assert await validator.validate(sid, "rid") is not None
+            await asyncio.sleep(0.05)
+        assert await _gets(redis) >= gets + 5
+        assert not memory.live
+        assert validator._remembering is not None
+        assert not validator._remembering.done()
+    finally:
+        await validator.aclose()
+        await own.aclose()
+        await redis.acl_deluser(user)
