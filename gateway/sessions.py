@@ -14,15 +14,16 @@ an MGET per loop turn had only amortised. The rest (placeholder, compare-and-set
 
 In front of Redis, each process keeps the sessions it found there for `GATEWAY_SESSION_MEMORY_TTL`
 seconds (`SessionMemory`, issue 18: a proxied read made two Redis round trips, this lookup and the
-canvas service's; bench/FINDINGS.md), and forgets one the moment Redis says its key changed:
-Redis's server-assisted client-side caching, in broadcast mode (`CLIENT TRACKING ... BCAST PREFIX
+canvas service's; bench/FINDINGS.md), and forgets one the moment Redis says its key changed: Redis's
+server-assisted client-side caching, in broadcast mode (`CLIENT TRACKING ... BCAST PREFIX
 session:`), sends every write or deletion of a `session:` key, by anyone, to this process's
-invalidation channel as it executes it. A revocation deletes the key before the auth service answers, so the invalidation reaches every
-gateway process before the revoking answer reaches its client: a revoked token still fails at the very
-next request. The memory is used only while its channel is open (a lost channel forgets everything
-at once), only while Redis is not bypassed, and only entries read after the channel opened whose
-lookup no invalidation overtook; the channel is pinged every second, so a silently dead one is
-dropped within a second (or `redis_timeout`, if longer) of the next ping.
+invalidation channel as it executes it. A revocation deletes the key before the auth service
+answers, so the invalidation reaches every gateway process before the revoking answer reaches its
+client: a revoked token still fails at the very next request. The memory is used only while its
+channel is open (a lost channel forgets everything at once), only while Redis is not bypassed, and
+only entries read after the channel opened whose lookup no invalidation overtook; the channel is
+pinged every second, so a silently dead one is dropped within a second (or `redis_timeout`, if
+longer) of the next ping.
 """
 
 from __future__ import annotations
