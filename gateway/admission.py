@@ -43,6 +43,11 @@ _HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"cache-control", b"no-store"),
 ]
+_RAW_HEAD = (
+    b"HTTP/1.1 429 Too Many Requests\r\n"
+    + b"".join(b"%s: %s\r\n" % header for header in _HEADERS)
+    + b"x-request-id: "
+)
 REFUSED = Counter(
     "canvasverse_gateway_password_refused_total",
     "Requests to password routes refused (429) because the client had too many in flight",
@@ -58,6 +63,12 @@ class PasswordDoor:
         self.trusted_proxies = frozenset(trusted_proxies)
         self.cap = cap
         self.in_flight: dict[str, int] = {}  # password requests in flight per client address
+        self._raw = {
+            f"{method} {route.template}".encode(): endpoint
+            for route in table.static.values()
+            for method, endpoint in route.endpoints.items()
+            if endpoint.hashes
+        }
         self.access_log = access_log and logging.getLogger(LOGGER).isEnabledFor(logging.INFO)
         self.log = structlog.get_logger(LOGGER)
 
@@ -73,6 +84,21 @@ class PasswordDoor:
         rid = valid_request_id(raw.decode("latin-1"))
         self._refused(endpoint, rid, client)
         return 429, [*_HEADERS[:1], *_HEADERS[2:], (b"x-request-id", rid.encode())], _BODY
+
+    def raw_targets(self) -> frozenset[bytes]:
+        """The request lines' `METHOD /path` of the password routes with a fixed path: what
+        `raw_refusal` may answer from the raw bytes (shared/server.py)."""
+        return frozenset(self._raw)
+
+    def raw_refusal(self, target: bytes, peer: str, request_id: bytes) -> bytes | None:
+        """The whole HTTP/1.1 refusal for a request to `target` (one of `raw_targets`) from `peer`,
+        or None: the protocol's cheapest path, before the request is parsed into a scope. A peer
+        that is a trusted proxy is left to the scope's path, which reads X-Forwarded-For."""
+        if peer in self.trusted_proxies or self.in_flight.get(peer, 0) < self.cap:
+            return None
+        rid = valid_request_id(request_id.decode("latin-1"))
+        self._refused(self._raw[target], rid, peer)
+        return _RAW_HEAD + rid.encode() + b"\r\n\r\n" + _BODY
 
     def _refused(self, endpoint: Endpoint, request_id: str, client: str) -> None:
         REFUSED.inc()

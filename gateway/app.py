@@ -115,6 +115,7 @@ def create_app(settings: GatewaySettings) -> Litestar:
     front = ApiFront(app, RequestIdMiddleware(other), proxy, limit, settings)
     app.asgi_handler = front
     app.state.fast_answer = front.door.fast_answer  # shared/server.py's hook: refusals with no ASGI task
+    app.state.raw_refusals = front.door  # and its cheapest: refusals from a request's raw bytes
     return app
 
 

@@ -77,7 +77,7 @@ import os
 from collections import deque
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Protocol
 
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
@@ -85,10 +85,27 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 FastAnswer = tuple[int, list[tuple[bytes, bytes]], bytes]
 FastAnswerHook = Callable[[dict[str, Any]], FastAnswer | None]
 
+
+class RawRefusals(Protocol):
+    """An app's refusals answerable from a request's raw bytes (`state.raw_refusals`)."""
+
+    def raw_targets(self) -> frozenset[bytes]:
+        """`METHOD /path` of the request lines it may answer."""
+        ...
+
+    def raw_refusal(self, target: bytes, peer: str, request_id: bytes) -> bytes | None:
+        """The whole HTTP/1.1 answer (status line to body, kept alive), or None to serve the
+        request as usual."""
+        ...
+
+
 MAX_HEADER_BYTES = int(os.environ.get("HTTP_MAX_HEADER_BYTES", "16384"))
 HEAD_TIMEOUT = float(os.environ.get("HTTP_HEAD_TIMEOUT", "10"))
 BODY_TIMEOUT = float(os.environ.get("HTTP_BODY_TIMEOUT", "30"))
 READS_PER_ADDRESS_PER_TURN = int(os.environ.get("HTTP_READS_PER_ADDRESS_PER_TURN", "8"))
+# What a read costs of its address's budget in a turn, in units of one raw refusal (see the module
+# docstring): a refusal answered from the raw bytes costs a fraction of a request parsed and served.
+_READ_COST = int(os.environ.get("HTTP_RAW_REFUSALS_PER_READ", "2"))
 # The request line is not a header; a long URL is allowed this much on top of the header limit
 # while the head is still arriving.
 _REQUEST_LINE_ALLOWANCE = 8192
@@ -107,6 +124,32 @@ _431_BODY = (
     b'{"status":431,"title":"Request Header Fields Too Large",'
     b'"detail":"Request headers are limited to %d bytes in total"}'
 )
+
+
+def _raw_request(data: bytes, targets: frozenset[bytes]) -> tuple[bytes, bytes] | None:
+    """`(METHOD /path, X-Request-Id)` of `data` if it is exactly one whole HTTP/1.1 request to one of
+    `targets`: its head within the header limit, one Content-Length and the whole body, nothing
+    after it, and none of the headers that change how it is read or answered (Transfer-Encoding,
+    Connection, Expect). Else None."""
+    end = data.find(b"\r\n\r\n")
+    line_end = data.find(b"\r\n")
+    if end < 0 or line_end < 9 or end > MAX_HEADER_BYTES or not data.startswith(b" HTTP/1.1", line_end - 9):
+        return None
+    target = data[: line_end - 9]
+    if target not in targets:
+        return None
+    head = data[line_end : end + 2].lower()  # each header line starts with CRLF
+    at = head.find(b"\r\ncontent-length:")
+    if at < 0 or head.find(b"\r\ncontent-length:", at + 1) >= 0:
+        return None
+    length = head[at + 17 : head.index(b"\r\n", at + 2)].strip()
+    if not length.isdigit() or len(data) != end + 4 + int(length):
+        return None
+    if b"\r\ntransfer-encoding:" in head or b"\r\nconnection:" in head or b"\r\nexpect:" in head:
+        return None
+    at = head.find(b"\r\nx-request-id:")
+    rid = data[line_end + at + 15 : line_end + head.index(b"\r\n", at + 2)].strip() if at >= 0 else b""
+    return target, rid
 
 
 class _CoalescingWriter:
@@ -181,27 +224,30 @@ class _FlowControl(FlowControl):
 
 
 class _FairReading:
-    """The reads each client address has used in this event-loop turn, and the connections waiting
-    for a read in a later one (see the module docstring). One per event loop."""
+    """The budget each client address has used in this event-loop turn, and the connections waiting
+    for a turn in a later one (see the module docstring). One per event loop. Budgets are in units
+    of one raw refusal; a read costs `_READ_COST` of them."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, budget: int) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, reads: int) -> None:
         self.loop = loop
-        self.budget = budget
+        self.budget = reads * _READ_COST
         self.used: dict[str, int] = {}
         self.waiting: dict[str, deque[LimitedHttpToolsProtocol]] = {}  # in round-robin order
         self.turn_ending = False
 
-    def admit(self, address: str) -> bool:
-        """Take one of `address`'s reads of this turn; False when it has none left, or when others
-        of its connections are already waiting (they go first)."""
-        used = self.used.get(address, 0)
-        if used >= self.budget or address in self.waiting:
+    def admit(self, address: str, cost: int = _READ_COST) -> bool:
+        """Take `cost` of `address`'s budget of this turn; False when it has not that much left, or
+        when others of its connections are already waiting (they go first)."""
+        if not self.has(address, cost):
             return False
-        self._use(address, used)
+        self._use(address, self.used.get(address, 0) + cost)
         return True
 
+    def has(self, address: str, cost: int) -> bool:
+        return self.used.get(address, 0) + cost <= self.budget and address not in self.waiting
+
     def _use(self, address: str, used: int) -> None:
-        self.used[address] = used + 1
+        self.used[address] = used
         if not self.turn_ending:  # the budgets are reset once, at the start of the next turn
             self.turn_ending = True
             self.loop.call_soon(self._next_turn)
@@ -221,14 +267,16 @@ class _FairReading:
         self.used.clear()
         for address in list(self.waiting):
             line = self.waiting.pop(address)
-            for _ in range(min(self.budget, len(line))):
-                self._use(address, self.used.get(address, 0))
+            used = 0
+            while line and used < self.budget:  # (the last one may overrun it by less than a read)
                 connection = line.popleft()
                 try:
-                    connection.resume_deferred()
+                    used += connection.resume_deferred()
                 except Exception as exc:  # as asyncio does for a protocol's data_received: log, go on
                     self.loop.call_exception_handler({"message": "fair reading", "exception": exc})
                     connection.transport.close()
+                    used += _READ_COST
+                self._use(address, used)
             if line:  # still waiting: to the end of the round
                 self.waiting.setdefault(address, deque()).extendleft(reversed(line))
 
@@ -261,6 +309,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._refused = False  # answered 431: the rest of what the client sent is ignored
         self._linger_left = _LINGER_BYTES
         self._stopping = False  # the server is stopping: every answer from now on closes its connection
+        self._between = True  # no request begun and unanswered on this connection (raw refusals)
+        self._raw: RawRefusals | None = None
+        self._raw_targets: frozenset[bytes] = frozenset()
 
     # Deadlines: the head's, the body's, the idle keep-alive's and the 431 linger's, one at a time.
     # One timer per connection, not one per deadline: setting a later deadline only moves
@@ -318,6 +369,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self.transport = _CoalescingWriter(transport, self.loop)  # type: ignore[assignment]
         self.address = self.client[0] if self.client else ""
         self._fair = fair_reading(self.loop)
+        self._raw = getattr(getattr(self.app, "state", None), "raw_refusals", None)
+        if self._raw is not None:
+            self._raw_targets = self._raw.raw_targets()
         self._arm(HEAD_TIMEOUT)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -340,6 +394,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._held:  # already waiting for a turn (reading is paused: this is not expected)
             self._held.append(data)
             return
+        fair = self._fair
+        if (
+            self._raw_targets
+            and self._ready_for_raw()
+            and (fair is None or fair.has(self.address, 1))
+            and self._refuse_raw(data)
+        ):
+            if fair is not None:
+                fair.admit(self.address, 1)
+            return
         if self._fair is not None and not self._fair.admit(self.address):
             self._held.append(data)
             self._unset_keepalive_if_required()  # it has a request coming: no keep-alive expiry
@@ -348,14 +412,41 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         self._parse(data)
 
-    def resume_deferred(self) -> None:
-        """This connection's turn has come: parse what it read, and read again."""
+    def resume_deferred(self) -> int:
+        """This connection's turn has come: parse what it read, and read again. What it cost of its
+        address's budget: 1 if it was a raw refusal, else a read's."""
         data = b"".join(self._held)
         self._held.clear()
         if self.transport.is_closing():
-            return
-        self._parse(data)
+            return 0
+        if self._raw_targets and self._ready_for_raw() and self._refuse_raw(data):
+            cost = 1
+        else:
+            cost = _READ_COST
+            self._parse(data)
         self._flow.resume_fair()
+        return cost
+
+    def _ready_for_raw(self) -> bool:
+        """No request begun and unanswered on this connection: what arrives starts a new one."""
+        cycle = self.cycle
+        return self._between and not self.pipeline and (cycle is None or cycle.response_complete)
+
+    def _refuse_raw(self, data: bytes) -> bool:
+        """Answer `data` from its raw bytes if it is one whole request that the app's `raw_refusals`
+        refuses; else False, and nothing happened (the parser's way answers the same)."""
+        request = None if self._stopping else _raw_request(data, self._raw_targets)
+        if request is None:
+            return False
+        assert self._raw is not None
+        answer = self._raw.raw_refusal(request[0], self.address, request[1])
+        if answer is None:
+            return False
+        self.transport.write(answer)
+        self.server_state.total_requests += 1
+        self._arm(self.timeout_keep_alive)  # idle again, as after any answer
+        self._idle = True
+        return True
 
     def _parse(self, data: bytes) -> None:
         if self._in_head:
@@ -393,6 +484,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._refused:  # a request pipelined behind the refused one, in the same read
             return
         super().on_message_begin()
+        self._between = False
         self._in_head = True
         self._header_bytes = 0
         if not self._deadline_at:  # a later request on a kept-alive connection
@@ -444,6 +536,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return
         self._disarm()
         super().on_message_complete()
+        self._between = True
         cycle = self.cycle
         answered = cycle is not None and cycle.response_complete
         # Answered before its body had all arrived (a refusal, an early error): idle from now.

@@ -8,6 +8,7 @@ import secrets
 import statistics
 import time
 from collections import Counter
+from collections.abc import Awaitable
 from pathlib import Path
 
 import aiohttp
@@ -19,6 +20,7 @@ from bench.load import Target, measure, median_run, warm
 from bench.report import Outcome, Run, Verdict, ms
 from bench.scenarios.base import Scenario, check_errors
 from bench.scenarios.s8_memory import rss_mib
+from gateway.admission import REFUSED_DETAIL
 
 READERS = 16
 FLOODERS = 250
@@ -28,6 +30,7 @@ GOAL_REFUSAL_P99_MS = 50.0
 PROCESSES = ("gateway", "auth")
 STATUS_MARKER = "FLOOD_STATUS "
 FLOOD_ADDRESS = "127.0.0.2"  # the flooding client; the others connect from 127.0.0.1
+DOOR_DETAIL = REFUSED_DETAIL.encode()  # in the body of the gateway's own refusal, not the auth service's
 ANSWERED = (201, 401, 429, 503)  # a signup, a wrong password, or a refusal: anything else is an error
 
 # wrk, closed loop: signups with new emails and logins with a wrong password, alternating. Each
@@ -110,11 +113,15 @@ async def run_flood(gateway: str, seconds: float, workdir: Path) -> tuple[Run, C
 
 class Probe:
     """Two of the flooding client's connections, from aiohttp: the same requests as the flood, with
-    each answer's status and latency kept, so the refusals' own p99 can be read."""
+    each answer's status and latency kept, so the refusals' own p99 can be read. Each refusal is
+    also kept with who refused it (the gateway's password door or the auth service) and whether it
+    was answered while the others were being measured, for the report's breakdown."""
 
     def __init__(self) -> None:
         self.statuses: Counter[int] = Counter()
         self.refused_ms: list[float] = []
+        self.refusals: list[tuple[float, str, float]] = []  # (answered at, by whom, ms)
+        self.others_from = self.others_to = 0.0  # when the others were measured (monotonic clock)
 
     async def run(self, gateway: str, seconds: float) -> None:
         connector = aiohttp.TCPConnector(limit=PROBES, local_addr=(FLOOD_ADDRESS, 0))
@@ -130,17 +137,37 @@ class Probe:
                     password = PASSWORD if path.endswith("signup") else "wrong password"
                     body = {"email": f"probe-{secrets.token_hex(6)}@example.com", "password": password}
                     started = time.perf_counter()
+                    text = b""
                     try:
                         async with http.post(gateway + path, json=body) as resp:
-                            await resp.read()
+                            text = await resp.read()
                             status = resp.status
                     except (aiohttp.ClientError, TimeoutError):
                         status = 0
                     self.statuses[status] += 1
                     if status in (429, 503):
-                        self.refused_ms.append((time.perf_counter() - started) * 1000)
+                        took = (time.perf_counter() - started) * 1000
+                        self.refused_ms.append(took)
+                        by = "gateway" if DOOR_DETAIL in text else "auth service"
+                        self.refusals.append((time.monotonic(), by, took))
 
             await asyncio.gather(*(connection(n) for n in range(PROBES)))
+
+    async def while_measuring(self, measuring: Awaitable[Run]) -> Run:
+        """Await the others' measurement, noting when it ran."""
+        self.others_from = time.monotonic()
+        try:
+            return await measuring
+        finally:
+            self.others_to = time.monotonic()
+
+    def add_breakdown(self, parts: dict[str, list[float]]) -> None:
+        """Add the refusals' latencies to `parts` by who refused them, and by whether the others were
+        being measured when the answer came."""
+        for at, by, took in self.refusals:
+            parts.setdefault(f"by the {by}", []).append(took)
+            during = self.others_from <= at <= self.others_to
+            parts.setdefault("while the others read" if during else "before or after them", []).append(took)
 
     @staticmethod
     def p(values: list[float], q: float) -> float | None:
@@ -148,6 +175,14 @@ class Probe:
             return None
         ordered = sorted(values)
         return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+def refusals_note(parts: dict[str, list[float]]) -> str:
+    listed = "; ".join(
+        f"{name} {len(values):,} ({ms(Probe.p(values, 0.5))} / {ms(Probe.p(values, 0.99))})"
+        for name, values in sorted(parts.items())
+    )
+    return f"Refusals on the probe connections, all rounds, count (p50 / p99 ms): {listed}."
 
 
 async def run(ctx: Context, out: Outcome) -> None:
@@ -173,6 +208,7 @@ async def run(ctx: Context, out: Outcome) -> None:
     floods: list[Run] = []
     statuses: Counter[int] = Counter()
     refusal_p99s: list[float] = []
+    parts: dict[str, list[float]] = {}
     for _ in range(ctx.options.rounds):  # each round: the others alone, then during a flood
         alones.append(await measure(ctx, alone_target, READERS))
         probe = Probe()
@@ -180,8 +216,9 @@ async def run(ctx: Context, out: Outcome) -> None:
             run_flood(gateway, flood_seconds, ctx.workdir), probe.run(gateway, flood_seconds)
         )
         await asyncio.sleep(ctx.options.warmup + 1)  # the flood in full swing before the others are measured
-        durings.append(await measure(ctx, during_target, READERS))
+        durings.append(await probe.while_measuring(measure(ctx, during_target, READERS)))
         (flood_run, flood_statuses), _ = await flooding
+        probe.add_breakdown(parts)
         floods.append(flood_run)
         statuses.update(flood_statuses)
         statuses.update(probe.statuses)
@@ -216,6 +253,7 @@ async def run(ctx: Context, out: Outcome) -> None:
         f"{', '.join(ms(v) for v in refusal_p99s)} ms (goal ≤ {GOAL_REFUSAL_P99_MS:.0f} ms at the median); "
         f"all flood answers (wrk, median round) p99 {ms(flood_run.p99_ms)} ms."
     )
+    out.notes.append(refusals_note(parts))
     out.notes.append(
         f"Others ({READERS} connections: `/api/users/me`, a private and a public canvas), p99 per round "
         f"alone {', '.join(ms(a.p99_ms) for a in alones)} ms, during the flood "
@@ -247,7 +285,9 @@ limits and fair reading would see them in production): `POST /api/auth/signup` w
 wrk ({FLOODERS - PROBES} connections, a Lua script that counts each status): an attacker's own
 machine would carry that load, so the cheapest generator leaves the most of this machine's two cores
 to the system under test. {PROBES} more connections of the same client, from aiohttp in the harness,
-time each answer, which gives the refusals' own p99. Each round measures the others alone, then
+time each answer, which gives the refusals' own p99; the report also breaks these down by who
+refused (the gateway's password door or the auth service) and by whether the others were being
+measured at the time. Each round measures the others alone, then
 during a flood of its own ({"{"}`--rounds`{"}"}, default 5); the ratios and the refusals' p99 are judged at
 the median of the rounds. Goal (issue 14): the others get no errors and a
 p99 at most {GOAL_RATIO}x their p99 alone; the flood's excess is refused (429 from the gateway's or
