@@ -104,8 +104,9 @@ HEAD_TIMEOUT = float(os.environ.get("HTTP_HEAD_TIMEOUT", "10"))
 BODY_TIMEOUT = float(os.environ.get("HTTP_BODY_TIMEOUT", "30"))
 READS_PER_ADDRESS_PER_TURN = int(os.environ.get("HTTP_READS_PER_ADDRESS_PER_TURN", "8"))
 # What a read costs of its address's budget in a turn, in units of one raw refusal (see the module
-# docstring): a refusal answered from the raw bytes costs a fraction of a request parsed and served.
-_READ_COST = int(os.environ.get("HTTP_RAW_REFUSALS_PER_READ", "2"))
+# docstring): a refusal answered from the raw bytes costs less than half of a request parsed and
+# served (18 against 40 µs of the gateway's CPU for the same refusal, bench/FINDINGS.md).
+_READ_COST = 2
 # The request line is not a header; a long URL is allowed this much on top of the header limit
 # while the head is still arriving.
 _REQUEST_LINE_ALLOWANCE = 8192

@@ -153,3 +153,78 @@ async def _refused_on_one_connection(gateway: str) -> None:
         assert b"\r\nconnection: close\r\n" in answer.lower()
     finally:
         writer.close()
+
+
+async def test_refusals_from_the_raw_bytes_answer_as_the_parsed_ones(
+    http: Client, start_gateway: Callable[..., Process], upstream: Stub
+) -> None:
+    """shared/server.py answers a refused password request from its raw bytes when it is one plain
+    request; any other shape goes through the parser. Both must give the same answer, count in
+    the same metric, and leave the connection usable."""
+    gateway = url_of(start_gateway(password_client_in_flight=1))
+    parts = urlsplit(gateway)
+    body = b'{"email": "a@example.com", "password": "x"}'
+
+    def post(extra: bytes = b"", path: bytes = b"/api/auth/login") -> bytes:
+        head = b"POST %s HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n%s" % (path, extra)
+        return head + b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+
+    async def answers(
+        reader: asyncio.StreamReader, count: int
+    ) -> list[tuple[bytes, dict[bytes, bytes], bytes]]:
+        got = []
+        for _ in range(count):
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            lines = head.split(b"\r\n")
+            headers = dict(line.lower().split(b": ", 1) for line in lines[1:] if line)
+            got.append((lines[0], headers, await reader.readexactly(int(headers[b"content-length"]))))
+        return got
+
+    async def refused_count() -> float:
+        text = (await http("GET", f"{gateway}/metrics")).body.decode()
+        line = next(
+            x for x in text.splitlines() if x.startswith("canvasverse_gateway_password_refused_total ")
+        )
+        return float(line.split()[1])
+
+    login = {"email": "a@example.com", "password": "x"}
+    await upstream.state(hold_logins=True)
+    held = asyncio.create_task(http("POST", f"{gateway}/api/auth/login", json=login))
+    try:
+        for _ in range(200):
+            if (await upstream.state()).get("logins_waiting") == 1:
+                break
+            await asyncio.sleep(0.05)
+        before = await refused_count()
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        try:
+            writer.write(post(b"X-Request-Id: raw-1\r\n"))  # the raw path
+            [raw] = await answers(reader, 1)
+            writer.write(post(b"X-Request-Id: parsed-1\r\nConnection: keep-alive\r\n"))  # the parser's
+            [parsed] = await answers(reader, 1)
+            assert raw[0] == parsed[0] == b"HTTP/1.1 429 Too Many Requests"
+            assert raw[1].pop(b"x-request-id") == b"raw-1"
+            assert parsed[1].pop(b"x-request-id") == b"parsed-1"
+            assert raw[1] == parsed[1]
+            assert raw[1][b"retry-after"] == b"1"
+            assert raw[2] == parsed[2]
+            assert b'"status":429' in raw[2]
+            writer.write(post(b"X-Request-Id: not a valid id\r\n"))  # replaced, as everywhere
+            [(_, headers, _)] = await answers(reader, 1)
+            assert len(headers[b"x-request-id"]) == 36
+            writer.write(post() + post(path=b"/api/auth/signup"))  # pipelined: the parser's way, in order
+            assert [a[0] for a in await answers(reader, 2)] == [b"HTTP/1.1 429 Too Many Requests"] * 2
+            writer.write(post()[:-5])  # the body not all there yet: the parser's way
+            await writer.drain()
+            await asyncio.sleep(0.1)
+            writer.write(post()[-5:])
+            assert (await answers(reader, 1))[0][0] == b"HTTP/1.1 429 Too Many Requests"
+            writer.write(b"GET /api/canvases HTTP/1.1\r\nHost: t\r\n\r\n")  # still usable
+            assert (await answers(reader, 1))[0][0] == b"HTTP/1.1 200 OK"
+        finally:
+            writer.close()
+        assert await refused_count() == before + 6
+        assert (await upstream.state())["logins_waiting"] == 1  # none of them was forwarded
+    finally:
+        await upstream.state(hold_logins=False)
+    assert (await held).status == 200

@@ -424,3 +424,32 @@ async def test_a_redis_that_refuses_tracking_leaves_the_memory_off_and_lookups_w
         await validator.aclose()
         await own.aclose()
         await redis.acl_deluser(user)
+
+
+async def test_the_door_refuses_from_raw_bytes_as_from_a_scope() -> None:
+    """gateway/admission.py's `raw_refusal` (shared/server.py's cheapest path) gives the bytes of the
+    answer its ASGI path sends, for the same client over its cap, and leaves the rest to the scope."""
+    from gateway.app import create_app
+
+    app = create_app(from_env(GatewaySettings, "GATEWAY_", {"GATEWAY_TRUSTED_PROXIES": '["10.0.0.5"]'}))
+    door: PasswordDoor = app.state.raw_refusals  # what the protocol finds on the app
+    hashing = {f"{e.method} {e.template}".encode() for e in ENDPOINTS if e.hashes and "{" not in e.template}
+    assert door.raw_targets() == hashing
+    assert b"POST /api/auth/login" in hashing
+    assert door.raw_refusal(b"POST /api/auth/login", "192.0.2.7", b"r-1") is None  # nothing in flight
+    door.in_flight["192.0.2.7"] = door.in_flight["10.0.0.5"] = door.cap
+    assert door.raw_refusal(b"POST /api/auth/login", "10.0.0.5", b"r-1") is None  # a proxy: the scope's way
+    raw = door.raw_refusal(b"POST /api/auth/login", "192.0.2.7", b"r-1")
+    assert raw is not None
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/api/auth/login", "headers": [], "state": {}}
+    await door({**scope, "client": ("192.0.2.7", 1)}, None, send)  # type: ignore[arg-type]
+    head, body = raw.split(b"\r\n\r\n", 1)
+    status_line, *lines = head.split(b"\r\n")
+    assert status_line == b"HTTP/1.1 %d Too Many Requests" % sent[0]["status"]
+    assert sorted(lines) == sorted([b"%s: %s" % h for h in sent[0]["headers"]] + [b"x-request-id: r-1"])
+    assert body == sent[1]["body"]
