@@ -8,7 +8,9 @@ Why in front of everything (issue 14): a flood of refused requests must cost as 
 and hold no turn of the event loop that the other clients' requests are waiting for. Served by
 uvicorn with `shared.server:LimitedHttpToolsProtocol` (every deployment here), the refusal is
 written from the HTTP parser's callback through the protocol's `fast_answer` hook: no ASGI task, no
-middleware, no framework. Served any other way, the same check runs first in the /api front
+middleware, no framework; and for a plain request to a route with a fixed path (the shape a flood
+has), from its raw bytes before the parser runs (`raw_refusal`, the protocol's `raw_refusals`
+hook: 18 against 40 µs of CPU per refusal). Served any other way, the same check runs first in the /api front
 (gateway/front.py), after the request id and before CORS and the rate limit: two `send`s with
 prebuilt headers. Either way the answer carries what every
 `/api` answer carries (X-Request-Id, `X-Content-Type-Options`, `Cache-Control: no-store`), is
