@@ -116,6 +116,7 @@ READS_PER_ADDRESS_PER_TURN = int(os.environ.get("HTTP_READS_PER_ADDRESS_PER_TURN
 # docstring): a refusal answered from the raw bytes costs less than half of a request parsed and
 # served (18 against 40 µs of the gateway's CPU for the same refusal, bench/FINDINGS.md).
 _READ_COST = 2
+_RAW_METHODS = (b"POST ", b"PATCH ", b"PUT ", b"DELETE ")  # those whose requests carry a body
 # The request line is not a header; a long URL is allowed this much on top of the header limit
 # while the head is still arriving.
 _REQUEST_LINE_ALLOWANCE = 8192
@@ -445,7 +446,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def _refuse_raw(self, data: bytes) -> bool:
         """Answer `data` from its raw bytes if it is one whole request that the app's `raw_refusals`
         refuses; else False, and nothing happened (the parser's way answers the same)."""
-        request = None if self._stopping else _raw_request(data, self._raw_targets)
+        if self._stopping or not data.startswith(_RAW_METHODS):  # a GET, most of the time: no search
+            return False
+        request = _raw_request(data, self._raw_targets)
         if request is None:
             return False
         assert self._raw is not None
