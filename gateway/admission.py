@@ -71,6 +71,7 @@ class PasswordDoor:
             for method, endpoint in route.endpoints.items()
             if endpoint.hashes
         }
+        self._raw_targets = frozenset(self._raw)
         self.access_log = access_log and logging.getLogger(LOGGER).isEnabledFor(logging.INFO)
         self.log = structlog.get_logger(LOGGER)
 
@@ -90,7 +91,7 @@ class PasswordDoor:
     def raw_targets(self) -> frozenset[bytes]:
         """The request lines' `METHOD /path` of the password routes with a fixed path: what
         `raw_refusal` may answer from the raw bytes (shared/server.py)."""
-        return frozenset(self._raw)
+        return self._raw_targets
 
     def raw_refusal(self, target: bytes, peer: str, request_id: bytes) -> bytes | None:
         """The whole HTTP/1.1 refusal for a request to `target` (one of `raw_targets`) from `peer`,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,7 +60,7 @@ def get(path: str) -> bytes:
 async def answer(reader: asyncio.StreamReader) -> bytes:
     """One response's body (the app always sends a content-length)."""
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), GIVE_UP)
-    assert head.startswith(b"HTTP/1.1 200 "), head
+    assert head.startswith((b"HTTP/1.1 200 ", b"HTTP/1.1 429 ")), head
     length = next(
         int(line.split(b":", 1)[1])
         for line in head.split(b"\r\n")
@@ -167,3 +168,36 @@ async def test_waiting_connections_closed_by_their_client_are_dropped(server: tu
     assert await ask(probe, "/waiting") == b"0"
     assert int(await ask(probe, "/seq")) > 0  # the address is still served
     probe[1].close()
+
+
+async def test_a_raw_refusal_costs_half_a_read(server: tuple[Process, Path]) -> None:
+    """With one read per address per turn, an address may instead have two refusals answered from
+    the raw bytes (shared/server.py: a read costs two units of the budget, a raw refusal one). One
+    address's 20 refusals and another's 10 reads, all ready in the same turn: each turn answers two
+    refusals and one read, so the reads' numbers are three apart while refusals remain (two apart
+    if a refusal cost a read)."""
+    process, folder = server
+    refusing = [await connect(process, FLOODER) for _ in range(20)]
+    reading = [await connect(process, OTHER) for _ in range(10)]
+    for connection in reading:
+        await ask(connection, "/seq")
+    refuse = b"POST /refuse HTTP/1.1\r\nHost: test\r\nContent-Length: 2\r\n\r\n{}"
+    for _, writer in refusing:  # their first refusals, outside the held turn: they are answered at once
+        writer.write(refuse)
+    for reader, _ in refusing:
+        await answer(reader)
+    holder = await hold_loop(process, folder)
+    for _, writer in refusing:
+        writer.write(refuse)
+        await writer.drain()
+    for _, writer in reading:
+        writer.write(get("/seq"))
+        await writer.drain()
+    await release(folder, holder)
+    refused = sorted([int(await answer(reader)) for reader, _ in refusing])
+    reads = sorted([int(await answer(reader)) for reader, _ in reading])
+    gaps = [b - a for a, b in itertools.pairwise(reads) if b < refused[-1]]
+    assert len(gaps) >= 5, (reads, refused)
+    assert sorted(gaps)[len(gaps) // 2] == 3, (reads, refused)
+    for _, writer in [*refusing, *reading]:
+        writer.close()

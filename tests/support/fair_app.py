@@ -7,6 +7,8 @@ protocol): each request gets the next number of the order the app saw requests i
   so that they are all ready in the same loop turn once it is released.
 - `POST /echo`: the body's length and SHA-256.
 - `GET /waiting`: connections waiting for a turn in shared/server.py's fair reading.
+- `POST /refuse` (a plain request with a Content-Length): refused from its raw bytes by the
+  protocol (`state.raw_refusals`), 429 with the next number as its body.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import hashlib
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from shared.server import fair_reading
@@ -56,3 +59,19 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     headers = [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(answer))]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": answer})
+
+
+class _Refusals:
+    """shared/server.py's `raw_refusals` hook: every `POST /refuse` is refused, and numbered in the
+    same order as the requests the app sees."""
+
+    def raw_targets(self) -> frozenset[bytes]:
+        return frozenset({b"POST /refuse"})
+
+    def raw_refusal(self, target: bytes, peer: str, request_id: bytes) -> bytes | None:
+        _seen[0] += 1
+        body = b"%d" % _seen[0]
+        return b"HTTP/1.1 429 Too Many Requests\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+
+
+app.state = SimpleNamespace(raw_refusals=_Refusals())  # type: ignore[attr-defined]
