@@ -190,8 +190,8 @@ def _header(
         + ("one uvicorn process each" if options.workers == 1 else f"{options.workers} uvicorn workers each")
         + ", uvloop + httptools, "
         "LOG_LEVEL=WARNING, the gateway's rate limiter on with a limit no client reaches), and the load "
-        "generator (wrk, 1 thread; each wrk and each process in a session, so a scheduling group, of its "
-        f"own). Each measured run lasts {options.duration:g} s after "
+        "generator (wrk, 1 thread; all of them in one session, so one scheduling group). "
+        f"Each measured run lasts {options.duration:g} s after "
         f"{options.warmup:g} s of the same load; "
         + (rounds if options.rounds > 1 else "one round per side")
         + ". Latencies are wrk's (closed loop). CPU ms/req: CPU time each process spent during the run "

@@ -2,10 +2,7 @@
 
 Every script ends with a `done()` that prints one `WRK_JSON {...}` line with wrk's own counters and
 latency percentiles (microseconds), so nothing is scraped from wrk's human-readable summary. wrk is
-closed-loop: each connection sends its next request when the previous answer arrived. Each wrk runs
-in a session of its own, as every service does: with Linux's autogroups a session is a scheduling
-group, and two generators in one group (scenario 9's attacker and its victims) would take their CPU
-from each other before the scheduler weighs anything else (bench/FINDINGS.md, 2026-12-08).
+closed-loop: each connection sends its next request when the previous answer arrived.
 """
 
 from __future__ import annotations
@@ -141,7 +138,6 @@ async def run(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             env=None if env is None else dict(env),
-            start_new_session=True,
         )
         out, _ = await proc.communicate()
     finally:

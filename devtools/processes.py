@@ -74,9 +74,16 @@ class Process:
             self.cmd,
             env=self.env,
             cwd=ROOT,
+            stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C in a terminal reaches only the supervisor
+            # A process group of its own, so a Ctrl-C in a terminal reaches only the supervisor; not
+            # a session of its own, which Linux's autogroups would make a scheduling group of its
+            # own: the system's processes share one, so the cores go to threads by their priority
+            # (the auth service's hashing threads at their nice value below everyone's requests)
+            # rather than to each process in equal parts first, which left a busy machine's
+            # processes runnable and not run for up to 0.6 s (bench/FINDINGS.md, 2026-12-08).
+            process_group=0,
         )
         log.close()
         if self.health_url:

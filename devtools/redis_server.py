@@ -90,10 +90,11 @@ class RedisServer:
             "yes",
         ]
         # Its log (and any error it prints before it could open one) goes to redis.log; its own
-        # session, so a Ctrl-C in the terminal reaches only the supervisor, which stops it last.
+        # process group (not session: devtools/processes.py says why), so a Ctrl-C in the terminal
+        # reaches only the supervisor, which stops it last.
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, process_group=0
             )
         try:
             wait_for_redis(self.port, process=self.process)

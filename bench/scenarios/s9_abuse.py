@@ -92,7 +92,6 @@ async def run_flood(gateway: str, seconds: float, workdir: Path) -> tuple[Run, C
     proc = await asyncio.create_subprocess_exec(
         "wrk", "-t1", f"-c{FLOODERS - PROBES}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
         "-s", str(path), gateway, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env,
-        start_new_session=True,
     )  # fmt: skip
     out, _ = await proc.communicate()
     text = out.decode(errors="replace")

@@ -10,10 +10,11 @@ hash takes as long as ever. A flood of password work therefore slows password wo
 (issue 14). `AUTH_HASH_IDLE=true` puts them under `SCHED_IDLE` instead: a request then preempts a
 hash the moment it wakes, but a machine kept busy by anything else starves hashing (a hash 23 ms
 idle, 0.3 s at nice 10 and 39 s under `SCHED_IDLE` beside two busy loops), so it is opt-in.
-Either orders the hashing threads against this process's own threads only: Linux shares the cores
-between scheduling groups first (a container's cgroup under compose; a session's autogroup under
-`make run`, which starts each service in a session of its own), so against the other services the
-auth service weighs as one group whatever its threads' priorities (bench/FINDINGS.md, 2026-12-08).
+Either orders the hashing threads among the threads of their scheduling group only: Linux shares
+the cores between groups first. `make run` keeps the whole system in one group (one session, hence
+one autogroup: devtools/processes.py), so there the hashing threads yield to every service's
+requests; under compose each container is a cgroup of its own, and against the other containers
+the auth service weighs as one group whatever its threads' priorities (bench/FINDINGS.md, 2026-12-08).
 
 The queue in front of the threads is bounded too: with `AUTH_HASH_QUEUE` hashes already running or
 waiting in this app, another one is refused at once with 503 + Retry-After instead of joining
