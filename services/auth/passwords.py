@@ -10,6 +10,8 @@ hash takes as long as ever. A flood of password work therefore slows password wo
 (issue 14). `AUTH_HASH_IDLE=true` puts them under `SCHED_IDLE` instead: a request then preempts a
 hash the moment it wakes, but a machine kept busy by anything else starves hashing (a hash 23 ms
 idle, 0.3 s at nice 10 and 39 s under `SCHED_IDLE` beside two busy loops), so it is opt-in.
+A higher nice value costs the same way, less so: 2.7 s a hash at nice 19 beside the two loops
+(0.4 s at nice 10 in the same run), for a gain in scenario 9 within its noise: 10 is the default.
 Either orders the hashing threads among the threads of their scheduling group only: Linux shares
 the cores between groups first. `make run` keeps the whole system in one group (one session, hence
 one autogroup: devtools/processes.py), so there the hashing threads yield to every service's
